@@ -1,0 +1,299 @@
+// dsmoe — command-line front end. Each subcommand is a thin layer over the library; the flags documented in
+// README.md are a scripting contract.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/threads.h"
+#include "model/checkpoint.h"
+#include "model/model.h"
+#include "train/data.h"
+#include "train/schedule.h"
+#include "train/trainer.h"
+
+using namespace dsmoe;
+namespace fs = std::filesystem;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// ---- dsmoe init ----
+struct InitArgs {
+  std::string config, out, save_dtype = "f32";
+  uint64_t seed = 0;
+};
+int run_init(const InitArgs& a) {
+  Model model(config_from_file(a.config));
+  init_params(model.params, model.config, a.seed);
+  model_save(model, a.out, save_dtype_from_name(a.save_dtype));
+  fmt::print("initialised {} (seed {}) -> {}\n{}\n", a.config, a.seed, a.out, config_summary(model.config));
+  return 0;
+}
+
+// ---- dsmoe eval ----
+struct EvalArgs {
+  std::string model, data;
+  int64_t seq_len = 0, batch = 8;
+  bool json = false;
+};
+int run_eval(const EvalArgs& a) {
+  auto model = model_load(a.model);
+  TokenFile data = TokenFile::open(a.data);
+  data.check_vocab(model->config.vocab_size);
+  const int64_t n_windows = data.n_windows(a.seq_len);
+  check(n_windows > 0, "{} has {} tokens: too short for one window of {} + 1", a.data, data.size(), a.seq_len);
+  Activations acts;
+  std::vector<int32_t> inputs, targets;
+  double nll_sum = 0.0;
+  int64_t tokens = 0;
+  for (int64_t w0 = 0; w0 < n_windows; w0 += a.batch) {
+    std::vector<int64_t> ids;
+    for (int64_t w = w0; w < std::min(n_windows, w0 + a.batch); ++w) ids.push_back(w);
+    load_windows(data, a.seq_len, ids, inputs, targets);
+    const int64_t B = static_cast<int64_t>(ids.size());
+    LossReport r = model_step(*model, inputs.data(), targets.data(), B, a.seq_len, acts, nullptr);
+    nll_sum += r.ce * r.tokens;
+    tokens += r.tokens;
+  }
+  const double nll = nll_sum / tokens;
+  if (a.json) {
+    fmt::print("{}\n", nlohmann::json{{"nll", nll}, {"ppl", std::exp(nll)}, {"tokens", tokens}}.dump());
+  } else {
+    fmt::print("nll {:.6f}  ppl {:.4f}  tokens {}\n", nll, std::exp(nll), tokens);
+  }
+  return 0;
+}
+
+// ---- dsmoe generate ----
+struct GenerateArgs {
+  std::string model, prompt_ids;
+  int64_t max_new_tokens = 32;
+  double temperature = 0.0;
+  uint64_t seed = 0;
+  bool ids = false;
+};
+std::vector<int32_t> parse_ids(const std::string& text) {
+  std::vector<int32_t> out;
+  std::string cur;
+  auto flush = [&]() {
+    if (cur.empty()) return;
+    size_t pos = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(cur, &pos);
+    } catch (...) {
+      pos = 0;
+    }
+    check(pos == cur.size() && v >= 0 && v <= INT32_MAX, "bad token id '{}' in --prompt-ids", cur);
+    out.push_back(static_cast<int32_t>(v));
+    cur.clear();
+  };
+  for (char ch : text) {
+    if (ch == ',' || ch == ' ') flush();
+    else cur += ch;
+  }
+  flush();
+  return out;
+}
+int run_generate(const GenerateArgs& a) {
+  auto model = model_load(a.model);
+  std::vector<int32_t> tokens = parse_ids(a.prompt_ids);
+  check(!tokens.empty(), "--prompt-ids is empty");
+  const int64_t V = model->config.vocab_size;
+  for (int32_t t : tokens) check(t < V, "prompt token {} is >= vocab_size {}", t, V);
+  check(static_cast<int64_t>(tokens.size()) + a.max_new_tokens <= model->config.max_position_embeddings,
+        "prompt ({}) + --max-new-tokens ({}) exceeds max_position_embeddings {}", tokens.size(), a.max_new_tokens,
+        model->config.max_position_embeddings);
+  Activations acts;
+  Rng rng(a.seed);
+  const size_t n_prompt = tokens.size();
+  for (int64_t i = 0; i < a.max_new_tokens; ++i) {
+    // Correctness-first decoding: the whole sequence is re-run each token (the KV-cache engine comes later).
+    const int64_t S = static_cast<int64_t>(tokens.size());
+    model_forward(*model, tokens.data(), 1, S, acts, false);
+    const float* row = acts.logits.data() + (S - 1) * V;
+    int32_t next = static_cast<int32_t>(std::max_element(row, row + V) - row);
+    if (a.temperature > 0) {
+      std::vector<double> p(V);
+      const double mx = row[next];
+      double sum = 0;
+      for (int64_t v = 0; v < V; ++v) sum += (p[v] = std::exp((row[v] - mx) / a.temperature));
+      double r = rng.uniform() * sum;
+      for (int64_t v = 0; v < V; ++v)
+        if ((r -= p[v]) <= 0 || v == V - 1) {
+          next = static_cast<int32_t>(v);
+          break;
+        }
+    }
+    tokens.push_back(next);
+    if (!a.ids) fmt::print(stderr, "token {}: {}\n", i, next);
+  }
+  std::string line;
+  for (size_t i = 0; i < tokens.size(); ++i) line += (i ? " " : "") + std::to_string(tokens[i]);
+  fmt::print("{}\n", line);
+  if (!a.ids) fmt::print(stderr, "prompt {} tokens, generated {}\n", n_prompt, a.max_new_tokens);
+  return 0;
+}
+
+// ---- dsmoe train ----
+struct TrainArgs {
+  std::string model, data, out, schedule = "multistep", save_dtype = "f32";
+  int64_t seq_len = 0, batch = 8, steps = 0, warmup = 0;
+  double lr = 0, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;
+  bool no_shuffle = false;
+  uint64_t seed = 0;
+};
+int run_train(const TrainArgs& a) {
+  auto model = model_load(a.model);
+  const ModelConfig& c = model->config;
+  TokenFile data = TokenFile::open(a.data);
+  data.check_vocab(c.vocab_size);
+  const int64_t n_windows = data.n_windows(a.seq_len);
+  check(n_windows > 0, "{} has {} tokens: too short for one window of --seq-len {} + 1", a.data, data.size(),
+        a.seq_len);
+  const Schedule schedule = schedule_from_name(a.schedule);
+  const io::DType save_dtype = save_dtype_from_name(a.save_dtype);
+  fmt::print("model {}: {}\ndata {}: {} tokens, {} windows of {}; batch {} x {}, {} steps, {} threads\n", a.model,
+             config_summary(c), a.data, data.size(), n_windows, a.seq_len, a.batch, a.seq_len, a.steps,
+             num_threads());
+
+  Trainer trainer(*model, AdamWOptions{a.beta1, a.beta2, a.eps, a.weight_decay}, a.grad_clip);
+  // Window order: consecutive (--no-shuffle: step s uses windows s*B .. s*B+B-1, wrapping) or a seeded
+  // permutation per epoch.
+  std::vector<int64_t> order(n_windows);
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(a.seed);
+  auto shuffle = [&]() {
+    for (int64_t i = n_windows - 1; i > 0; --i) std::swap(order[i], order[rng.next_u64() % (i + 1)]);
+  };
+  if (!a.no_shuffle) shuffle();
+  std::vector<int32_t> inputs, targets;
+  std::vector<int64_t> ids(a.batch);
+  int64_t cursor = 0;
+  for (int64_t s = 0; s < a.steps; ++s) {
+    for (int64_t b = 0; b < a.batch; ++b) {
+      if (cursor == n_windows) {
+        cursor = 0;
+        if (!a.no_shuffle) shuffle();
+      }
+      ids[b] = order[cursor++];
+    }
+    load_windows(data, a.seq_len, ids, inputs, targets);
+    const auto t0 = std::chrono::steady_clock::now();
+    const double lr = schedule_lr(schedule, a.lr, s, a.steps, a.warmup);
+    StepResult r = trainer.step(inputs.data(), targets.data(), a.batch, a.seq_len, lr);
+    const double dt = seconds_since(t0);
+    fmt::print("step {:>5}/{}  loss {:.6f}  balance {:.6f}  grad_norm {:.4f}  lr {:.3e}  {:.0f} tok/s\n", s + 1,
+               a.steps, r.loss.ce, r.loss.balance, r.grad_norm, r.lr, a.batch * a.seq_len / dt);
+    std::fflush(stdout);
+  }
+  model_save(*model, a.out, save_dtype);
+  fmt::print("saved {}\n", a.out);
+  return 0;
+}
+
+// ---- dsmoe info ----
+int run_info(const std::string& path) {
+  const std::string config_path = fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path;
+  ModelConfig c = config_from_file(config_path);
+  fmt::print("{}\n{}\n", config_summary(c), config_to_json(c).dump(2));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsmoe: a C++ engine for DeepSeekMoE models (training, evaluation, generation)"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("--threads,-t", threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+
+  InitArgs init;
+  CLI::App* init_cmd = app.add_subcommand("init", "write a freshly initialised model as an HF directory");
+  init_cmd->add_option("--config", init.config, "HF config.json")->required()->check(CLI::ExistingFile);
+  init_cmd->add_option("--seed", init.seed, "random seed");
+  init_cmd->add_option("--out", init.out, "output directory")->required();
+  init_cmd->add_option("--save-dtype", init.save_dtype, "f32 | f16 | bf16");
+
+  EvalArgs eval;
+  CLI::App* eval_cmd = app.add_subcommand("eval", "mean NLL and perplexity over a token file");
+  eval_cmd->add_option("--model", eval.model, "HF model directory")->required();
+  eval_cmd->add_option("--data", eval.data, "flat little-endian uint32 token file")->required();
+  eval_cmd->add_option("--seq-len", eval.seq_len, "window length N (windows of N+1, stride N)")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  eval_cmd->add_option("--batch", eval.batch, "windows per forward pass")->check(CLI::PositiveNumber);
+  eval_cmd->add_flag("--json", eval.json, "print one JSON object {nll, ppl, tokens}");
+
+  GenerateArgs gen;
+  CLI::App* gen_cmd = app.add_subcommand("generate", "continue a prompt of token ids");
+  gen_cmd->add_option("--model", gen.model, "HF model directory")->required();
+  gen_cmd->add_option("--prompt-ids", gen.prompt_ids, "comma-separated token ids")->required();
+  gen_cmd->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate")->check(CLI::NonNegativeNumber);
+  gen_cmd->add_option("--temperature", gen.temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
+  gen_cmd->add_option("--seed", gen.seed, "sampling seed");
+  gen_cmd->add_flag("--ids", gen.ids, "print only the ids (prompt and continuation)");
+
+  TrainArgs tr;
+  CLI::App* train_cmd = app.add_subcommand("train", "train or fine-tune a model on a token file");
+  train_cmd->add_option("--model", tr.model, "HF model directory to start from")->required();
+  train_cmd->add_option("--data", tr.data, "flat little-endian uint32 token file")->required();
+  train_cmd->add_option("--seq-len", tr.seq_len, "sequence length")->required()->check(CLI::PositiveNumber);
+  train_cmd->add_option("--batch", tr.batch, "sequences per step")->check(CLI::PositiveNumber);
+  train_cmd->add_option("--steps", tr.steps, "optimizer steps")->required()->check(CLI::NonNegativeNumber);
+  train_cmd->add_option("--lr", tr.lr, "peak learning rate")->required()->check(CLI::NonNegativeNumber);
+  train_cmd->add_option("--warmup", tr.warmup, "linear warmup steps")->check(CLI::NonNegativeNumber);
+  train_cmd->add_option("--schedule", tr.schedule, "constant | multistep | cosine")
+      ->check(CLI::IsMember({"constant", "multistep", "cosine"}));
+  train_cmd->add_option("--weight-decay", tr.weight_decay, "AdamW decoupled weight decay");
+  train_cmd->add_option("--beta1", tr.beta1, "AdamW beta1");
+  train_cmd->add_option("--beta2", tr.beta2, "AdamW beta2");
+  train_cmd->add_option("--eps", tr.eps, "AdamW epsilon");
+  train_cmd->add_option("--grad-clip", tr.grad_clip, "global gradient norm clip (0 = off)");
+  train_cmd->add_flag("--no-shuffle", tr.no_shuffle, "step s uses windows s*B..s*B+B-1 (wrapping)");
+  train_cmd->add_option("--seed", tr.seed, "shuffle seed");
+  train_cmd->add_option("--out", tr.out, "output HF directory")->required();
+  train_cmd->add_option("--save-dtype", tr.save_dtype, "f32 | f16 | bf16")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+
+  std::string info_path;
+  CLI::App* info_cmd = app.add_subcommand("info", "describe a model directory or config.json");
+  info_cmd->add_option("path", info_path, "model directory or config.json")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    set_num_threads(threads);
+    if (*init_cmd) return run_init(init);
+    if (*eval_cmd) return run_eval(eval);
+    if (*gen_cmd) return run_generate(gen);
+    if (*train_cmd) return run_train(tr);
+    if (*info_cmd) return run_info(info_path);
+  } catch (const Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,173 @@
+#include "model/routing.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace dsmoe {
+
+RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t k, bool norm_topk_prob,
+                               double capacity_factor) {
+  RoutingPlan plan;
+  plan.T = T;
+  plan.E = E;
+  plan.k = k;
+  plan.topk_expert.resize(T * k);
+  plan.topk_weight.resize(T * k);
+  plan.slot_row.assign(T * k, -1);
+  plan.selected_count.assign(E, 0);
+
+  // 1. top-k per token (partial selection; descending probability, lower index first on ties).
+#pragma omp parallel
+  {
+    std::vector<int32_t> order(E);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+      const float* p = probs + t * E;
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                        [p](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+      double sum = 0.0;
+      for (int64_t j = 0; j < k; ++j) sum += p[order[j]];
+      // HF: topk_weight / (sum + 1e-20), only when top_k > 1.
+      const bool renorm = norm_topk_prob && k > 1;
+      for (int64_t j = 0; j < k; ++j) {
+        plan.topk_expert[t * k + j] = order[j];
+        plan.topk_weight[t * k + j] =
+            renorm ? static_cast<float>(p[order[j]] / (sum + 1e-20)) : p[order[j]];
+      }
+    }
+  }
+  for (int64_t a = 0; a < T * k; ++a) plan.selected_count[plan.topk_expert[a]]++;
+
+  // 2. capacity: keep the first C assignments of each expert in token order.
+  plan.capacity = capacity_factor > 0 ? static_cast<int64_t>(std::ceil(capacity_factor * T * k / E)) : 0;
+  std::vector<int64_t> kept(E, 0);
+  for (int64_t a = 0; a < T * k; ++a) {
+    const int32_t e = plan.topk_expert[a];
+    if (plan.capacity > 0 && kept[e] >= plan.capacity) {
+      plan.n_dropped++;
+      continue;
+    }
+    plan.slot_row[a] = static_cast<int32_t>(kept[e]++);  // rank within the expert for now
+  }
+
+  // 3. histogram -> offsets -> expert-sorted rows (a stable counting sort: tokens stay ascending per expert).
+  plan.expert_offsets.assign(E + 1, 0);
+  for (int64_t e = 0; e < E; ++e) plan.expert_offsets[e + 1] = plan.expert_offsets[e] + kept[e];
+  plan.row_token.resize(plan.expert_offsets[E]);
+  for (int64_t a = 0; a < T * k; ++a) {
+    if (plan.slot_row[a] < 0) continue;
+    const int64_t row = plan.expert_offsets[plan.topk_expert[a]] + plan.slot_row[a];
+    plan.slot_row[a] = static_cast<int32_t>(row);
+    plan.row_token[row] = static_cast<int32_t>(a / k);
+  }
+  return plan;
+}
+
+void routing_weights_backward(const RoutingPlan& plan, const float* probs, bool norm_topk_prob,
+                              const float* dweight, float* dprobs) {
+  const int64_t T = plan.T, E = plan.E, k = plan.k;
+  const bool renorm = norm_topk_prob && k > 1;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < T; ++t) {
+    const int32_t* ex = &plan.topk_expert[t * k];
+    const float* dw = dweight + t * k;
+    float* dp = dprobs + t * E;
+    if (!renorm) {
+      for (int64_t j = 0; j < k; ++j) dp[ex[j]] += dw[j];
+      continue;
+    }
+    // w_j = p_j / s with s = sum_i p_i + 1e-20:  dp_i = dw_i / s - sum_j dw_j p_j / s^2
+    double s = 1e-20, dot = 0.0;
+    for (int64_t j = 0; j < k; ++j) s += probs[t * E + ex[j]];
+    for (int64_t j = 0; j < k; ++j) dot += static_cast<double>(dw[j]) * probs[t * E + ex[j]];
+    for (int64_t j = 0; j < k; ++j) dp[ex[j]] += static_cast<float>(dw[j] / s - dot / (s * s));
+  }
+}
+
+void softmax_backward_rows(const float* probs, const float* dprobs, float* dlogits, int64_t T, int64_t E) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < T; ++t) {
+    const float* p = probs + t * E;
+    const float* dp = dprobs + t * E;
+    double dot = 0.0;
+    for (int64_t e = 0; e < E; ++e) dot += static_cast<double>(p[e]) * dp[e];
+    for (int64_t e = 0; e < E; ++e) dlogits[t * E + e] = p[e] * static_cast<float>(dp[e] - dot);
+  }
+}
+
+BalanceLoss balance_loss(const ModelConfig& c, const float* probs, const RoutingPlan& plan, int64_t B, int64_t S,
+                         float* dprobs) {
+  const int64_t T = plan.T, E = plan.E, k = plan.k;
+  BalanceLoss loss;
+
+  // Mean gate probability per expert over all T tokens, and f over all T tokens: f_i = E * count_i / (T k).
+  auto batch_stats = [&](std::vector<double>& P, std::vector<double>& f) {
+    P.assign(E, 0.0);
+    f.assign(E, 0.0);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t e = 0; e < E; ++e) P[e] += probs[t * E + e];
+    for (int64_t e = 0; e < E; ++e) {
+      P[e] /= T;
+      f[e] = static_cast<double>(E) * plan.selected_count[e] / (static_cast<double>(T) * k);
+    }
+  };
+
+  if (c.aux_loss_alpha > 0) {
+    const double alpha = c.aux_loss_alpha;
+    if (c.seq_aux) {
+      // Per sequence b: f_bi = count_bi / (S k / E), P_bi = mean over its S tokens; loss = alpha mean_b sum_i f P.
+      std::vector<double> f(E), P(E);
+      for (int64_t b = 0; b < B; ++b) {
+        std::fill(f.begin(), f.end(), 0.0);
+        std::fill(P.begin(), P.end(), 0.0);
+        for (int64_t s = 0; s < S; ++s) {
+          const int64_t t = b * S + s;
+          for (int64_t j = 0; j < k; ++j) f[plan.topk_expert[t * k + j]] += 1.0;
+          for (int64_t e = 0; e < E; ++e) P[e] += probs[t * E + e];
+        }
+        double seq = 0.0;
+        for (int64_t e = 0; e < E; ++e) {
+          f[e] /= static_cast<double>(S) * k / E;
+          seq += f[e] * P[e] / S;
+        }
+        loss.expert += alpha * seq / B;
+        if (dprobs != nullptr) {
+          for (int64_t s = 0; s < S; ++s)
+            for (int64_t e = 0; e < E; ++e)
+              dprobs[(b * S + s) * E + e] += static_cast<float>(alpha * f[e] / (static_cast<double>(S) * B));
+        }
+      }
+    } else {
+      std::vector<double> P, f;
+      batch_stats(P, f);
+      for (int64_t e = 0; e < E; ++e) loss.expert += alpha * f[e] * P[e];
+      if (dprobs != nullptr) {
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t e = 0; e < E; ++e) dprobs[t * E + e] += static_cast<float>(alpha * f[e] / T);
+      }
+    }
+  }
+
+  if (c.device_aux_loss_alpha > 0) {
+    const double alpha2 = c.device_aux_loss_alpha;
+    const int64_t D = c.n_expert_groups, per_group = E / D;
+    std::vector<double> P, f;
+    batch_stats(P, f);
+    std::vector<double> f_group(D, 0.0), P_group(D, 0.0);
+    for (int64_t e = 0; e < E; ++e) {
+      f_group[e / per_group] += f[e] / per_group;
+      P_group[e / per_group] += P[e];
+    }
+    for (int64_t g = 0; g < D; ++g) loss.device += alpha2 * f_group[g] * P_group[g];
+    if (dprobs != nullptr) {
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t e = 0; e < E; ++e)
+          dprobs[t * E + e] += static_cast<float>(alpha2 * f_group[e / per_group] / T);
+    }
+  }
+  return loss;
+}
+
+}  // namespace dsmoe
