@@ -36,8 +36,7 @@ def main():
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    with open(args.config) as f:
-        cfg = ref.DeepseekConfig(json.load(f))
+    cfg = ref.DeepseekConfig.from_json(args.config)
     model = ref.DeepseekForCausalLM(cfg, torch.float32)
     ref.init_weights(model, args.seed)
     model.train()

@@ -22,6 +22,7 @@ Deliberate precision differences from HF (none change the maths): HF computes RM
 tables in float32 even for a bf16/f64 model; here everything runs in the model dtype (float64 for
 fixtures, so the oracle is as exact as possible; float32 for the benchmark peer).
 """
+import json
 import math
 
 import torch
@@ -66,6 +67,11 @@ class DeepseekConfig:
         if self.has_moe:
             assert self.n_routed_experts % self.n_expert_groups == 0
         self.head_dim = self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_json(cls, path):
+        with open(path) as f:
+            return cls(json.load(f))
 
     @property
     def has_moe(self):
@@ -153,8 +159,8 @@ class MoEGate(nn.Module):
         self.k, self.norm_topk_prob = cfg.num_experts_per_tok, cfg.norm_topk_prob
 
     def forward(self, x):  # x [T,d]
-        scores = (x @ self.weight.t()).softmax(dim=-1)                    # [T,E], softmax over routed experts only
-        topk_w, topk_idx = torch.topk(scores, k=self.k, dim=-1, sorted=True)  # [T,k]
+        scores = (x @ self.weight.t()).softmax(dim=-1)  # [T,E]; softmax over the routed experts only
+        topk_w, topk_idx = torch.topk(scores, k=self.k, dim=-1, sorted=True)  # [T,k], descending
         if self.k > 1 and self.norm_topk_prob:  # HF: only when k > 1
             topk_w = topk_w / (topk_w.sum(dim=-1, keepdim=True) + 1e-20)
         return topk_idx, topk_w, scores
@@ -248,7 +254,8 @@ class DecoderLayer(nn.Module):
     def __init__(self, cfg, i, dtype):
         super().__init__()
         self.self_attn = Attention(cfg, dtype)
-        self.mlp = MoE(cfg, dtype) if cfg.is_moe_layer(i) else MLP(cfg.hidden_size, cfg.intermediate_size, dtype)
+        self.mlp = MoE(cfg, dtype) if cfg.is_moe_layer(i) else \
+            MLP(cfg.hidden_size, cfg.intermediate_size, dtype)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
 

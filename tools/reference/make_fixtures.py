@@ -236,7 +236,8 @@ def main():
         info = run_config(name, c, fx, args.out)
         if c.get("capacity_factor", 0) > 0:
             assert sum(info["dropped_per_step"][0]) > 0, f"{name}: capacity config drops nothing"
-        print(f"{name:24s} loss={info['loss']:.6f} aux={info['aux_expert_loss'] + info['aux_device_loss']:.6f} "
+        aux = info["aux_expert_loss"] + info["aux_device_loss"]
+        print(f"{name:24s} loss={info['loss']:.6f} aux={aux:.6f} "
               f"norms={['%.3f' % n for n in info['step_grad_norm']]} clip={info['grad_clip']} "
               f"drop0={info['dropped_per_step'][0]} gap={info['min_topk_logit_gap']}")
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The dsmoe CLI scripting contract: init -> train -> eval -> generate on a tiny model, and every bad input ends
+# in one "error:" line with a non-zero exit (never a crash, hang or silent success).
+set -u
+DSMOE="$(realpath "$1")"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+fails=0
+pass() { echo "ok   $1"; }
+failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+
+cat > tiny.json <<'JSON'
+{"model_type": "deepseek", "architectures": ["DeepseekForCausalLM"], "vocab_size": 64, "hidden_size": 32,
+ "intermediate_size": 48, "moe_intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
+ "num_key_value_heads": 2, "n_shared_experts": 1, "n_routed_experts": 8, "num_experts_per_tok": 2,
+ "first_k_dense_replace": 1, "moe_layer_freq": 1, "aux_loss_alpha": 0.01, "max_position_embeddings": 64,
+ "initializer_range": 0.05}
+JSON
+# A learnable stream: t[i+1] = (t[i] * 5 + 3) % 64.
+perl -e 'my $x = 1; my @a; for (1..4000) { push @a, $x; $x = ($x * 5 + 3) % 64 } print pack("V*", @a)' > tokens.bin
+perl -e 'print pack("V*", 1, 2, 3, 99)' > badvocab.bin
+printf 'abc' > odd.bin
+perl -e 'print pack("V*", 1, 2, 3, 4, 5)' > short.bin
+
+# --- the happy path ---
+"$DSMOE" init --config tiny.json --seed 3 --out m0 > init.log 2>&1 && pass "init" || failed "init: $(cat init.log)"
+"$DSMOE" -t 2 train --model m0 --data tokens.bin --seq-len 16 --batch 4 --steps 40 --lr 1e-2 --warmup 4 \
+  --schedule cosine --no-shuffle --out m1 --save-dtype bf16 > train.log 2>&1 && pass "train" || failed "train: $(tail -3 train.log)"
+first=$(grep -m1 '^step' train.log | sed 's/.*loss \([0-9.]*\).*/\1/')
+last=$(grep '^step' train.log | tail -1 | sed 's/.*loss \([0-9.]*\).*/\1/')
+[ "$(grep -c '^step' train.log)" = 40 ] && pass "one line per step" || failed "step lines"
+perl -e "exit !($last < $first * 0.7)" && pass "loss falls ($first -> $last)" || failed "loss did not fall ($first -> $last)"
+out=$("$DSMOE" eval --model m1 --data tokens.bin --seq-len 16 --batch 3 --json 2>&1)
+echo "$out" | grep -q '"nll"' && echo "$out" | grep -q '"ppl"' && echo "$out" | grep -q '"tokens":3984' \
+  && pass "eval --json ($out)" || failed "eval json: $out"
+gen=$("$DSMOE" generate --model m1 --prompt-ids 1,8,43 --max-new-tokens 5 --temperature 0 --ids 2>&1)
+[ "$(echo "$gen" | wc -w)" = 8 ] && [ "$(echo "$gen" | cut -d' ' -f1-3)" = "1 8 43" ] \
+  && pass "generate --ids ($gen)" || failed "generate: $gen"
+gen2=$("$DSMOE" generate --model m1 --prompt-ids 1,8,43 --max-new-tokens 5 --temperature 0 --ids 2>&1)
+[ "$gen" = "$gen2" ] && pass "greedy is deterministic" || failed "greedy differs: $gen vs $gen2"
+
+# --- bad inputs: exit != 0 and exactly one line starting with "error:" (or CLI11's usage error) ---
+expect_error() {  # name, expected substring, command...
+  local name="$1" want="$2"; shift 2
+  "$@" > out.log 2> err.log
+  local rc=$?
+  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q -- "$want" err.log; then pass "$name"; else
+    failed "$name (rc $rc): $(cat err.log out.log | head -3)"; fi
+}
+expect_error "missing model dir" "does not exist" "$DSMOE" eval --model nope --data tokens.bin --seq-len 8
+expect_error "token id >= vocab" "vocab_size" "$DSMOE" eval --model m1 --data badvocab.bin --seq-len 2
+expect_error "token file not uint32" "multiple of 4" "$DSMOE" eval --model m1 --data odd.bin --seq-len 2
+expect_error "data too short" "too short" "$DSMOE" train --model m1 --data short.bin --seq-len 16 --steps 1 --lr 1 --out x
+expect_error "bad flag" "bogus" "$DSMOE" eval --model m1 --data tokens.bin --seq-len 8 --bogus
+expect_error "bad schedule" "schedule" "$DSMOE" train --model m1 --data tokens.bin --seq-len 8 --steps 1 --lr 1 --out x --schedule linear
+expect_error "bad prompt ids" "bad token id" "$DSMOE" generate --model m1 --prompt-ids 1,x,3
+expect_error "prompt id >= vocab" "vocab_size" "$DSMOE" generate --model m1 --prompt-ids 1,64
+cp -r m1 badjson && echo '{"vocab_size": ' > badjson/config.json
+expect_error "bad config JSON" "invalid JSON" "$DSMOE" eval --model badjson --data tokens.bin --seq-len 8
+cp -r m1 unknownkey && sed -i 's/"rope_theta"/"rope_theat"/' unknownkey/config.json
+expect_error "unknown config key" "unknown config key" "$DSMOE" eval --model unknownkey --data tokens.bin --seq-len 8
+cp -r m1 trunc && truncate -s -64 trunc/model.safetensors
+expect_error "truncated weights" "truncated" "$DSMOE" eval --model trunc --data tokens.bin --seq-len 8
+cp -r m1 badhdr && printf '\xff\xff\xff\xff\xff\xff\xff\x7f' | dd of=badhdr/model.safetensors conv=notrunc 2>/dev/null
+expect_error "bad safetensors header" "header" "$DSMOE" eval --model badhdr --data tokens.bin --seq-len 8
+expect_error "seq longer than max positions" "max_position_embeddings" "$DSMOE" eval --model m1 --data tokens.bin --seq-len 200
+
+if [ $fails -ne 0 ]; then echo "$fails CLI contract checks failed"; exit 1; fi
+echo "all CLI contract checks passed"
