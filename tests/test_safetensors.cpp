@@ -393,6 +393,7 @@ TEST_F(SafetensorsTest, DirRewriteRemovesStaleLayout) {
   const std::vector<TensorToWrite> ts = {{"a", {16}, v.data()}, {"b", {16}, v.data()}};
   write_safetensors_dir(path("out"), ts, DType::F32, 64);  // two shards
   EXPECT_TRUE(fs::exists(path("out/model.safetensors.index.json")));
+  write_bytes(path("out/config.json"), "{}");  // not ours: must survive every rewrite
   write_safetensors_dir(path("out"), {{"a", {16}, w.data()}}, DType::F32, 64);  // now a single file
   EXPECT_FALSE(fs::exists(path("out/model.safetensors.index.json")));
   EXPECT_FALSE(fs::exists(path("out/model-00001-of-00002.safetensors")));
@@ -401,6 +402,7 @@ TEST_F(SafetensorsTest, DirRewriteRemovesStaleLayout) {
   write_safetensors_dir(path("out"), ts, DType::BF16, 40);  // back to shards: model.safetensors must go
   EXPECT_FALSE(fs::exists(path("out/model.safetensors")));
   EXPECT_EQ(SafetensorsArchive::open(path("out")).read_f32("b"), v);  // small integers: exact in bf16
+  EXPECT_TRUE(fs::exists(path("out/config.json")));
 }
 
 TEST_F(SafetensorsTest, DirPrefersSingleFileOverIndex) {

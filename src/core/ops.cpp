@@ -1,5 +1,7 @@
 #include "core/ops.h"
 
+#include "core/vecmath.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -50,18 +52,16 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
     for (int64_t i = 0; i < d; ++i) dw[i] += static_cast<float>(partial[th][i]);
 }
 
-static inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
-
 void swiglu_forward(const float* g, const float* u, float* act, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) act[i] = silu(g[i]) * u[i];
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) act[i] = g[i] / (1.0f + exp_fast(-g[i])) * u[i];
 }
 
 void swiglu_backward(const float* g, const float* u, const float* dact, float* dg, float* du, int64_t n) {
   // silu'(x) = s(x) (1 + x (1 - s(x))) with s the logistic sigmoid.
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for simd schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {
-    const float s = 1.0f / (1.0f + std::exp(-g[i]));
+    const float s = 1.0f / (1.0f + exp_fast(-g[i]));
     const float si = g[i] * s;
     const float da = dact[i];
     du[i] = da * si;
@@ -97,15 +97,8 @@ void softmax_rows(float* x, int64_t rows, int64_t n) {
 #pragma omp parallel for schedule(static) if (rows * n > 65536)
   for (int64_t r = 0; r < rows; ++r) {
     float* row = x + r * n;
-    float mx = row[0];
-    for (int64_t i = 1; i < n; ++i) mx = std::max(mx, row[i]);
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-      row[i] = std::exp(row[i] - mx);
-      sum += row[i];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t i = 0; i < n; ++i) row[i] *= inv;
+    const float sum = exp_shift_sum(row, n, max_of(row, n));
+    scale_in_place(row, n, 1.0f / sum);
   }
 }
 
@@ -115,16 +108,17 @@ double cross_entropy(float* logits, const int32_t* targets, int64_t T, int64_t V
 #pragma omp parallel for schedule(static) reduction(+ : total)
   for (int64_t t = 0; t < T; ++t) {
     float* row = logits + t * V;
-    float mx = row[0];
-    for (int64_t i = 1; i < V; ++i) mx = std::max(mx, row[i]);
-    double sum = 0.0;
-    for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(row[i] - mx));
-    const double log_z = std::log(sum) + mx;
-    total += log_z - row[targets[t]];
-    if (write_grad) {
-      for (int64_t i = 0; i < V; ++i) row[i] = static_cast<float>(std::exp(row[i] - log_z)) * grad_scale;
-      row[targets[t]] -= grad_scale;
+    const float mx = max_of(row, V);
+    const float target_logit = row[targets[t]];
+    if (!write_grad) {  // logits stay as they are: callers may still read them
+      total += std::log(static_cast<double>(exp_shift_sum_const(row, V, mx))) + mx - target_logit;
+      continue;
     }
+    // dlogits = (softmax - onehot) * grad_scale, computed in place
+    const float sum = exp_shift_sum(row, V, mx);
+    total += std::log(static_cast<double>(sum)) + mx - target_logit;
+    scale_in_place(row, V, grad_scale / sum);
+    row[targets[t]] -= grad_scale;
   }
   return total;
 }

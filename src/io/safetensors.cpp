@@ -14,11 +14,11 @@
 #include <iterator>
 #include <limits>
 #include <optional>
-#include <regex>
 #include <set>
 #include <utility>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>  // fmt::join (moved here in newer fmt)
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -445,7 +445,7 @@ void SafetensorsArchive::read_f32(const TensorInfo& t, float* dst) const {
   const size_t n = static_cast<size_t>(t.numel());
   switch (t.dtype) {
     case DType::F32:
-      std::memcpy(dst, t.data, n * sizeof(float));
+      if (n > 0) std::memcpy(dst, t.data, n * sizeof(float));  // dst may be null for an empty tensor
       return;
     case DType::F16:
       convert_u16(t.data, n, dst, f16_to_f32);
@@ -478,7 +478,7 @@ std::vector<int32_t> SafetensorsArchive::read_i32(const std::string& name) const
   const size_t n = static_cast<size_t>(t.numel());
   std::vector<int32_t> out(n);
   if (t.dtype == DType::I32) {
-    std::memcpy(out.data(), t.data, n * sizeof(int32_t));
+    if (n > 0) std::memcpy(out.data(), t.data, n * sizeof(int32_t));
     return out;
   }
   check(t.dtype == DType::I64, "{}: tensor {} has dtype {}, expected I32 or I64", t.file, t.name,
@@ -657,13 +657,23 @@ std::vector<std::vector<const OutTensor*>> plan_shards(const std::vector<OutTens
   return shards;
 }
 
+// "model-00001-of-00004.safetensors": the shard names write_safetensors_dir (and HF) produce.
+bool is_shard_name(const std::string& name) {
+  const std::string pattern = "model-#####-of-#####.safetensors";  // # = a digit
+  if (name.size() != pattern.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const bool ok = pattern[i] == '#' ? (name[i] >= '0' && name[i] <= '9') : name[i] == pattern[i];
+    if (!ok) return false;
+  }
+  return true;
+}
+
 // Remove what an earlier write of the other layout left in dir, so open(dir) cannot pick up stale weights.
 void remove_stale(const fs::path& dir, const std::set<std::string>& keep) {
-  static const std::regex shard_name(R"(model-\d{5}-of-\d{5}\.safetensors)");
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    const bool ours = name == kSingleFile || name == kIndexFile || std::regex_match(name, shard_name);
+    const bool ours = name == kSingleFile || name == kIndexFile || is_shard_name(name);
     if (!ours || keep.count(name)) continue;
     if (!fs::remove(entry.path(), ec) && ec)
       fail("{}: cannot remove stale {}: {}", dir.string(), name, ec.message());

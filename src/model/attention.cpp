@@ -9,6 +9,7 @@
 
 #include "core/gemm.h"
 #include "core/ops.h"
+#include "core/vecmath.h"
 
 namespace dsmoe {
 
@@ -79,18 +80,11 @@ void attention_forward(const ModelConfig& c, const LayerWeights& w, const RopeTa
       const float* vv = acts.v.data() + (b * KVH + h / G) * S * hd;
       float* p = acts.probs.data() + (b * H + h) * S * S;
       gemm(false, true, S, S, hd, scale, q, hd, kk, hd, 0.0f, p, S);
-      for (int64_t i = 0; i < S; ++i) {
+      for (int64_t i = 0; i < S; ++i) {  // causal softmax: row i sees keys 0..i
         float* row = p + i * S;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j <= i; ++j) mx = std::max(mx, row[j]);
-        double sum = 0.0;
-        for (int64_t j = 0; j <= i; ++j) {
-          row[j] = std::exp(row[j] - mx);
-          sum += row[j];
-        }
-        const float inv = static_cast<float>(1.0 / sum);
-        for (int64_t j = 0; j <= i; ++j) row[j] *= inv;
-        for (int64_t j = i + 1; j < S; ++j) row[j] = 0.0f;
+        const float sum = exp_shift_sum(row, i + 1, max_of(row, i + 1));
+        scale_in_place(row, i + 1, 1.0f / sum);
+        std::fill(row + i + 1, row + S, 0.0f);
       }
       gemm(false, false, S, hd, S, 1.0f, p, S, vv, hd, 0.0f, acts.out.data() + b * S * qd + h * hd, qd);
     }
@@ -136,10 +130,10 @@ void attention_backward(const ModelConfig& c, const LayerWeights& w, LayerWeight
         for (int64_t i = 0; i < S; ++i) {
           const float* pr = p + i * S;
           float* dr = dp + i * S;
-          double dot = 0.0;
-          for (int64_t j = 0; j <= i; ++j) dot += static_cast<double>(pr[j]) * dr[j];
-          for (int64_t j = 0; j <= i; ++j) dr[j] = pr[j] * static_cast<float>(dr[j] - dot) * scale;
-          for (int64_t j = i + 1; j < S; ++j) dr[j] = 0.0f;
+          const float dot = dot_of(pr, dr, i + 1);
+#pragma omp simd
+          for (int64_t j = 0; j <= i; ++j) dr[j] = pr[j] * (dr[j] - dot) * scale;
+          std::fill(dr + i + 1, dr + S, 0.0f);
         }
         // dQ = dS K;  dK += dS^T Q
         gemm(false, false, S, hd, S, 1.0f, dp, S, kk, hd, 0.0f, dq + (b * H + h) * S * hd, hd);

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/ops.h"
+#include "core/profile.h"
 
 namespace dsmoe {
 
@@ -52,10 +53,12 @@ void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t
     a.rstd2.reserve(T);
     // h = h + Attn(RMSNorm_in(h))
     rmsnorm_forward(a.x.data(), lw.attn_norm, c.rms_norm_eps, a.xn1.data(), a.rstd1.data(), T, d);
+    PROFILE_SCOPE("fwd.attention");
     attention_forward(c, lw, acts.rope, a.xn1.data(), B, S, a.attn, y, acts.ws);
     for (int64_t i = 0; i < T * d; ++i) a.x_mid[i] = a.x[i] + y[i];
     // h = h + FFN(RMSNorm_post(h))
     rmsnorm_forward(a.x_mid.data(), lw.ffn_norm, c.rms_norm_eps, a.xn2.data(), a.rstd2.data(), T, d);
+    PROFILE_SCOPE("fwd.ffn");
     if (c.is_moe_layer(l)) {
       moe_forward(c, lw, a.xn2.data(), B, S, a.moe, y, acts.ws, training);
     } else {
@@ -71,6 +74,7 @@ void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t
   }
 
   // logits = lm_head(RMSNorm(h))   [T,V]
+  PROFILE_SCOPE("fwd.head");
   acts.xn_final.reserve(T * d);
   acts.rstd_final.reserve(T);
   acts.logits.reserve(T * V);
@@ -96,6 +100,7 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
     if (c.is_moe_layer(l)) report.balance += acts.layers[l].moe.balance.total();
   }
   const bool backward = grads != nullptr;
+  PROFILE_SCOPE("loss+backward");
   report.ce = cross_entropy(acts.logits.data(), targets, T, V, backward, 1.0f / static_cast<float>(T)) / T;
   if (!backward) return report;
 
@@ -114,6 +119,7 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
     const LayerWeights& lw = w.layers[l];
     LayerWeights& lg = gw.layers[l];
     // h_out = x_mid + FFN(RMSNorm_post(x_mid))
+    PROFILE_SCOPE("bwd.layer");
     if (c.is_moe_layer(l)) {
       moe_backward(c, lw, lg, a.xn2.data(), B, S, a.moe, dres, dnorm, acts.ws);
     } else {

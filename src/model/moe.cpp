@@ -4,6 +4,7 @@
 
 #include "core/gemm.h"
 #include "core/ops.h"
+#include "core/profile.h"
 
 namespace dsmoe {
 
@@ -53,13 +54,16 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
   // 4. one SwiGLU GEMM chain per expert over its contiguous rows; experts run in parallel, each with a
   //    single-threaded BLAS (OpenBLAS's OpenMP build does that inside a parallel region).
   float* act = ws.get("moe.act", A * Fe);
+  {
+    PROFILE_SCOPE("moe.fwd.experts");
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = plan.expert_offsets[e], n = plan.rows_of(e);
-    if (n == 0) continue;
-    swiglu_mlp_forward(xs + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d,
-                       w.expert_down + e * d * Fe, n, d, Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe,
-                       act + r0 * Fe, acts.ye.data() + r0 * d, 0.0f);
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t r0 = plan.expert_offsets[e], n = plan.rows_of(e);
+      if (n == 0) continue;
+      swiglu_mlp_forward(xs + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d, w.expert_down + e * d * Fe,
+                         n, d, Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, act + r0 * Fe,
+                         acts.ye.data() + r0 * d, 0.0f);
+    }
   }
 
   // 5. shared experts see every token: y = Shared(x), then the weighted routed outputs are added per token.
@@ -82,8 +86,8 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
   }
 }
 
-void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& grad, const float* x, int64_t B,
-                  int64_t S, const MoeActs& acts, const float* dy, float* dx, Workspace& ws) {
+void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& grad, const float* x, int64_t B, int64_t S,
+                  const MoeActs& acts, const float* dy, float* dx, Workspace& ws) {
   const int64_t T = B * S, d = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   const int64_t Fe = c.moe_intermediate_size, Fs = c.shared_width();
   const RoutingPlan& plan = acts.plan;
@@ -117,23 +121,24 @@ void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& gra
   float* dact = ws.get("moe.dact", A * Fe);
   float* dg = ws.get("moe.dg", A * Fe);
   float* du = ws.get("moe.du", A * Fe);
+  {
+    PROFILE_SCOPE("moe.bwd.experts");
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = plan.expert_offsets[e], n = plan.rows_of(e);
-    if (n == 0) continue;
-    swiglu_mlp_backward(acts.xs.data() + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d,
-                        w.expert_down + e * d * Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe,
-                        dye + r0 * d, n, d, Fe, dxs + r0 * d, 0.0f, grad.expert_gate + e * Fe * d,
-                        grad.expert_up + e * Fe * d, grad.expert_down + e * d * Fe, act + r0 * Fe,
-                        dact + r0 * Fe, dg + r0 * Fe, du + r0 * Fe);
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t r0 = plan.expert_offsets[e], n = plan.rows_of(e);
+      if (n == 0) continue;
+      swiglu_mlp_backward(acts.xs.data() + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d,
+                          w.expert_down + e * d * Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, dye + r0 * d, n,
+                          d, Fe, dxs + r0 * d, 0.0f, grad.expert_gate + e * Fe * d, grad.expert_up + e * Fe * d,
+                          grad.expert_down + e * d * Fe, act + r0 * Fe, dact + r0 * Fe, dg + r0 * Fe, du + r0 * Fe);
+    }
   }
-
   // 3. shared experts write dx (=); routed rows are scattered back per token (no races: one thread per token).
   if (Fs > 0) {
-    swiglu_mlp_backward(x, w.shared_gate, w.shared_up, w.shared_down, acts.sg.data(), acts.su.data(), dy, T, d, Fs,
-                        dx, 0.0f, grad.shared_gate, grad.shared_up, grad.shared_down,
-                        ws.get("moe.shared_act", T * Fs), ws.get("moe.shared_dact", T * Fs),
-                        ws.get("moe.shared_dg", T * Fs), ws.get("moe.shared_du", T * Fs));
+    swiglu_mlp_backward(x, w.shared_gate, w.shared_up, w.shared_down, acts.sg.data(), acts.su.data(), dy, T, d, Fs, dx,
+                        0.0f, grad.shared_gate, grad.shared_up, grad.shared_down, ws.get("moe.shared_act", T * Fs),
+                        ws.get("moe.shared_dact", T * Fs), ws.get("moe.shared_dg", T * Fs),
+                        ws.get("moe.shared_du", T * Fs));
   } else {
     std::memset(dx, 0, T * d * sizeof(float));
   }

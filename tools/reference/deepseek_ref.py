@@ -373,7 +373,7 @@ def train_step(model, opt, input_ids, targets, lr, grad_clip):
     that keeps dense gradient buffers. clip: coef = grad_clip / (norm + 1e-6), applied iff < 1."""
     for group in opt.param_groups:
         group["lr"] = lr
-    opt.zero_grad(set_to_none=False)
+    opt.zero_grad(set_to_none=True)
     _, losses = model(input_ids, targets)
     losses["loss"].backward()
     for p in model.parameters():
