@@ -173,35 +173,27 @@ int64_t ModelConfig::n_moe_layers() const {
   return n;
 }
 
-int64_t ModelConfig::n_params() const {
-  const int64_t d = hidden_size;
-  int64_t attention = d * hidden_size + 2 * d * kv_dim() + hidden_size * d;
-  int64_t total = vocab_size * d * (tie_word_embeddings ? 1 : 2) + d;  // embeddings, lm_head, final norm
-  for (int64_t i = 0; i < num_hidden_layers; ++i) {
+// Parameters of the whole model, or only those a token uses (top-k routed experts instead of all; the embedding
+// lookup is not a matmul and is left out then).
+static int64_t count_params(const ModelConfig& c, bool active_only) {
+  const int64_t d = c.hidden_size;
+  const int64_t attention = 2 * d * c.hidden_size + 2 * d * c.kv_dim();
+  const int64_t embeddings = active_only || c.tie_word_embeddings ? 1 : 2;
+  const int64_t experts_used = active_only ? c.num_experts_per_tok : c.n_routed_experts;
+  int64_t total = c.vocab_size * d * embeddings + d;  // embeddings / lm_head, final norm
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     total += attention + 2 * d;
-    if (is_moe_layer(i)) {
-      total += n_routed_experts * d + 3 * d * moe_intermediate_size * n_routed_experts + 3 * d * shared_width();
+    if (c.is_moe_layer(i)) {
+      total += c.n_routed_experts * d + 3 * d * c.moe_intermediate_size * experts_used + 3 * d * c.shared_width();
     } else {
-      total += 3 * d * intermediate_size;
+      total += 3 * d * c.intermediate_size;
     }
   }
   return total;
 }
 
-int64_t ModelConfig::n_active_params() const {
-  const int64_t d = hidden_size;
-  int64_t attention = d * hidden_size + 2 * d * kv_dim() + hidden_size * d;
-  int64_t total = vocab_size * d + d;  // lm_head (the embedding lookup is not a matmul)
-  for (int64_t i = 0; i < num_hidden_layers; ++i) {
-    total += attention + 2 * d;
-    if (is_moe_layer(i)) {
-      total += n_routed_experts * d + 3 * d * moe_intermediate_size * num_experts_per_tok + 3 * d * shared_width();
-    } else {
-      total += 3 * d * intermediate_size;
-    }
-  }
-  return total;
-}
+int64_t ModelConfig::n_params() const { return count_params(*this, false); }
+int64_t ModelConfig::n_active_params() const { return count_params(*this, true); }
 
 bool ModelConfig::operator==(const ModelConfig& other) const { return config_to_json(*this) == config_to_json(other); }
 
