@@ -28,8 +28,9 @@ double schedule_lr(Schedule schedule, double lr, int64_t step, int64_t total, in
     case Schedule::constant: return lr;
     case Schedule::multistep: {
       double factor = 1.0;
-      if (step >= static_cast<int64_t>(std::floor(0.8 * total))) factor *= 0.316;
-      if (step >= static_cast<int64_t>(std::floor(0.9 * total))) factor *= 0.316;
+      // floor(0.8 N) and floor(0.9 N) in integers, so no rounding of 0.8 * N can move the boundary
+      if (step >= 8 * total / 10) factor *= 0.316;
+      if (step >= 9 * total / 10) factor *= 0.316;
       return lr * factor;
     }
     case Schedule::cosine: {
