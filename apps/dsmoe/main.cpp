@@ -151,7 +151,7 @@ int run_generate(const GenerateArgs& a) {
 // ---- dsmoe train ----
 struct TrainArgs {
   std::string model, data, out, schedule = "multistep", save_dtype = "f32";
-  int64_t seq_len = 0, batch = 8, steps = 0, warmup = 0;
+  int64_t seq_len = 0, batch = 8, steps = 0, warmup = 0, log_every = 1;
   double lr = 0, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;
   bool no_shuffle = false;
   uint64_t seed = 0;
@@ -196,6 +196,7 @@ int run_train(const TrainArgs& a) {
     const double lr = schedule_lr(schedule, a.lr, s, a.steps, a.warmup);
     StepResult r = trainer.step(inputs.data(), targets.data(), a.batch, a.seq_len, lr);
     const double dt = seconds_since(t0);
+    if ((s + 1) % a.log_every != 0 && s + 1 != a.steps && s != 0) continue;
     fmt::print("step {:>5}/{}  loss {:.6f}  balance {:.6f}  grad_norm {:.4f}  lr {:.3e}  {:.0f} tok/s\n", s + 1,
                a.steps, r.loss.ce, r.loss.balance, r.grad_norm, r.lr, a.batch * a.seq_len / dt);
     std::fflush(stdout);
@@ -210,7 +211,7 @@ int run_train(const TrainArgs& a) {
 // learns a synthetic token stream of four pattern families, each document opened by its family's tag token.
 struct DemoArgs {
   std::string out = "demo-run";
-  int64_t steps = 150;
+  int64_t steps = 1200;
 };
 void write_demo_tokens(const std::string& path, int64_t n_tokens, int64_t vocab, uint64_t seed) {
   Rng rng(seed);
@@ -279,16 +280,17 @@ int run_demo(const DemoArgs& a) {
   tr.lr = 3e-3;
   tr.warmup = 10;
   tr.schedule = "multistep";
+  tr.log_every = 100;
   run_train(tr);
   EvalArgs after{out, val, 64, 16, false};
   fmt::print("val after training:  ");
   run_eval(after);
   GenerateArgs gen;
   gen.model = out;
-  gen.prompt_ids = "1,20,23,26";  // family 1 (arithmetic progression, step 3)
+  gen.prompt_ids = "1,20,23,26,29,32";  // family tag 1: an arithmetic progression, step 3
   gen.max_new_tokens = 8;
   gen.ids = true;
-  fmt::print("greedy continuation of 1,20,23,26 (expect 29 32 35 ...): ");
+  fmt::print("greedy continuation of 1,20,23,26,29,32 (the pattern continues 35 38 41 ...): ");
   run_generate(gen);
   fmt::print("run directory: {}\n", a.out);
   return 0;
@@ -352,6 +354,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--beta2", tr.beta2, "AdamW beta2");
   train_cmd->add_option("--eps", tr.eps, "AdamW epsilon");
   train_cmd->add_option("--grad-clip", tr.grad_clip, "global gradient norm clip (0 = off)");
+  train_cmd->add_option("--log-every", tr.log_every, "print every N-th step (first and last always)")
+      ->check(CLI::PositiveNumber);
   train_cmd->add_flag("--no-shuffle", tr.no_shuffle, "step s uses windows s*B..s*B+B-1 (wrapping)");
   train_cmd->add_option("--seed", tr.seed, "shuffle seed");
   train_cmd->add_option("--out", tr.out, "output HF directory")->required();
