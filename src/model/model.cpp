@@ -16,24 +16,23 @@ Gradients::Gradients(const Model& model) : params(model.params.registry), weight
 size_t Activations::bytes() const {
   size_t total = ws.bytes() + (x_final.size() + xn_final.size() + rstd_final.size() + logits.size()) * 4;
   for (const LayerActs& l : layers) {
-    for (const FloatBuffer* b : {&l.x, &l.xn1, &l.rstd1, &l.x_mid, &l.xn2, &l.rstd2, &l.g, &l.u, &l.attn.q, &l.attn.k,
-                                 &l.attn.v, &l.attn.probs, &l.attn.out, &l.moe.probs, &l.moe.xs, &l.moe.g, &l.moe.u,
-                                 &l.moe.ye, &l.moe.sg, &l.moe.su})
+    for (const FloatBuffer* b : {&l.x,      &l.xn1,    &l.rstd1,  &l.x_mid,  &l.xn2,        &l.rstd2,    &l.g,
+                                 &l.u,      &l.attn.q, &l.attn.k, &l.attn.v, &l.attn.probs, &l.attn.out, &l.moe.probs,
+                                 &l.moe.xs, &l.moe.g,  &l.moe.u,  &l.moe.ye, &l.moe.sg,     &l.moe.su})
       total += b->size() * sizeof(float);
   }
   return total;
 }
 
-void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t S, Activations& acts,
-                   bool training) {
+void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t S, Activations& acts, bool training) {
   const ModelConfig& c = model.config;
   const Weights& w = model.weights;
   const int64_t T = B * S, d = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
   check(S <= c.max_position_embeddings, "sequence length {} exceeds max_position_embeddings {}", S,
         c.max_position_embeddings);
   for (int64_t t = 0; t < T; ++t)
-    check(inputs[t] >= 0 && inputs[t] < V, "token id {} at position {} is outside the vocabulary [0, {})", inputs[t],
-          t, V);
+    check(inputs[t] >= 0 && inputs[t] < V, "token id {} at position {} is outside the vocabulary [0, {})", inputs[t], t,
+          V);
   acts.B = B;
   acts.S = S;
   acts.layers.resize(L);
@@ -78,13 +77,13 @@ void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t
   acts.xn_final.reserve(T * d);
   acts.rstd_final.reserve(T);
   acts.logits.reserve(T * V);
-  rmsnorm_forward(acts.x_final.data(), w.final_norm, c.rms_norm_eps, acts.xn_final.data(), acts.rstd_final.data(),
-                  T, d);
+  rmsnorm_forward(acts.x_final.data(), w.final_norm, c.rms_norm_eps, acts.xn_final.data(), acts.rstd_final.data(), T,
+                  d);
   linear_forward(acts.xn_final.data(), w.lm_head, acts.logits.data(), T, d, V);
 }
 
-LossReport model_loss_backward(const Model& model, const int32_t* inputs, const int32_t* targets, int64_t B,
-                               int64_t S, Activations& acts, Gradients* grads) {
+LossReport model_loss_backward(const Model& model, const int32_t* inputs, const int32_t* targets, int64_t B, int64_t S,
+                               Activations& acts, Gradients* grads) {
   const ModelConfig& c = model.config;
   const Weights& w = model.weights;
   const int64_t T = B * S, d = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
@@ -111,8 +110,11 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
   float* dnorm = acts.ws.get("grad.norm", T * d);
 
   // lm_head and the final norm.
-  linear_backward(acts.xn_final.data(), w.lm_head, dlogits, dnorm, gw.lm_head, T, d, V);
-  rmsnorm_backward(dnorm, acts.x_final.data(), w.final_norm, acts.rstd_final.data(), dres, gw.final_norm, T, d);
+  {
+    PROFILE_SCOPE("bwd.head");
+    linear_backward(acts.xn_final.data(), w.lm_head, dlogits, dnorm, gw.lm_head, T, d, V);
+    rmsnorm_backward(dnorm, acts.x_final.data(), w.final_norm, acts.rstd_final.data(), dres, gw.final_norm, T, d);
+  }
 
   for (int64_t l = L - 1; l >= 0; --l) {
     LayerActs& a = acts.layers[l];
@@ -126,12 +128,12 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
       const int64_t F = c.intermediate_size;
       swiglu_mlp_backward(a.xn2.data(), lw.mlp_gate, lw.mlp_up, lw.mlp_down, a.g.data(), a.u.data(), dres, T, d, F,
                           dnorm, 0.0f, lg.mlp_gate, lg.mlp_up, lg.mlp_down, acts.ws.get("mlp.act", T * F),
-                          acts.ws.get("mlp.dact", T * F), acts.ws.get("mlp.dg", T * F),
-                          acts.ws.get("mlp.du", T * F));
+                          acts.ws.get("mlp.dact", T * F), acts.ws.get("mlp.dg", T * F), acts.ws.get("mlp.du", T * F));
     }
     rmsnorm_backward(dnorm, a.x_mid.data(), lw.ffn_norm, a.rstd2.data(), dtmp, lg.ffn_norm, T, d);
     for (int64_t i = 0; i < T * d; ++i) dres[i] += dtmp[i];
     // x_mid = x + Attn(RMSNorm_in(x))
+    PROFILE_SCOPE("bwd.attention");
     attention_backward(c, lw, lg, acts.rope, a.xn1.data(), B, S, a.attn, dres, dnorm, acts.ws);
     rmsnorm_backward(dnorm, a.x.data(), lw.attn_norm, a.rstd1.data(), dtmp, lg.attn_norm, T, d);
     for (int64_t i = 0; i < T * d; ++i) dres[i] += dtmp[i];

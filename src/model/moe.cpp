@@ -5,6 +5,7 @@
 #include "core/gemm.h"
 #include "core/ops.h"
 #include "core/profile.h"
+#include "core/vecmath.h"
 
 namespace dsmoe {
 
@@ -106,12 +107,9 @@ void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& gra
         continue;
       }
       const float wt = plan.topk_weight[t * k + j];
-      double dot = 0.0;
-      for (int64_t i = 0; i < d; ++i) {
-        dye[row * d + i] = wt * dy[t * d + i];
-        dot += static_cast<double>(dy[t * d + i]) * ye[row * d + i];
-      }
-      dweight[t * k + j] = static_cast<float>(dot);
+#pragma omp simd
+      for (int64_t i = 0; i < d; ++i) dye[row * d + i] = wt * dy[t * d + i];
+      dweight[t * k + j] = dot_of(dy + t * d, ye + row * d, d);
     }
   }
 
