@@ -1,0 +1,25 @@
+// The dsmoe CLI is a set of subcommands, each registered by the file of its concern (model, text). Registration
+// declares the flags; the Command's run function executes after parsing. Errors are dsmoe::Error exceptions,
+// turned into one "error:" line and exit status 1 by main().
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace dsmoe::cli {
+
+struct Command {
+  CLI::App* app;             // the subcommand
+  std::function<int()> run;  // what it does once its flags are parsed
+};
+
+// "1,2,3" or "1 2 3" -> ids; a non-number or a negative value is an error naming it.
+std::vector<int32_t> parse_ids(const std::string& text);
+
+void add_model_commands(CLI::App& app, std::vector<Command>& commands);  // init eval generate train info demo
+void add_text_commands(CLI::App& app, std::vector<Command>& commands);   // tokenizer data tokenize detokenize chat-template
+
+}  // namespace dsmoe::cli
