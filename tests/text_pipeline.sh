@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The text pipeline end to end through the CLI, on the built-in synthetic corpus (no downloads):
+# data synth -> tokenizer train -> data prepare -> init/train/eval, plus tokenize/detokenize/chat-template and the
+# malformed-tokenizer errors.
+set -u
+DSMOE="$(realpath "$1")"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+fails=0; passes=0
+pass() { echo "ok   $1"; passes=$((passes + 1)); }
+failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+run() { "$@" > last.log 2>&1 || { echo "command failed: $*"; cat last.log; return 1; }; }
+
+run "$DSMOE" data synth --out syn.txt --bytes 600000 --seed 3 && [ -s syn.txt.json ] && pass "data synth" || failed "data synth"
+run "$DSMOE" tokenizer train --input syn.txt --vocab-size 1024 --out tok && [ -s tok/tokenizer.json ] \
+  && [ -s tok/tokenizer_config.json ] && pass "tokenizer train" || failed "tokenizer train"
+run "$DSMOE" tokenizer train --input syn.txt --vocab-size 1024 --out tok2 && cmp -s tok/tokenizer.json tok2/tokenizer.json \
+  && pass "tokenizer train is deterministic" || failed "tokenizer train differs between runs"
+run "$DSMOE" data prepare --tokenizer tok --input syn.txt --out data/syn --val-fraction 0.02 \
+  && [ -s data/syn.train.bin ] && [ -s data/syn.val.bin ] && [ -s data/syn.json ] && pass "data prepare" || failed "data prepare"
+
+text='Hello, world! 37 + 48 = 85; Ünïcödé 😀'
+ids=$("$DSMOE" tokenize --tokenizer tok --ids "$text")
+back=$("$DSMOE" detokenize --tokenizer tok $ids)
+[ "$back" = "$text" ] && pass "tokenize/detokenize round trip ($(echo $ids | wc -w) tokens)" || failed "round trip: '$back'"
+bos=$("$DSMOE" tokenize --tokenizer tok --ids --bos "hi" | cut -d' ' -f1)
+[ "$bos" = 1022 ] && pass "--bos prepends BOS (id $bos)" || failed "--bos gave $bos"
+"$DSMOE" tokenize --tokenizer tok "a b" | grep -q $'\t' && pass "id<TAB>piece lines" || failed "piece lines"
+
+cat > conv.json <<'JSON'
+[{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3 + 3?"}]
+JSON
+rendered=$("$DSMOE" chat-template --tokenizer tok --messages conv.json --add-generation-prompt)
+want=$(printf '<｜begin▁of▁sentence｜>User: What is 2 + 2?\n\nAssistant: 4<｜end▁of▁sentence｜>User: And 3 + 3?\n\nAssistant:')
+[ "$rendered" = "$want" ] && pass "chat template (DeepSeek format)" || failed "chat template: $rendered"
+
+cat > cfg.json <<'JSON'
+{"model_type": "deepseek", "vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128,
+ "moe_intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "n_shared_experts": 1,
+ "n_routed_experts": 8, "num_experts_per_tok": 2, "first_k_dense_replace": 1, "max_position_embeddings": 128,
+ "initializer_range": 0.02, "bos_token_id": 1022, "eos_token_id": 1023}
+JSON
+run "$DSMOE" init --config cfg.json --seed 1 --out m0 || failed "init"
+before=$("$DSMOE" eval --model m0 --data data/syn.val.bin --seq-len 64 --json | sed 's/.*"nll":\([0-9.]*\).*/\1/')
+run "$DSMOE" train --model m0 --data data/syn.train.bin --seq-len 64 --batch 8 --steps 60 --lr 3e-3 --warmup 5 --out m1 \
+  || failed "train"
+after=$("$DSMOE" eval --model m1 --data data/syn.val.bin --seq-len 64 --json | sed 's/.*"nll":\([0-9.]*\).*/\1/')
+perl -e "exit !($after < $before - 1.0)" && pass "train + eval on the prepared corpus: val nll $before -> $after" \
+  || failed "val nll did not fall enough: $before -> $after"
+
+# Malformed tokenizers: one error line, exit != 0.
+expect_error() {
+  local name="$1" want="$2"; shift 2
+  "$@" > out.log 2> err.log
+  local rc=$?
+  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q -- "$want" err.log; then pass "$name"; else
+    failed "$name (rc $rc): $(cat err.log out.log | head -3)"; fi
+}
+mkdir -p bad1 bad2 bad3
+echo '{"model": {"type": "BPE", ' > bad1/tokenizer.json
+expect_error "tokenizer: bad JSON" "JSON" "$DSMOE" tokenize --tokenizer bad1 --ids hi
+sed 's/"type":"BPE"/"type":"WordPiece"/; s/"type": "BPE"/"type": "WordPiece"/' tok/tokenizer.json > bad2/tokenizer.json
+expect_error "tokenizer: unknown model type" "WordPiece" "$DSMOE" tokenize --tokenizer bad2 --ids hi
+/usr/bin/env python3 - tok/tokenizer.json bad3/tokenizer.json <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+m = t["model"]["merges"]
+m[5] = ("zzzq zzzr" if isinstance(m[5], str) else ["zzzq", "zzzr"])
+json.dump(t, open(sys.argv[2], "w"))
+PY
+expect_error "tokenizer: merge of a missing token" "zzzq" "$DSMOE" tokenize --tokenizer bad3 --ids hi
+expect_error "tokenize: neither text nor file" "exactly one" "$DSMOE" tokenize --tokenizer tok
+expect_error "data prepare: missing input" "does not exist" "$DSMOE" data prepare --tokenizer tok --input nope.txt --out x
+expect_error "detokenize: id out of range" "vocabulary" "$DSMOE" detokenize --tokenizer tok 5 99999
+
+echo "$passes passed, $fails failed"
+[ $fails -eq 0 ]
