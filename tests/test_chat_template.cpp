@@ -169,6 +169,14 @@ TEST(OtherTemplates, NamespaceToolsStyle) {
             "ASSISTANT:");
 }
 
+// Dicts keep the key order of an ordered_json (as Python keeps insertion order); tool schemas print as written.
+TEST(OtherTemplates, OrderedJsonKeepsKeyOrder) {
+  const ChatTemplate t = ChatTemplate::from_jinja("{{ tool | tojson }}");
+  const std::string text = R"({"tool": {"name": "f", "description": "d", "a": 1}})";
+  EXPECT_EQ(t.render(nlohmann::ordered_json::parse(text)), R"({"name": "f", "description": "d", "a": 1})");
+  EXPECT_EQ(t.render(json::parse(text)), R"({"a": 1, "description": "d", "name": "f"})");  // json sorts keys
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The Jinja subset
 
@@ -185,6 +193,7 @@ TEST(Jinja, ExpressionsAndOperators) {
   EXPECT_EQ(render("{{ 'yes' if x else 'no' }} {{ 'yes' if not x else 'no' }}", {{"x", false}}), "no yes");
   EXPECT_EQ(render("{{ [1, 'a', [true, none]] }} {{ {'k': 'v'} }}"), "[1, 'a', [True, None]] {'k': 'v'}");
   EXPECT_EQ(render("{{ 'it\\'s' }}|{{ \"tab\\there\" }}|{{ '\\u00fc' }}"), "it's|tab\there|ü");
+  EXPECT_EQ(render("{{ (1,) }} {{ (1, 2) == [1, 2] }} {{ 2.5 is odd }} {{ [1, nope] }}"), "(1,) False False [1, Undefined]");
 }
 
 TEST(Jinja, IndexingAndSlicing) {
@@ -254,6 +263,9 @@ TEST(Jinja, FiltersTestsAndMethods) {
                    vars),
             "False True True True True True True True True");
   EXPECT_EQ(render("{{ not x is defined }}"), "True");  // `is` binds tighter than `not`
+  // HF's globals are defined names (Llama 3.x templates test `strftime_now is defined` before calling it).
+  EXPECT_EQ(render("{{ raise_exception is defined }} {{ strftime_now is defined }} {{ strftime_now('%Y') | length }}"),
+            "True True 4");
   EXPECT_EQ(render("{{ [1, 2, 3, 4] | select('odd') | list }} {{ [{'r': 'a'}, {'r': 'b'}] | map(attribute='r') | "
                    "join }}"),
             "[1, 3] ab");
@@ -277,6 +289,8 @@ TEST(Jinja, WhitespaceControl) {
   // One trailing newline of the template is dropped, as Jinja does.
   EXPECT_EQ(render("x\n"), "x");
   EXPECT_EQ(render("x\n\n"), "x\n");
+  // Jinja turns "\r\n" into "\n" before anything else.
+  EXPECT_EQ(render("{% if true %}\r\nx\r\n{% endif %}\r\n"), "x\n");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -290,7 +304,7 @@ TEST(Errors, BadTemplates) {
   expect_error([] { ChatTemplate::from_jinja("{# note"); }, {"unclosed comment"});
   expect_error([] { ChatTemplate::from_jinja("{{ x | frobnicate }}"); }, {"unknown filter 'frobnicate'"});
   expect_error([] { ChatTemplate::from_jinja("{{ x is frob }}"); }, {"unknown test 'frob'"});
-  expect_error([] { ChatTemplate::from_jinja("{{ strftime_now('%Y') }}"); }, {"unknown function 'strftime_now'"});
+  expect_error([] { ChatTemplate::from_jinja("{{ now_iso('%Y') }}"); }, {"unknown function 'now_iso'"});
   expect_error([] { ChatTemplate::from_jinja("{{ x.frob() }}"); }, {"unsupported method '.frob()'"});
   expect_error([] { ChatTemplate::from_jinja("{% macro m() %}{% endmacro %}"); }, {"unsupported tag '{% macro %}'"});
   expect_error([] { ChatTemplate::from_jinja("{% include 'x' %}"); }, {"unsupported tag '{% include %}'"});
@@ -325,6 +339,9 @@ TEST(Errors, RenderTimeErrorsNameTheProblem) {
   expect_error([] { render("{{ 1 < 'a' }}"); }, {"cannot compare int with string"});
   expect_error([] { render("{{ 'abc'.upper(1) }}"); }, {"at most 0 argument"});
   expect_error([] { render("{{ range(10000000) | length }}"); }, {"range() longer than"});
+  expect_error([] { render("{% for i in range(10000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}"); },
+               {"loop iterations"});
+  expect_error([] { render("{% for i in range(1000) %}{{ 'x' * 1000000 }}{% endfor %}"); }, {"output larger than"});
   expect_error([] { ChatTemplate::deepseek().render(json::array()); }, {"must be a JSON object"});
 }
 

@@ -1,5 +1,7 @@
 #include "text/bpe_trainer.h"
 
+#include "text/chat_template.h"
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -119,8 +121,12 @@ std::vector<std::string> expand_input_files(const std::vector<std::string>& inpu
       continue;
     }
     std::vector<std::string> found;
-    for (const auto& entry : fs::recursive_directory_iterator(input))
-      if (entry.is_regular_file()) found.push_back(entry.path().string());
+    try {
+      for (const auto& entry : fs::recursive_directory_iterator(input))
+        if (entry.is_regular_file()) found.push_back(entry.path().string());
+    } catch (const fs::filesystem_error& e) {
+      fail("cannot list input directory {}: {}", input, e.code().message());
+    }
     std::sort(found.begin(), found.end());
     files.insert(files.end(), found.begin(), found.end());
   }
@@ -217,10 +223,10 @@ struct BlockCounter {
     if (n == 1) {
       count_range(block, 0, block.size(), jsonl, 0, &errors[0]);
     } else {
-      std::vector<std::thread> workers;
+      std::vector<std::jthread> workers;  // joined on scope exit, also if starting one fails
       for (int t = 0; t < n; ++t)
         workers.emplace_back([&, t] { count_range(block, cut[t], cut[t + 1], jsonl, t, &errors[t]); });
-      for (auto& w : workers) w.join();
+      workers.clear();
     }
     for (const BlockError& e : errors) {
       if (e.offset == std::string_view::npos) continue;
@@ -335,16 +341,8 @@ std::string from_byte_level(std::string_view symbols) {
   return out;
 }
 
-const std::string& deepseek_chat_template() {
-  static const std::string t =
-      "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}"
-      "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
-      "{{ 'User: ' + message['content'] + '\n\n' }}{% elif message['role'] == 'assistant' %}"
-      "{{ 'Assistant: ' + message['content'] + eos_token }}{% elif message['role'] == 'system' %}"
-      "{{ message['content'] + '\n\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}"
-      "{{ 'Assistant:' }}{% endif %}";
-  return t;
-}
+// The chat template written into trained tokenizers: the DeepSeek LLM one, whose text lives in chat_template.cpp.
+const std::string& deepseek_chat_template() { return ChatTemplate::deepseek().source(); }
 
 PreTokenizeFn make_pre_tokenizer(const nlohmann::json& pre_tokenizer) {
   const nlohmann::json& pre = pre_tokenizer.is_null() ? deepseek_pre_tokenizer_json() : pre_tokenizer;
@@ -578,6 +576,23 @@ void check_options(const BpeTrainOptions& o) {
   check(o.pre_tokenizer.is_null() || o.pre_tokenizer.is_object(), "pre_tokenizer must be a JSON object");
 }
 
+// A JSON block with "type" first in every object, as HF writes it (nlohmann::json keeps keys sorted).
+nlohmann::ordered_json type_first(const nlohmann::json& j) {
+  if (j.is_object()) {
+    nlohmann::ordered_json o = nlohmann::ordered_json::object();
+    if (j.contains("type")) o["type"] = type_first(j["type"]);
+    for (const auto& [k, v] : j.items())
+      if (k != "type") o[k] = type_first(v);
+    return o;
+  }
+  if (j.is_array()) {
+    nlohmann::ordered_json a = nlohmann::ordered_json::array();
+    for (const auto& v : j) a.push_back(type_first(v));
+    return a;
+  }
+  return nlohmann::ordered_json::parse(j.dump());
+}
+
 void write_atomically(const fs::path& path, const std::string& content) {
   const fs::path tmp = path.string() + ".tmp";
   {
@@ -647,7 +662,7 @@ nlohmann::ordered_json bpe_tokenizer_json(const BpeModel& model, const BpeTrainO
   j["padding"] = nullptr;
   j["added_tokens"] = std::move(added);
   j["normalizer"] = {{"type", "Sequence"}, {"normalizers", ojson::array()}};
-  j["pre_tokenizer"] = ojson::parse(pre.dump());
+  j["pre_tokenizer"] = type_first(pre);
   j["post_processor"] = std::move(post);
   j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
   j["model"] = {{"type", "BPE"},

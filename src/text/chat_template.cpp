@@ -11,8 +11,10 @@
 #include <utf8proc.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <ctime>
 #include <initializer_list>
 #include <string_view>
 #include <unordered_map>
@@ -34,9 +36,10 @@ const char* const kDeepSeekTemplate = R"JINJA({% if not add_generation_prompt is
 ' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %})JINJA";
 
 // Limits that keep a hostile template from exhausting memory or the stack.
-constexpr int kMaxNesting = 200;              // parser recursion (expressions and statements)
-constexpr int64_t kMaxRange = 1'000'000;      // range() length
-constexpr size_t kMaxString = 256u << 20;     // string/list repetition results
+constexpr int kMaxNesting = 200;                 // parser recursion (expressions and statements)
+constexpr int64_t kMaxRange = 100'000;           // range() length
+constexpr size_t kMaxString = 64u << 20;         // string/list repetition results, and the rendered output
+constexpr int64_t kMaxIterations = 1'000'000;    // loop iterations per render (nested range() loops)
 
 // Errors raised while evaluating an expression carry no line; the statement that runs it adds its line.
 struct EvalError {
@@ -53,6 +56,10 @@ template <typename... Args>
   fail("chat template line {}: {}", line, fmt::format(format, std::forward<Args>(args)...));
 }
 
+bool one_of(std::string_view s, const std::vector<std::string_view>& set) {
+  return std::find(set.begin(), set.end(), s) != set.end();
+}
+
 // =================================================================================================================
 // 1. Values
 
@@ -61,15 +68,16 @@ using List = std::vector<Value>;
 using Dict = std::vector<std::pair<std::string, Value>>;  // insertion order, like a Python dict
 
 struct Value {
-  enum class Kind { Undefined, None, Bool, Int, Float, String, List, Dict };
+  enum class Kind { Undefined, None, Bool, Int, Float, String, List, Dict, Function };
   Kind kind = Kind::Undefined;
   bool b = false;
   int64_t i = 0;
   double f = 0;
-  std::string s;                // String; for Undefined, the expression that was undefined (for messages)
+  std::string s;                // String; Function: its name; Undefined: the expression, for messages
   std::shared_ptr<List> list;
   std::shared_ptr<Dict> dict;   // shared: a namespace() is mutated through every copy of it
   bool is_namespace = false;
+  bool is_tuple = false;        // a List written (a, b): prints as (a, b) and never equals a list, as in Python
 };
 using Kind = Value::Kind;
 
@@ -109,6 +117,11 @@ Value list(List items) {
   v.list = std::make_shared<List>(std::move(items));
   return v;
 }
+Value tuple(List items) {
+  Value v = list(std::move(items));
+  v.is_tuple = true;
+  return v;
+}
 Value dict(Dict items) {
   Value v = of_kind(Kind::Dict);
   v.dict = std::make_shared<Dict>(std::move(items));
@@ -125,6 +138,7 @@ const char* type_name(const Value& v) {
     case Kind::String: return "string";
     case Kind::List: return "list";
     case Kind::Dict: return v.is_namespace ? "namespace" : "dict";
+    case Kind::Function: return "function";
   }
   return "?";
 }
@@ -141,6 +155,7 @@ bool truthy(const Value& v) {
     case Kind::String: return !v.s.empty();
     case Kind::List: return !v.list->empty();
     case Kind::Dict: return !v.dict->empty();
+    case Kind::Function: return true;
   }
   return false;
 }
@@ -220,6 +235,7 @@ std::string to_str(const Value& v) {
     case Kind::String: return v.s;
     case Kind::List:
     case Kind::Dict: return repr(v);
+    case Kind::Function: return "<built-in function " + v.s + ">";
   }
   return "";
 }
@@ -240,10 +256,12 @@ std::string string_repr(const std::string& s) {
 
 // Python's repr(), used when a list or dict is printed.
 std::string repr(const Value& v) {
+  if (v.kind == Kind::Undefined) return "Undefined";  // Jinja's Undefined inside a printed list
   if (v.kind == Kind::String) return string_repr(v.s);
   if (v.kind == Kind::List) {
-    std::string out = "[";
+    std::string out = v.is_tuple ? "(" : "[";
     for (size_t k = 0; k < v.list->size(); ++k) out += (k ? ", " : "") + repr((*v.list)[k]);
+    if (v.is_tuple) return out + (v.list->size() == 1 ? ",)" : ")");
     return out + "]";
   }
   if (v.kind == Kind::Dict) {
@@ -289,6 +307,7 @@ void to_json(std::string& out, const Value& v, int indent, bool sort_keys, int d
       out += std::isfinite(v.f) ? float_repr(v.f) : std::isnan(v.f) ? "NaN" : v.f > 0 ? "Infinity" : "-Infinity";
       return;
     case Kind::String: json_string(out, v.s); return;
+    case Kind::Function: eval_fail("cannot convert a function to JSON");
     case Kind::List:
       if (v.list->empty()) return void(out += "[]");
       out += '[';
@@ -359,9 +378,10 @@ bool equal(const Value& a, const Value& b) {
   switch (a.kind) {
     case Kind::Undefined:
     case Kind::None: return true;
-    case Kind::String: return a.s == b.s;
+    case Kind::String:
+    case Kind::Function: return a.s == b.s;
     case Kind::List:
-      return a.list->size() == b.list->size() &&
+      return a.is_tuple == b.is_tuple && a.list->size() == b.list->size() &&
              std::equal(a.list->begin(), a.list->end(), b.list->begin(), [](auto& x, auto& y) { return equal(x, y); });
     case Kind::Dict: {
       if (a.dict == b.dict) return true;
@@ -451,7 +471,7 @@ Value repeat(const Value& seq, int64_t times) {
   if (n > 0 && seq.list->size() > kMaxString / sizeof(Value) / n) eval_fail("list repetition too large");
   List out;
   for (size_t k = 0; k < n; ++k) out.insert(out.end(), seq.list->begin(), seq.list->end());
-  return list(std::move(out));
+  return seq.is_tuple ? tuple(std::move(out)) : list(std::move(out));
 }
 
 Value arithmetic(std::string_view op, const Value& a, const Value& b) {
@@ -459,9 +479,10 @@ Value arithmetic(std::string_view op, const Value& a, const Value& b) {
   if (b.kind == Kind::Undefined) undefined_fail(b);
   if (op == "+" && a.kind == Kind::String && b.kind == Kind::String) return string(a.s + b.s);
   if (op == "+" && a.kind == Kind::List && b.kind == Kind::List) {
+    if (a.is_tuple != b.is_tuple) eval_fail("cannot concatenate a list and a tuple");
     List out = *a.list;
     out.insert(out.end(), b.list->begin(), b.list->end());
-    return list(std::move(out));
+    return a.is_tuple ? tuple(std::move(out)) : list(std::move(out));
   }
   if (op == "*" && (a.kind == Kind::String || a.kind == Kind::List) && (b.kind == Kind::Int || b.kind == Kind::Bool))
     return repeat(a, as_int(b));
@@ -480,7 +501,10 @@ Value arithmetic(std::string_view op, const Value& a, const Value& b) {
     if (op == "+") return real(x + y);
     if (op == "-") return real(x - y);
     if (op == "*") return real(x * y);
-    if (op == "**") return real(std::pow(x, y));
+    if (op == "**") {
+      if (x == 0 && y < 0) eval_fail("0.0 cannot be raised to a negative power");
+      return real(std::pow(x, y));
+    }
     if (y == 0) eval_fail("division by zero");
     if (op == "//") return real(std::floor(x / y));
     return real(x - y * std::floor(x / y));  // %: the sign follows the divisor, as in Python
@@ -490,6 +514,7 @@ Value arithmetic(std::string_view op, const Value& a, const Value& b) {
   if (op == "-") return integer(checked(kSub, x, y));
   if (op == "*") return integer(checked(kMul, x, y));
   if (op == "**") {
+    if (y < 0 && x == 0) eval_fail("0 cannot be raised to a negative power");
     if (y < 0) return real(std::pow(static_cast<double>(x), static_cast<double>(y)));
     int64_t result = 1, base = x;  // square-and-multiply; base is squared only while a higher bit needs it
     for (int64_t e = y; e > 0;) {
@@ -558,7 +583,7 @@ Value slice(const Value& obj, const Value& start, const Value& stop, const Value
     List out;
     for (int64_t k : slice_indices(static_cast<int64_t>(obj.list->size()), start, stop, step))
       out.push_back((*obj.list)[static_cast<size_t>(k)]);
-    return list(std::move(out));
+    return obj.is_tuple ? tuple(std::move(out)) : list(std::move(out));
   }
   if (obj.kind == Kind::String) {
     const std::vector<int32_t> cps = decode_utf8(obj.s);
@@ -841,6 +866,7 @@ struct Context {
   // [0] holds the template's variables; each for-loop iteration adds a scope, so a `set` inside a loop does not
   // leak out of it (Jinja's rule; templates use namespace() to carry values out).
   std::vector<std::unordered_map<std::string, Value>> scopes;
+  int64_t iterations = 0;  // for-loop iterations so far, against kMaxIterations
 
   Value lookup(const std::string& name) const {
     for (auto s = scopes.rbegin(); s != scopes.rend(); ++s)
@@ -918,19 +944,21 @@ std::string strip(const std::string& s, const Value& chars, bool left, bool righ
   return encode_utf8(std::vector<int32_t>(cps.begin() + static_cast<ptrdiff_t>(lo), cps.begin() + static_cast<ptrdiff_t>(hi)));
 }
 
-enum class Case { Upper, Lower, Title, Capitalize };
+enum class Case { Upper, Lower, Title, Capitalize, JinjaTitle };
 
+// Upper/Lower/Capitalize: Python's str methods. Title: str.title() (a letter after a cased letter is lowercased).
+// JinjaTitle: the `title` filter, which capitalises the first character after whitespace or one of -({[<.
 std::string change_case(const std::string& s, Case mode) {
   std::string out;
-  bool after_cased = false;  // title(): a letter right after another letter is lowercased
-  bool first = true;
+  bool after_cased = false, after_separator = true, first = true;
   for (int32_t c : decode_utf8(s)) {
     bool up = mode == Case::Upper;
     if (mode == Case::Title) up = !after_cased;
     if (mode == Case::Capitalize) up = first;
-    const int32_t mapped = up ? utf8proc_toupper(c) : utf8proc_tolower(c);
-    append_utf8(out, mapped);
+    if (mode == Case::JinjaTitle) up = after_separator;
+    append_utf8(out, up ? utf8proc_toupper(c) : utf8proc_tolower(c));
     after_cased = utf8proc_toupper(c) != c || utf8proc_tolower(c) != c;
+    after_separator = is_space(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
     first = false;
   }
   return out;
@@ -992,6 +1020,17 @@ int64_t length(const Value& v) {
 
 // --- Tests: `x is name(args)` ---
 
+// str.islower() / str.isupper(): some cased character, and none of the other case.
+bool has_only_case(const std::string& s, Case mode) {
+  bool cased = false;
+  for (int32_t c : decode_utf8(s)) {
+    const bool is_lower = utf8proc_toupper(c) != c, is_upper = utf8proc_tolower(c) != c;
+    if ((mode == Case::Lower && is_upper) || (mode == Case::Upper && is_lower)) return false;
+    cased = cased || is_lower || is_upper;
+  }
+  return cased;
+}
+
 using TestFn = bool (*)(const Value&, const std::vector<Value>&);
 
 const Value& arg0(const std::vector<Value>& args, std::string_view test) {
@@ -1016,13 +1055,9 @@ const std::unordered_map<std::string, TestFn>& tests() {
       {"mapping", [](V v, A) { return v.kind == Kind::Dict; }},
       {"iterable", [](V v, A) { return v.kind == Kind::List || v.kind == Kind::Dict || v.kind == Kind::String; }},
       {"sequence", [](V v, A) { return v.kind == Kind::List || v.kind == Kind::Dict || v.kind == Kind::String; }},
-      {"odd", [](V v, A) { return is_number(v) && as_int(v) % 2 != 0; }},
-      {"even", [](V v, A) { return is_number(v) && as_int(v) % 2 == 0; }},
-      {"divisibleby",
-       [](V v, A a) {
-         const Value& d = arg0(a, "divisibleby");
-         return is_number(v) && is_number(d) && as_int(d) != 0 && as_int(v) % as_int(d) == 0;
-       }},
+      {"odd", [](V v, A) { return equal(arithmetic("%", v, integer(2)), integer(1)); }},
+      {"even", [](V v, A) { return equal(arithmetic("%", v, integer(2)), integer(0)); }},
+      {"divisibleby", [](V v, A a) { return equal(arithmetic("%", v, arg0(a, "divisibleby")), integer(0)); }},
       {"eq", [](V v, A a) { return equal(v, arg0(a, "eq")); }},
       {"equalto", [](V v, A a) { return equal(v, arg0(a, "equalto")); }},
       {"==", [](V v, A a) { return equal(v, arg0(a, "==")); }},
@@ -1039,8 +1074,8 @@ const std::unordered_map<std::string, TestFn>& tests() {
       {"ge", [](V v, A a) { return compare(v, arg0(a, "ge")) >= 0; }},
       {">=", [](V v, A a) { return compare(v, arg0(a, ">=")) >= 0; }},
       {"in", [](V v, A a) { return contains(arg0(a, "in"), v); }},
-      {"lower", [](V v, A) { return v.kind == Kind::String && change_case(v.s, Case::Lower) == v.s; }},
-      {"upper", [](V v, A) { return v.kind == Kind::String && change_case(v.s, Case::Upper) == v.s; }},
+      {"lower", [](V v, A) { return has_only_case(to_str(v), Case::Lower); }},
+      {"upper", [](V v, A) { return has_only_case(to_str(v), Case::Upper); }},
   };
   return t;
 }
@@ -1091,7 +1126,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
       {"count", [](V v, A a) { return bind(a, "count", {}), integer(length(v)); }},
       {"upper", [](V v, A a) { return bind(a, "upper", {}), string(change_case(to_str(v), Case::Upper)); }},
       {"lower", [](V v, A a) { return bind(a, "lower", {}), string(change_case(to_str(v), Case::Lower)); }},
-      {"title", [](V v, A a) { return bind(a, "title", {}), string(change_case(to_str(v), Case::Title)); }},
+      {"title", [](V v, A a) { return bind(a, "title", {}), string(change_case(to_str(v), Case::JinjaTitle)); }},
       {"capitalize",
        [](V v, A a) { return bind(a, "capitalize", {}), string(change_case(to_str(v), Case::Capitalize)); }},
       {"string", [](V v, A a) { return bind(a, "string", {}), string(to_str(v)); }},
@@ -1106,6 +1141,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
        [](V v, A a) {
          const auto p = bind(a, "int", {"default"});
          const Value dflt = given(p[0]) ? p[0] : integer(0);
+         if (v.kind == Kind::Undefined) undefined_fail(v);
          if (v.kind == Kind::Int || v.kind == Kind::Bool) return integer(as_int(v));
          if (v.kind == Kind::Float) return std::isfinite(v.f) ? integer(static_cast<int64_t>(v.f)) : dflt;
          if (v.kind != Kind::String) return dflt;
@@ -1122,6 +1158,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
        [](V v, A a) {
          const auto p = bind(a, "float", {"default"});
          const Value dflt = given(p[0]) ? p[0] : real(0);
+         if (v.kind == Kind::Undefined) undefined_fail(v);
          if (is_number(v)) return real(as_double(v));
          if (v.kind != Kind::String) return dflt;
          try {
@@ -1231,7 +1268,8 @@ Value apply_filter(const std::string& name, const Value& v, const CallArgs& args
 
 // --- Global functions and methods ---
 
-const std::vector<std::string_view> kFunctions = {"raise_exception", "namespace", "range"};
+const std::vector<std::string_view> kFunctions = {"raise_exception", "namespace", "range", "strftime_now"};
+bool is_function_name(std::string_view name) { return one_of(name, kFunctions); }
 const std::vector<std::string_view> kMethods = {"strip", "lstrip",  "rstrip", "startswith", "endswith", "upper",
                                                 "lower", "title",   "capitalize", "split", "replace",  "join",
                                                 "get",   "items",   "keys",  "values"};
@@ -1252,6 +1290,15 @@ Value call_function(const std::string& name, const CallArgs& a) {
     Value ns = dict(std::move(attrs));
     ns.is_namespace = true;
     return ns;
+  }
+  if (name == "strftime_now") {  // HF's helper for templates that print today's date (Llama 3.x)
+    const auto p = bind(a, "strftime_now", {"format"}, 1);
+    const std::time_t now = std::time(nullptr);
+    std::tm local{};
+    localtime_r(&now, &local);
+    char buf[512];
+    const size_t n = std::strftime(buf, sizeof buf, need_string(p[0], "strftime_now").c_str(), &local);
+    return string(std::string(buf, n));
   }
   // range(stop) / range(start, stop[, step])
   if (a.pos.empty() || a.pos.size() > 3 || !a.kw.empty()) eval_fail("range() takes 1 to 3 positional arguments");
@@ -1332,12 +1379,13 @@ struct Literal : Expr {
   Value eval(Context&) const override { return value; }
 };
 
-struct ListExpr : Expr {
+struct ListExpr : Expr {  // [a, b] or (a, b)
   std::vector<ExprPtr> items;
+  bool is_tuple = false;
   Value eval(Context& ctx) const override {
     List out;
     for (const auto& e : items) out.push_back(e->eval(ctx));
-    return list(std::move(out));
+    return is_tuple ? tuple(std::move(out)) : list(std::move(out));
   }
 };
 
@@ -1357,9 +1405,18 @@ struct DictExpr : Expr {
   }
 };
 
+bool is_function_name(std::string_view name);
+
 struct NameExpr : Expr {
   std::string name;
-  Value eval(Context& ctx) const override { return ctx.lookup(name); }
+  Value eval(Context& ctx) const override {
+    Value v = ctx.lookup(name);
+    if (v.kind == Kind::Undefined && is_function_name(name)) {  // `strftime_now is defined` holds, as in HF
+      v.kind = Kind::Function;
+      v.s = name;
+    }
+    return v;
+  }
   std::string describe() const override { return name; }
 };
 
@@ -1527,10 +1584,15 @@ Flow render_body(const Body& body, Context& ctx, std::string& out) {
   return Flow::Normal;
 }
 
+void append_output(std::string& out, const std::string& text) {
+  if (out.size() + text.size() > kMaxString) eval_fail("rendered output larger than {} bytes", kMaxString);
+  out += text;
+}
+
 struct TextNode : Node {
   std::string text;
   Flow render(Context&, std::string& out) const override {
-    out += text;
+    append_output(out, text);
     return Flow::Normal;
   }
 };
@@ -1538,7 +1600,7 @@ struct TextNode : Node {
 struct OutputNode : Node {
   ExprPtr expr;
   Flow render(Context& ctx, std::string& out) const override {
-    out += to_str(expr->eval(ctx));
+    append_output(out, to_str(expr->eval(ctx)));
     return Flow::Normal;
   }
 };
@@ -1599,6 +1661,7 @@ struct ForNode : Node {
     }
     if (items.empty()) return render_body(otherwise, ctx, out);
     for (size_t k = 0; k < items.size(); ++k) {
+      if (++ctx.iterations > kMaxIterations) eval_fail("more than {} loop iterations", kMaxIterations);
       IterationScope scope(ctx);
       bind_targets(ctx, items[k]);
       ctx.assign("loop", loop_info(items, k));
@@ -1649,9 +1712,6 @@ const std::vector<std::string_view> kUnsupportedTags = {
     "import", "from", "raw", "endraw", "with", "endwith", "autoescape", "endautoescape", "do", "trans", "endset"};
 const std::vector<std::string_view> kReserved = {"and", "or", "not", "in", "is", "if", "else", "elif"};
 
-bool one_of(std::string_view s, const std::vector<std::string_view>& set) {
-  return std::find(set.begin(), set.end(), s) != set.end();
-}
 
 class Parser {
  public:
@@ -1969,13 +2029,14 @@ class Parser {
     parse_fail(line, "unexpected {} where a value was expected", describe(t));
   }
 
-  // (expr) or a tuple (a, b) — tuples are lists here.
+  // (expr) or a tuple: (), (a,), (a, b).
   ExprPtr parse_parenthesised(int line) {
-    if (accept_op(")")) return make<ListExpr>(line);
+    auto n = make<ListExpr>(line);
+    n->is_tuple = true;
+    if (accept_op(")")) return n;
     ExprPtr e = parse_expression();
     if (accept_op(")")) return e;
     expect_op(",");
-    auto n = make<ListExpr>(line);
     n->items.push_back(std::move(e));
     for (ExprPtr& item : parse_sequence(")")) n->items.push_back(std::move(item));
     return n;
@@ -2062,7 +2123,8 @@ class Parser {
         auto* name = dynamic_cast<NameExpr*>(e.get());
         if (name == nullptr) parse_fail(line, "only named functions can be called");
         if (!one_of(name->name, kFunctions))
-          parse_fail(line, "unknown function '{}' (supported: raise_exception, namespace, range)", name->name);
+          parse_fail(line, "unknown function '{}' (supported: raise_exception, namespace, range, strftime_now)",
+                     name->name);
         auto n = make<CallExpr>(line);
         n->name = name->name;
         n->args = parse_args();
@@ -2111,6 +2173,7 @@ class Parser {
         n->name = expect_name("a test name after 'is'");
         if (!tests().contains(n->name)) parse_fail(line, "unknown test '{}'", n->name);
         n->obj = std::move(e);
+        if (peek_name("is")) parse_fail(line, "cannot chain tests with 'is'");  // Jinja's rule, e.g. `is a is b`
         if (peek_op("(")) n->args = parse_args();
         else if (starts_test_argument()) n->args.pos.push_back(parse_postfix(parse_primary()));  // `is divisibleby 3`
         e = std::move(n);
@@ -2120,10 +2183,12 @@ class Parser {
     }
   }
 
+  // Jinja's rule for a test argument without parentheses: any value token except the names else/or/and/is
+  // (so `x is none if c else y` is a syntax error there too).
   bool starts_test_argument() const {
     const Token& t = peek();
     if (t.kind == TokKind::String || t.kind == TokKind::Int || t.kind == TokKind::Float) return true;
-    if (t.kind == TokKind::Name) return !one_of(t.text, kReserved);
+    if (t.kind == TokKind::Name) return !one_of(t.text, {"else", "or", "and", "is"});
     return peek_op("[") || peek_op("{");
   }
 };

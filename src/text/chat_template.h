@@ -2,15 +2,20 @@
 // Jinja string of a Hugging Face tokenizer_config.json.
 //
 // A small interpreter for the Jinja subset that HF chat templates use, with HF's environment settings
-// (trim_blocks, lstrip_blocks, loop controls, `raise_exception`):
+// (trim_blocks, lstrip_blocks, loop controls, `raise_exception`, `strftime_now`, a json.dumps `tojson`):
 //   {{ expr }}, {% if/elif/else/endif %}, {% for x in xs [if cond] %}...{% else %}...{% endfor %} with `loop.*`,
 //   {% set x = expr %}, {% set ns.attr = expr %} with namespace(), {% break %}/{% continue %},
-//   {% generation %}...{% endgeneration %}, whitespace control ({%- -%} {{- -}} {#- -#}), comments;
-//   literals (strings with escapes, numbers, lists, dicts), + - * / // % ** ~, comparisons, and/or/not, in, is [not]
-//   tests, a if c else b, indexing, slicing, attribute access, filters (trim, length, join, tojson, default, ...),
-//   string and dict methods (strip, split, startswith, get, items, ...), raise_exception/namespace/range.
-// Anything outside the subset (macros, includes, unknown filters/tests/functions, ...) is a clear dsmoe::Error at
-// parse time, never silently wrong output.
+//   {% generation %}...{% endgeneration %}, whitespace control ({%- -%} {{- -}} {#- -#} {%+), comments;
+//   literals (strings with escapes, numbers, lists, tuples, dicts), + - * / // % ** ~, comparisons, and/or/not,
+//   in, is [not] tests, a if c else b, indexing, slicing, attribute access, filters (trim, length, join, tojson,
+//   default, map, selectattr, ...), string and dict methods (strip, split, startswith, get, items, ...),
+//   raise_exception/namespace/range/strftime_now.
+// Anything outside the subset (macros, includes, unknown filters/tests/functions/methods, ...) is a clear
+// dsmoe::Error at parse time, never silently wrong output. Errors name the template line; a template's own
+// raise_exception('msg') becomes dsmoe::Error("chat template: msg").
+// Checked against Jinja2 3.1 configured as transformers configures it, on real HF templates (DeepSeek LLM,
+// DeepSeek-R1-Distill, ChatML, Llama-2, Llama-3.2, Mistral-Nemo, Phi-3.5, Phi-4-mini, Gemma, Zephyr) and on
+// randomly generated templates and expressions.
 #pragma once
 #include <memory>
 #include <string>

@@ -75,7 +75,7 @@ std::string translate_property(const std::string& body) {
       {"unassigned", "Cn"}, {"lc", "L&"}};
   for (const auto& [lng, shrt] : kCategories)
     if (key == lng) return neg + shrt;
-  if (name.size() > 2 && name.find(':') == std::string::npos && pcre2_compiles("\\p{sc:" + name + "}"))
+  if (name.find(':') == std::string::npos && pcre2_compiles("\\p{sc:" + name + "}"))
     return neg + "sc:" + name;
   return body;
 }
@@ -84,6 +84,7 @@ struct ClassItem {
   enum Kind { Char, Range, Raw, NotWord } kind;
   char32_t lo = 0, hi = 0;
   std::string raw;
+  explicit ClassItem(Kind k, char32_t l = 0, char32_t h = 0, std::string r = {}) : kind(k), lo(l), hi(h), raw(std::move(r)) {}
 };
 
 class Translator {
@@ -201,7 +202,7 @@ class Translator {
 
   // One class atom. Returns a Char item for a single code point, Raw/NotWord for sets.
   ClassItem class_atom() {
-    ClassItem it{ClassItem::Char};
+    ClassItem it(ClassItem::Char);
     if (p_[i_] != '\\') {
       it.lo = it.hi = next_cp(p_, i_);
       return it;
@@ -247,6 +248,7 @@ class Translator {
       case 'f': return ch('\f');
       case 'v': return ch(0x0B);
       case 'a': return ch(0x07);
+      case 'b': return ch(0x08);  // backspace inside a class
       case 'e': return ch(0x1B);
       case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': {
         char32_t v = static_cast<char32_t>(e - '0');
@@ -281,7 +283,7 @@ class Translator {
         if (i_ + 1 < p_.size() && p_[i_ + 1] == ':') {
           const size_t close = p_.find(":]", i_ + 2);
           if (close == std::string_view::npos) error("unterminated POSIX bracket");
-          items.push_back({ClassItem::Raw, 0, 0, std::string(p_.substr(i_, close + 2 - i_))});
+          items.emplace_back(ClassItem::Raw, 0, 0, std::string(p_.substr(i_, close + 2 - i_)));
           i_ = close + 2;
           continue;
         }
@@ -299,7 +301,7 @@ class Translator {
         ++i_;
         ClassItem b = class_atom();
         if (b.kind == ClassItem::Char) {
-          items.push_back({ClassItem::Range, a.lo, b.lo, {}});
+          items.emplace_back(ClassItem::Range, a.lo, b.lo);
           continue;
         }
         i_ = save;  // "a-\w": the '-' is literal
@@ -357,7 +359,7 @@ class Translator {
       }
     }
     if (!not_word) {
-      if (body.empty()) return negated ? "[\\x{0}-\\x{10FFFF}]" : "(?!)";
+      if (body.empty()) return negated ? "[\\x{0}-\\x{10FFFF}]" : "[^\\x{0}-\\x{10FFFF}]";  // all / nothing
       return std::string(negated ? "[^" : "[") + body + "]";
     }
     // \W inside a class: PCRE2 classes cannot hold the complement of a set, so rewrite with a group.
@@ -781,17 +783,21 @@ class ByteLevelStep final : public PreTokenizerStep {
       piece = prefixed;
     }
     auto mapped = [&](std::string_view sub, bool sub_at_start) {
-      std::string m;
-      m.resize(sub.size() * 2);
+      char small[128];
+      std::string big;
+      char* out = small;
+      if (sub.size() * 2 > sizeof small) {
+        big.resize(sub.size() * 2);
+        out = big.data();
+      }
       size_t n = 0;
       for (unsigned char c : sub) {
         const Mapped& mp = map_[c];
-        m[n] = mp.bytes[0];
-        if (mp.len == 2) m[n + 1] = mp.bytes[1];
+        out[n] = mp.bytes[0];
+        out[n + 1] = mp.bytes[1];  // harmless when len == 1: overwritten or past the end of the result
         n += mp.len;
       }
-      m.resize(n);
-      next(m, sub_at_start);
+      next(std::string_view(out, n), sub_at_start);
     };
     if (re_)
       split_regex(*re_, piece, at_start, SplitBehavior::Isolated, false, mapped);

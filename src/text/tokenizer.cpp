@@ -1,6 +1,7 @@
 #include "text/tokenizer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -213,22 +214,40 @@ class BpeCache {
  public:
   static constexpr size_t kMaxKeyBytes = 256;  // longer pieces are not cached (HF caches words < 256 chars)
 
+  BpeCache() = default;
+  BpeCache(const BpeCache&) = delete;
+  BpeCache& operator=(const BpeCache&) = delete;
+  ~BpeCache() {
+    for (auto& sh : shards_) delete[] sh.slots.load(std::memory_order_relaxed);
+  }
+
+  // Short keys: lock-free (a per-shard sequence lock), so that readers on different cores never write a shared
+  // cache line. Long keys: under the shard's mutex.
   bool lookup(std::string_view key, uint64_t h, std::vector<int32_t>& out) const {
     Shard& sh = shard(h);
-    std::lock_guard<std::mutex> lock(sh.m);
     if (key.size() <= kKeyCap) {
-      if (sh.slots.empty()) return false;
+      const Entry* slots = sh.slots.load(std::memory_order_acquire);
+      if (!slots) return false;
       const size_t home = (h >> 8) & (kSlots - 1);
-      for (size_t p = 0; p < kProbe; ++p) {
-        const Entry& e = sh.slots[(home + p) & (kSlots - 1)];
-        if (e.hash == h && e.key_len == key.size() && std::memcmp(e.key, key.data(), key.size()) == 0) {
-          out.insert(out.end(), e.ids, e.ids + e.n_ids);
-          return true;
+      for (int attempt = 0; attempt < 8; ++attempt) {
+        const uint32_t v1 = sh.version.load(std::memory_order_acquire);
+        if (v1 & 1) continue;  // a writer is in the shard
+        Entry copy;
+        bool found = false;
+        for (size_t p = 0; p < kProbe && !found; ++p) {
+          read_entry(slots[(home + p) & (kSlots - 1)], copy);
+          if (copy.hash == 0) break;
+          found = copy.hash == h && copy.key_len == key.size() && copy.n_ids <= kIdCap &&
+                  std::memcmp(copy.key, key.data(), key.size()) == 0;
         }
-        if (e.hash == 0) return false;
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (sh.version.load(std::memory_order_relaxed) != v1) continue;  // torn read: retry
+        if (found) out.insert(out.end(), copy.ids, copy.ids + copy.n_ids);
+        return found;
       }
-      return false;
+      return false;  // persistent writer activity: treat as a miss
     }
+    std::lock_guard<std::mutex> lock(sh.m);
     auto it = sh.big.find(key);
     if (it == sh.big.end()) return false;
     out.insert(out.end(), it->second.begin(), it->second.end());
@@ -239,21 +258,31 @@ class BpeCache {
     Shard& sh = shard(h);
     std::lock_guard<std::mutex> lock(sh.m);
     if (key.size() <= kKeyCap && n <= kIdCap) {
-      if (sh.slots.empty()) sh.slots.assign(kSlots, Entry{});
+      Entry* slots = sh.slots.load(std::memory_order_relaxed);
+      if (!slots) {
+        slots = new Entry[kSlots];
+        sh.slots.store(slots, std::memory_order_release);
+      }
       const size_t home = (h >> 8) & (kSlots - 1);
-      Entry* target = &sh.slots[home];
+      size_t target = home;
       for (size_t p = 0; p < kProbe; ++p) {
-        Entry& e = sh.slots[(home + p) & (kSlots - 1)];
-        if (e.hash == 0 || e.hash == h) {
-          target = &e;
+        const size_t i = (home + p) & (kSlots - 1);
+        if (slots[i].hash == 0 || slots[i].hash == h) {
+          target = i;
           break;
         }
       }
-      target->hash = h;
-      target->key_len = static_cast<uint8_t>(key.size());
-      target->n_ids = static_cast<uint8_t>(n);
-      std::memcpy(target->key, key.data(), key.size());
-      std::memcpy(target->ids, ids, n * sizeof(int32_t));
+      Entry e;
+      e.hash = h;
+      e.key_len = static_cast<uint8_t>(key.size());
+      e.n_ids = static_cast<uint8_t>(n);
+      std::memcpy(e.key, key.data(), key.size());
+      std::memcpy(e.ids, ids, n * sizeof(int32_t));
+      const uint32_t v = sh.version.load(std::memory_order_relaxed);
+      sh.version.store(v + 1, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);
+      write_entry(slots[target], e);
+      sh.version.store(v + 2, std::memory_order_release);
       return;
     }
     if (sh.big.size() >= kMaxBig) sh.big.clear();
@@ -268,13 +297,28 @@ class BpeCache {
     char key[kKeyCap] = {};
     int32_t ids[kIdCap] = {};
   };
-  static_assert(sizeof(Entry) == 64);
-  struct Shard {
-    std::mutex m;
-    std::vector<Entry> slots;  // allocated on first insert
+  static_assert(sizeof(Entry) == 64 && std::is_trivially_copyable_v<Entry>);
+  static constexpr size_t kWords = sizeof(Entry) / sizeof(uint64_t);
+  // Word-wise relaxed atomic copies: the sequence lock detects torn reads, without a data race.
+  static void read_entry(const Entry& src, Entry& dst) {
+    uint64_t w[kWords];
+    auto* s = reinterpret_cast<uint64_t*>(const_cast<Entry*>(&src));
+    for (size_t k = 0; k < kWords; ++k) w[k] = std::atomic_ref<uint64_t>(s[k]).load(std::memory_order_relaxed);
+    std::memcpy(&dst, w, sizeof w);
+  }
+  static void write_entry(Entry& dst, const Entry& src) {
+    uint64_t w[kWords];
+    std::memcpy(w, &src, sizeof w);
+    auto* d = reinterpret_cast<uint64_t*>(&dst);
+    for (size_t k = 0; k < kWords; ++k) std::atomic_ref<uint64_t>(d[k]).store(w[k], std::memory_order_relaxed);
+  }
+  struct alignas(64) Shard {
+    std::atomic<uint32_t> version{0};
+    std::atomic<Entry*> slots{nullptr};  // allocated on first insert
+    std::mutex m;                        // writers and the long-key map
     StringMap<std::vector<int32_t>> big;
   };
-  Shard& shard(uint64_t h) const { return shards_[h & (kShards - 1)]; }
+  Shard& shard(uint64_t h) const { return shards_[(h >> 1) & (kShards - 1)]; }  // bit 0 is always set
   mutable std::array<Shard, kShards> shards_;
 };
 
@@ -287,6 +331,7 @@ struct AddedToken {
 // Decoder steps (per token; Metaspace's first-token rule is applied by decode()).
 struct DecodeStep {
   enum Kind { ByteLevel, ByteFallback, Replace, Strip, Metaspace } kind;
+  explicit DecodeStep(Kind k, std::string a_ = {}, std::string b_ = {}) : kind(k), a(std::move(a_)), b(std::move(b_)) {}
   std::string a, b;  // Replace: pattern -> content; Strip/Metaspace: the character
   size_t start = 0, stop = 0;
   bool strip_first = false;  // Metaspace: drop the replacement from the first token
@@ -338,7 +383,6 @@ struct Tokenizer::Impl {
   std::vector<std::unique_ptr<detail::Normalizer>> normalizers;
   detail::PreTokenizer pre;
   std::vector<DecodeStep> decoder;
-  bool has_decoder = false;
 
   int32_t bos = -1, eos = -1;
   bool add_bos = false, add_eos = false;
@@ -500,29 +544,28 @@ void Tokenizer::Impl::load_decoder(const nlohmann::json& d) {
   if (d.is_null()) return;
   check(d.is_object() && d.contains("type") && d["type"].is_string(), "decoder has no \"type\"");
   const std::string t = d["type"].get<std::string>();
-  has_decoder = true;
   if (t == "Sequence") {
     check(d.contains("decoders") && d["decoders"].is_array(), "decoder Sequence needs a \"decoders\" array");
     for (const auto& x : d["decoders"]) load_decoder(x);
   } else if (t == "ByteLevel") {
-    decoder.push_back({DecodeStep::ByteLevel});
+    decoder.emplace_back(DecodeStep::ByteLevel);
   } else if (t == "ByteFallback") {
-    decoder.push_back({DecodeStep::ByteFallback});
+    decoder.emplace_back(DecodeStep::ByteFallback);
   } else if (t == "Fuse") {
     // Joins the tokens into one string: nothing to do on bytes.
   } else if (t == "Replace") {
     check(d.contains("pattern") && d["pattern"].is_object() && d["pattern"].contains("String") &&
               d["pattern"]["String"].is_string(),
           "decoder Replace is supported with a {{\"String\": ...}} pattern only");
-    decoder.push_back({DecodeStep::Replace, d["pattern"]["String"].get<std::string>(),
-                       json_opt_string(d, "content").value_or("")});
+    decoder.emplace_back(DecodeStep::Replace, d["pattern"]["String"].get<std::string>(),
+                         json_opt_string(d, "content").value_or(""));
   } else if (t == "Strip") {
-    DecodeStep s{DecodeStep::Strip, json_opt_string(d, "content").value_or(" ")};
+    DecodeStep s(DecodeStep::Strip, json_opt_string(d, "content").value_or(" "));
     s.start = d.value("start", size_t{0});
     s.stop = d.value("stop", size_t{0});
     decoder.push_back(s);
   } else if (t == "Metaspace") {
-    DecodeStep s{DecodeStep::Metaspace, json_opt_string(d, "replacement").value_or("\xE2\x96\x81")};
+    DecodeStep s(DecodeStep::Metaspace, json_opt_string(d, "replacement").value_or("\xE2\x96\x81"));
     const std::string scheme = json_opt_string(d, "prepend_scheme").value_or(json_bool(d, "add_prefix_space", true) ? "always" : "never");
     s.strip_first = scheme != "never";
     decoder.push_back(s);

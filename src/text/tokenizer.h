@@ -4,8 +4,16 @@
 // "normalized" are matched after normalisation), then each remaining segment is normalised, pre-tokenized and
 // BPE-encoded piece by piece. Regexes are Oniguruma patterns (what HF compiles) run through PCRE2 with JIT; see
 // src/text/pretokenizer.h for how the two dialects are bridged. Input must be valid UTF-8 (dsmoe::Error
-// otherwise). A Tokenizer is immutable after loading and may be used from many threads at once; copies share
-// their state (including the BPE cache).
+// otherwise). The "post_processor" block is not run: BOS/EOS come from tokenizer_config (add_bos_token /
+// add_eos_token). Decoding returns raw bytes (HF would make them lossy UTF-8).
+// A Tokenizer is immutable after loading and may be used from many threads at once; copies share their state
+// (including the BPE cache, whose reads take no lock).
+//
+// Supported: model BPE (vocab, merges as "a b" or [a, b], ignore_merges, unk_token/fuse_unk, byte_fallback,
+// continuing_subword_prefix, end_of_word_suffix; dropout null/0); normalizers Sequence, NFC, NFD, NFKC, NFKD,
+// Lowercase, Strip, StripAccents, Replace, Prepend, ByteLevel; pre-tokenizers Sequence, Split (Regex/String,
+// all five behaviours, invert), Digits, ByteLevel, Whitespace, WhitespaceSplit, Metaspace; decoders ByteLevel,
+// ByteFallback, Fuse, Replace (String), Strip, Metaspace, Sequence. Anything else is a clear load error.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -50,9 +58,8 @@ class Tokenizer {
   // passed to fn, and no pre-token spans across one.
   void pre_tokenize(std::string_view text, const std::function<void(std::string_view)>& fn) const;
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<const Impl> impl_;
 };
