@@ -543,7 +543,7 @@ TEST(Regex, OnigurumaSemantics) {
   // \s is White_Space: U+180E is not a space for Oniguruma (it is for PCRE2 10.42).
   EXPECT_EQ(matches(R"(\s)", u8(0x180E)), P{});
   EXPECT_EQ(matches(R"(\s)", u8(0x85)), (P{{0, 2}}));
-  EXPECT_EQ(matches(R"([^\s]+)", "a" + u8(0x180E)), (P{{0, 4}}));
+  EXPECT_EQ(matches(R"([^\s]+)", u8('a') + u8(0x180E)), (P{{0, 4}}));
   // \h is a hex digit in Ruby syntax, \v the VT character, \uHHHH a code point.
   EXPECT_EQ(matches(R"(\h+)", "xBEEFy"), (P{{1, 5}}));
   EXPECT_EQ(matches(R"(\v)", "\x0B\n"), (P{{0, 1}}));
@@ -567,14 +567,15 @@ TEST(Regex, OnigurumaSemantics) {
 TEST(Regex, DescendingRangesAreRepairedOrDropped) {
   using dsmoe::text::detail::onig_to_pcre2;
   // NFC-damaged endpoint: U+03CE stands for U+1F7D (its canonical singleton pre-image above U+1F5F).
-  EXPECT_EQ(onig_to_pcre2("[" + u8(0x1F5F) + "-" + u8(0x3CE) + "]"), onig_to_pcre2("[" + u8(0x1F5F) + "-" + u8(0x1F7D) + "]"));
+  EXPECT_EQ(onig_to_pcre2(u8('[') + u8(0x1F5F) + u8('-') + u8(0x3CE) + u8(']')),
+            onig_to_pcre2(u8('[') + u8(0x1F5F) + u8('-') + u8(0x1F7D) + u8(']')));
   // No pre-image: the empty range is dropped, the rest of the class stays.
   EXPECT_EQ(matches("[z-ab]+", "abz"), (std::vector<std::pair<size_t, size_t>>{{1, 2}}));
   EXPECT_EQ(matches("[z-a]", "abz"), (std::vector<std::pair<size_t, size_t>>{}));
   EXPECT_EQ(matches("x[z-a]*y", "xy"), (std::vector<std::pair<size_t, size_t>>{{0, 2}}));
   EXPECT_EQ(matches("[^z-a]", "z"), (std::vector<std::pair<size_t, size_t>>{{0, 1}}));
   // Ascending classes are never touched.
-  EXPECT_EQ(onig_to_pcre2("[K-" + u8(0x212D) + "]"), "[\\x{4B}-\\x{212D}]");
+  EXPECT_EQ(onig_to_pcre2(std::string("[K-").append(u8(0x212D)).append("]")), "[\\x{4B}-\\x{212D}]");
 }
 
 // ---------------------------------------------------------------------------------------------------------
