@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "expect_error.h"
 
 namespace {
 
@@ -23,17 +24,6 @@ const std::string kBos = "<｜begin▁of▁sentence｜>";
 const std::string kEos = "<｜end▁of▁sentence｜>";
 
 // Runs f, expecting a dsmoe::Error whose one-line message contains every string in `parts`.
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected dsmoe::Error, nothing thrown";
-  } catch (const dsmoe::Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "multi-line error: " << msg;
-  }
-}
 
 std::string render(const std::string& tmpl, const json& vars = json::object()) {
   return ChatTemplate::from_jinja(tmpl).render(vars);

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "expect_error.h"
 
 namespace {
 
@@ -30,17 +31,6 @@ uint32_t bits(float f) { return std::bit_cast<uint32_t>(f); }
 float from_bits(uint32_t u) { return std::bit_cast<float>(u); }
 
 // Runs f, expecting a one-line dsmoe::Error whose message contains every string in `parts`.
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected dsmoe::Error, nothing thrown";
-  } catch (const dsmoe::Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "multi-line message: " << msg;
-  }
-}
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "text/pretokenizer.h"
 #include "text/unicode.h"
+#include "expect_error.h"
 
 namespace {
 
@@ -41,17 +42,6 @@ const Tokenizer& deepseek() {
   return t;
 }
 
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected dsmoe::Error, nothing thrown";
-  } catch (const dsmoe::Error& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "error is not one line: " << msg;
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  }
-}
 
 std::string u8(char32_t c) { return dsmoe::text::unicode::to_utf8(c); }
 
