@@ -29,20 +29,6 @@ static double seconds(clock_type::time_point a, clock_type::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Best-of-3 sgemm GFLOP/s on a square problem large enough to reach OpenBLAS's peak.
-static double measure_sgemm_gflops(int64_t n) {
-  FloatBuffer a(n * n), b(n * n), c(n * n);
-  for (int64_t i = 0; i < n * n; ++i) a[i] = b[i] = 0.001f * static_cast<float>(i % 97);
-  gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);  // warm-up
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    auto t0 = clock_type::now();
-    gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
-    best = std::max(best, 2.0 * n * n * n / seconds(t0, clock_type::now()) / 1e9);
-  }
-  return best;
-}
-
 // Best-of-3 read bandwidth (GB/s) over a 512 MiB buffer with all threads.
 static double measure_read_bandwidth() {
   const int64_t n = (512ll << 20) / 4;
@@ -83,7 +69,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     set_num_threads(threads);
-    const double sgemm = measure_sgemm_gflops(2048);
+    const double sgemm = sgemm_peak_gflops(2048);
     const double bandwidth = measure_read_bandwidth();
 
     Model model(config_from_file(config_path));

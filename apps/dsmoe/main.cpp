@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads,-t", threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   std::vector<dsmoe::cli::Command> commands;
   dsmoe::cli::add_model_commands(app, commands);
+  dsmoe::cli::add_train_commands(app, commands);
   dsmoe::cli::add_text_commands(app, commands);
   try {
     app.parse(argc, argv);

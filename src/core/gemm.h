@@ -17,6 +17,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// The machine's sgemm ceiling: best-of-3 GFLOP/s of an n x n x n product with the current thread count.
+double sgemm_peak_gflops(int64_t n = 1024);
+
 // Linear layer helpers over contiguous row-major buffers.
 // y[T,out] = x[T,in] W[out,in]^T   (beta 0: overwrite, 1: accumulate)
 inline void linear_forward(const float* x, const float* W, float* y, int64_t T, int64_t in, int64_t out,

@@ -108,6 +108,10 @@ double cross_entropy(float* logits, const int32_t* targets, int64_t T, int64_t V
 #pragma omp parallel for schedule(static) reduction(+ : total)
   for (int64_t t = 0; t < T; ++t) {
     float* row = logits + t * V;
+    if (targets[t] < 0) {  // ignored position
+      if (write_grad) std::fill(row, row + V, 0.0f);
+      continue;
+    }
     const float mx = max_of(row, V);
     const float target_logit = row[targets[t]];
     if (!write_grad) {  // logits stay as they are: callers may still read them

@@ -31,8 +31,9 @@ void rope_rotate(float* x, int64_t hd, const float* cos_row, const float* sin_ro
 // Row softmax in place over [rows, n].
 void softmax_rows(float* x, int64_t rows, int64_t n);
 
-// Mean cross-entropy of logits [T, V] against targets [T]. Overwrites logits with dloss/dlogits scaled by
-// `grad_scale` (pass 1/T_total for a mean) when `write_grad`. Returns the SUM of per-token NLL (double).
+// Cross-entropy of logits [T, V] against targets [T]; a negative target is ignored (PyTorch's ignore_index: no loss,
+// zero gradient). When `write_grad`, logits are overwritten with d(loss)/d(logits) scaled by `grad_scale` (pass
+// 1/number-of-counted-targets for a mean). Returns the SUM of per-token NLL over counted targets (double).
 double cross_entropy(float* logits, const int32_t* targets, int64_t T, int64_t V, bool write_grad,
                      float grad_scale);
 

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -87,12 +88,14 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
   const ModelConfig& c = model.config;
   const Weights& w = model.weights;
   const int64_t T = B * S, d = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
-  for (int64_t t = 0; t < T; ++t)
-    check(targets[t] >= 0 && targets[t] < V, "target id {} at position {} is outside the vocabulary [0, {})",
-          targets[t], t, V);
+  int64_t counted = 0;  // targets < 0 are ignored (SFT masks), like PyTorch's ignore_index
+  for (int64_t t = 0; t < T; ++t) {
+    check(targets[t] < V, "target id {} at position {} is outside the vocabulary [0, {})", targets[t], t, V);
+    counted += targets[t] >= 0;
+  }
 
   LossReport report;
-  report.tokens = T;
+  report.tokens = counted;
   report.per_layer.resize(L);
   for (int64_t l = 0; l < L; ++l) {
     report.per_layer[l] = acts.layers[l].moe.balance;
@@ -100,7 +103,9 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
   }
   const bool backward = grads != nullptr;
   PROFILE_SCOPE("loss+backward");
-  report.ce = cross_entropy(acts.logits.data(), targets, T, V, backward, 1.0f / static_cast<float>(T)) / T;
+  const float scale = counted > 0 ? 1.0f / static_cast<float>(counted) : 0.0f;
+  report.ce = counted > 0 ? cross_entropy(acts.logits.data(), targets, T, V, backward, scale) / counted : 0.0;
+  if (counted == 0 && backward) std::fill(acts.logits.data(), acts.logits.data() + T * V, 0.0f);
   if (!backward) return report;
 
   Weights& gw = grads->weights;

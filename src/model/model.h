@@ -58,9 +58,9 @@ struct Activations {
 };
 
 struct LossReport {
-  double ce = 0.0;                     // mean token cross-entropy
+  double ce = 0.0;                     // mean token cross-entropy over counted targets
   double balance = 0.0;                // sum over MoE layers of the balance losses (training only)
-  int64_t tokens = 0;
+  int64_t tokens = 0;                  // counted targets (targets < 0 are ignored)
   std::vector<BalanceLoss> per_layer;  // one per layer (zero for dense layers)
   double total() const { return ce + balance; }
 };
@@ -68,7 +68,7 @@ struct LossReport {
 // Forward pass; fills acts.logits [B*S, V]. `training` computes the balance losses.
 void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t S, Activations& acts,
                    bool training);
-// Loss of targets [B*S] given a completed forward (acts.logits). When `grads` is non-null, runs the backward pass
+// Loss of targets [B*S] given a completed forward (acts.logits). Targets < 0 are ignored (no loss, no gradient). When `grads` is non-null, runs the backward pass
 // and adds d(total loss)/d(params) into it; acts.logits is overwritten.
 LossReport model_loss_backward(const Model& model, const int32_t* inputs, const int32_t* targets, int64_t B,
                                int64_t S, Activations& acts, Gradients* grads);

@@ -5,7 +5,7 @@
 namespace dsmoe {
 
 AdamW::AdamW(const ParamSet& params, AdamWOptions opts)
-    : options(opts), m(params.arena.size()), v(params.arena.size()) {}
+    : options(opts), m(params.arena.size()), v(params.arena.size()), frozen(params.registry.size(), false) {}
 
 void AdamW::update(ParamSet& params, const ParamSet& grads, double lr) {
   ++step;
@@ -15,7 +15,9 @@ void AdamW::update(ParamSet& params, const ParamSet& grads, double lr) {
   const float step_size = static_cast<float>(lr / bias1);
   const float inv_sqrt_bias2 = static_cast<float>(1.0 / std::sqrt(bias2));
   const float eps = static_cast<float>(options.eps);
-  for (const TensorSpec& spec : params.registry) {
+  for (size_t t = 0; t < params.registry.size(); ++t) {
+    if (frozen[t]) continue;
+    const TensorSpec& spec = params.registry[t];
     const float decay = spec.weight_decay() ? static_cast<float>(1.0 - lr * options.weight_decay) : 1.0f;
     float* p = params.ptr(spec);
     const float* g = grads.ptr(spec);

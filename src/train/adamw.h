@@ -2,6 +2,7 @@
 // Moments share the parameters' arena layout, so an update is one loop per tensor.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/buffer.h"
 #include "model/params.h"
@@ -19,6 +20,7 @@ struct AdamW {
   AdamWOptions options;
   FloatBuffer m, v;  // first / second moments, parameter layout
   int64_t step = 0;  // updates done
+  std::vector<bool> frozen;  // per registry tensor: true = never updated (e.g. a frozen router)
 
   AdamW(const ParamSet& params, AdamWOptions options);
   // One update with learning rate lr (PyTorch order: decay, moments, bias-corrected step with eps after sqrt).

@@ -1,0 +1,37 @@
+// A training run: resolves a RunConfig into a model, data and tokenizer (preparing text on the fly, cached in the
+// run directory), trains with periodic evaluation, MoE telemetry, metrics and atomic checkpoints, and resumes
+// bit-identically from the newest checkpoint.
+//
+// Run directory layout:
+//   RUN/config.json          the resolved run config (data paths point at the prepared files)
+//   RUN/metrics.jsonl        one JSON record per line: train steps, evals, MoE telemetry per layer
+//   RUN/tokenizer/, RUN/data/  tokenizer and token files made on the fly
+//   RUN/checkpoints/step-N/  HF model dir + optimizer + state;  RUN/latest -> the newest complete checkpoint
+#pragma once
+#include <string>
+
+#include "train/run_config.h"
+
+namespace dsmoe {
+
+struct RunRequest {
+  RunConfig config;        // resolved (defaults <- preset <- file <- overrides)
+  std::string run_dir;     // "" = no run directory (no checkpoints or metrics; --out still saves)
+  bool resume = false;     // continue RUN from its newest checkpoint
+};
+
+struct RunSummary {
+  int64_t steps_done = 0;
+  double final_loss = 0, val_loss = -1;
+  std::string model_dir;   // where the final model is (checkpoint or --out)
+  std::string tokenizer_dir;
+  std::string val_data;
+};
+
+RunSummary train_run(RunRequest request);
+
+// Resolve a run config: preset, then a config file, then overrides (pairs of key, value).
+RunConfig resolve_run_config(const std::string& preset, const std::string& config_file,
+                             const std::vector<std::pair<std::string, std::string>>& overrides);
+
+}  // namespace dsmoe
