@@ -3,6 +3,7 @@
 // Set DSMOE_KEEP_PLOTS=1 to keep the synthetic run directory (its path is printed) and look at the figures.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -74,7 +76,9 @@ std::string synthetic_metrics() {
                .dump() +
            "\n";
     if (step % 50 == 0) {
-      out += json{{"type", "eval"}, {"step", step}, {"val_loss", 2.75 + 8.0 * std::exp(-step / 40.0) + 0.7 * t},
+      out += json{{"type", "eval"},
+                  {"step", step},
+                  {"val_loss", 2.75 + 8.0 * std::exp(-step / 40.0) + 0.7 * t},
                   {"val_ppl", 0}}
                  .dump() +
              "\n";
@@ -213,6 +217,8 @@ TEST(Plot, MalformedLineNamesFileAndLine) {
              "{\"type\": \"train\", \"step\": 2, \"loss\": 3.9}\n"
              "{\"type\": \"train\", \"step\": 3, \"loss\": \n");
   expect_error([&] { plot_run(dir.path.string()); }, {"metrics.jsonl:3:", "malformed JSON"});
+  write_file(dir.file("metrics.jsonl"), "{\"type\": \"train\", \"step\": 1, \"loss\": 4.0}\n{\"typ\n{\"type\": 1}\n");
+  expect_error([&] { plot_run(dir.path.string()); }, {"metrics.jsonl:2:", "malformed JSON"});
   write_file(dir.file("metrics.jsonl"), "{\"type\": \"train\", \"step\": 1, \"loss\": 4.0}\n[1, 2]\n");
   expect_error([&] { plot_run(dir.path.string()); }, {"metrics.jsonl:2:", "expected a JSON object"});
   write_file(dir.file("metrics.jsonl"), "{\"type\": \"train\", \"step\": 1, \"loss\": \"4.0\"}\n");
@@ -248,4 +254,13 @@ TEST(Plot, FailingGnuplotNamesTheScript) {
   ::setenv("DSMOE_GNUPLOT", "/bin/false", 1);
   expect_error([&] { plot_run(dir.path.string()); }, {"gnuplot failed on", "loss.gp", "exit status 1"});
   ::unsetenv("DSMOE_GNUPLOT");
+}
+
+TEST(Plot, SkipsTheLineALiveRunIsWriting) {
+  TempDir dir;
+  write_file(dir.file("metrics.jsonl"),
+             "{\"type\": \"train\", \"step\": 1, \"loss\": 4.0}\n{\"type\": \"train\", \"step\": 2, \"lo");
+  const PlotResult r = plot_run(dir.path.string());
+  ASSERT_EQ(r.files.size(), 1u);
+  EXPECT_TRUE(has_note(r, "metrics.jsonl:2: incomplete last line"));
 }

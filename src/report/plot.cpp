@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -15,7 +14,6 @@
 #include <limits>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -39,10 +37,13 @@ bool is_blank(const std::string& line) {
   return std::all_of(line.begin(), line.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
 }
 
-// A JSON parse error without nlohmann's "[json.exception.parse_error.101] " prefix.
+// A JSON parse error without nlohmann's "[json.exception.parse_error.101] " prefix, and without "line 1, " (the
+// parser saw one line; the caller names the file's line).
 std::string short_reason(const std::string& what) {
   const size_t close = what.find("] ");
-  return what.starts_with("[json.exception") && close != std::string::npos ? what.substr(close + 2) : what;
+  std::string out = what.starts_with("[json.exception") && close != std::string::npos ? what.substr(close + 2) : what;
+  if (const size_t at = out.find("at line 1, column"); at != std::string::npos) out.erase(at + 3, 8);
+  return out;
 }
 
 struct LineContext {
@@ -71,7 +72,9 @@ int64_t required_integer(const json& j, const char* key, const std::string& type
 // ---- writing gnuplot input ----
 
 // A number for a gnuplot data file; non-finite values become NaN (a gap in the curve).
-std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.9g}", v) : std::string("NaN"); }
+std::string num(double v) {
+  return std::isfinite(v) ? fmt::format("{:.9g}", v) : std::string("NaN");
+}
 
 // A gnuplot single-quoted string (no escapes; a quote is doubled): file names.
 std::string sq(const std::string& s) {
@@ -92,7 +95,9 @@ std::string dq(const std::string& s) {
 }
 
 // Shortest readable form of a value for titles and keys.
-std::string pretty(double v) { return fmt::format("{:.4g}", v); }
+std::string pretty(double v) {
+  return fmt::format("{:.4g}", v);
+}
 
 // Terminal and shared style. pngcairo (anti-aliased) when this gnuplot has it, else libgd's png.
 std::string preamble(const fs::path& png, int width, int height) {
@@ -100,8 +105,8 @@ std::string preamble(const fs::path& png, int width, int height) {
   s += "# written by dsmoe plot; redraw with: cd RUN/plots && gnuplot " + png.stem().string() + ".gp\n";
   s += "reset\n";
   s += "if (strstrt(GPVAL_TERMINALS, ' pngcairo ') > 0) {\n";
-  s += fmt::format("  set terminal pngcairo size {},{} noenhanced font 'DejaVu Sans,12' linewidth 1.2\n", width,
-                   height);
+  s +=
+      fmt::format("  set terminal pngcairo size {},{} noenhanced font 'DejaVu Sans,12' linewidth 1.2\n", width, height);
   s += "} else {\n";
   s += fmt::format("  set terminal png size {},{} noenhanced font 'DejaVu Sans,12' linewidth 1.2\n", width, height);
   s += "}\n";
@@ -177,8 +182,7 @@ void run_gnuplot(const fs::path& script, const fs::path& log, const fs::path& pn
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     const std::string how = WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
                                               : fmt::format("signal {}", WTERMSIG(status));
-    fail("gnuplot failed on {} ({}): {} (see {})", script.string(), how, last_log_line(log, log_start),
-         log.string());
+    fail("gnuplot failed on {} ({}): {} (see {})", script.string(), how, last_log_line(log, log_start), log.string());
   }
   check(fs::exists(png) && fs::file_size(png) > 0, "gnuplot wrote no {} (see {})", png.string(), log.string());
 }
@@ -186,9 +190,9 @@ void run_gnuplot(const fs::path& script, const fs::path& log, const fs::path& pn
 // ---- figures ----
 
 struct Figure {
-  std::string name;      // loss -> loss.png, loss.gp
+  std::string name;  // loss -> loss.png, loss.gp
   int width = 1000, height = 600;
-  std::string script;    // after the preamble
+  std::string script;  // after the preamble
 };
 
 struct Plotter {
@@ -225,7 +229,22 @@ std::vector<double> smooth(const std::vector<double>& v, size_t w) {
 }
 
 // A curve through n points: a line, with the points marked when there are few (one alone draws nothing as a line).
-std::string with_lines(size_t n) { return n <= 30 ? "with linespoints pt 7 ps 0.8" : "with lines"; }
+std::string with_lines(size_t n) {
+  return n <= 30 ? "with linespoints pt 7 ps 0.8" : "with lines";
+}
+
+// A tic interval of 1, 2 or 5 times a power of ten giving at most `max_tics` intervals over the finite values of
+// `field` (a small panel with gnuplot's automatic tics gets crowded); 0 when there is no spread.
+double tic_step(const std::vector<TrainRecord>& train, double TrainRecord::*field, int max_tics) {
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (const auto& r : train)
+    if (std::isfinite(r.*field)) lo = std::min(lo, r.*field), hi = std::max(hi, r.*field);
+  if (!(hi > lo)) return 0;
+  const double raw = (hi - lo) / max_tics, decade = std::pow(10.0, std::floor(std::log10(raw)));
+  for (double m : {1.0, 2.0, 5.0, 10.0})
+    if (m * decade >= raw) return m * decade;
+  return 10 * decade;
+}
 
 // The x range shared by the panels of a figure.
 std::string xrange(int64_t lo, int64_t hi) {
@@ -294,12 +313,11 @@ void plot_loss(Plotter& p, const Metrics& m) {
     curves.push_back(train_dat + " using 1:3 with lines lc rgb '#08519c' lw 2.5 title " + dq(train_title));
   } else {
     // Few points: mark them (a single one would draw nothing as a line).
-    curves.push_back(train_dat + " using 1:2 " + with_lines(train.size()) +
-                     " lc rgb '#08519c' lw 2.5 title " + dq(train_title));
+    curves.push_back(train_dat + " using 1:2 " + with_lines(train.size()) + " lc rgb '#08519c' lw 2.5 title " +
+                     dq(train_title));
   }
   if (!eval.empty())
-    curves.push_back(sq("loss_eval.dat") +
-                     " using 1:2 with linespoints lc rgb '#d94801' lw 2.5 pt 7 ps 1.3 title " +
+    curves.push_back(sq("loss_eval.dat") + " using 1:2 with linespoints lc rgb '#d94801' lw 2.5 pt 7 ps 1.3 title " +
                      dq(fmt::format("val loss (best {} at step {})", pretty(best->val_loss), best->step)));
   s += "plot ";
   for (size_t i = 0; i < curves.size(); ++i) s += (i ? ", \\\n     " : "") + curves[i];
@@ -309,9 +327,11 @@ void plot_loss(Plotter& p, const Metrics& m) {
     s += "set tmargin at screen 0.33\nset bmargin at screen 0.09\n";
     s += "set format x '% h'\nset xlabel 'step'\n";
     s += "set ylabel 'balance loss'\n";
-    s += "set ytics autofreq\n";
+    if (const double step = tic_step(train, &TrainRecord::balance, 4); step > 0)
+      s += fmt::format("set ytics {}\n", num(step));
     s += "set key top right\n";
-    s += "plot " + train_dat + " using 1:4 " + with_lines(train.size()) + " lc rgb '#238b45' lw 2 title 'balance (aux) loss'\n";
+    s += "plot " + train_dat + " using 1:4 " + with_lines(train.size()) +
+         " lc rgb '#238b45' lw 2 title 'balance (aux) loss'\n";
     s += "unset multiplot\n";
   }
   p.draw(f);
@@ -371,8 +391,9 @@ void plot_expert_load(Plotter& p, const Metrics& m) {
   s += "set tmargin 4.5\nset label 1 " + dq(fmt::format("{}: expert load at {}", p.run, step_text)) +
        fmt::format(" at screen 0.5, screen {:.4f} center font ',15'\n", 1.0 - 22.0 / f.height);
   const bool labels = experts <= 32 && layers <= 24;  // the share printed in each cell
-  s += "set label 2 " + dq(fmt::format("{}: % of the layer's routed tokens sent to each expert",
-                                       labels ? "colour and numbers" : "colour")) +
+  s += "set label 2 " +
+       dq(fmt::format("{}: % of the layer's routed tokens sent to each expert",
+                      labels ? "colour and numbers" : "colour")) +
        fmt::format(" at screen 0.5, screen {:.4f} center font ',11' tc rgb '#404040'\n", 1.0 - 46.0 / f.height);
   s += "unset key\nunset grid\nset tics scale 0.5\n";
   s += "set xlabel 'expert'\nset ylabel 'layer'\n";
@@ -413,7 +434,7 @@ void plot_expert_load(Plotter& p, const Metrics& m) {
   }
   s += "set ytics (" + ytics + ")\n";
   s += "set y2tics (" + y2tics + ")\n";
-  // Right of the heatmap: the y2 labels (~8 px a character at 12 pt), a gap, then the colour box, its tic labels
+  // Right of the heatmap: the y2 labels (~8-9 px a character at 12 pt), a gap, then the colour box, its tic labels
   // (the title says what the colour is) in the last box_px.
   std::string cbtics;
   size_t longest_cb = 0;
@@ -422,10 +443,10 @@ void plot_expert_load(Plotter& p, const Metrics& m) {
     std::string label = fmt::format("{:.3g}%%", v);  // tic labels are formats: %% is a percent sign
     if (k == 2) label += " = 1/" + std::to_string(experts);
     if (k == 4 && capped) label = "\u2265 " + label;
-    longest_cb = std::max(longest_cb, label.size());
+    longest_cb = std::max(longest_cb, label.size() - 1);  // %% prints as one character
     cbtics += fmt::format("{}\"{}\" {}", k ? ", " : "", label, num(v));
   }
-  const double box_px = 45 + 8.0 * static_cast<double>(longest_cb);
+  const double box_px = 50 + 9.0 * static_cast<double>(longest_cb);
   const double label_px = 24 + 8.5 * static_cast<double>(longest_y2);
   s += fmt::format("set lmargin 9\nset rmargin at screen {:.3f}\n", 1.0 - (box_px + label_px + 12) / f.width);
   s += fmt::format("set colorbox user origin screen {:.3f}, graph 0 size screen {:.3f}, graph 1\n",
@@ -439,8 +460,9 @@ void plot_expert_load(Plotter& p, const Metrics& m) {
   const std::string ld = sq("expert_load.dat");
   s += "plot " + ld + " using 1:2:(0.5):(0.5):($3*100) with boxxyerror fc palette notitle";
   if (labels)
-    s += ", \\\n     " + ld + fmt::format(" using 1:2:(sprintf('%.1f', $3*100)):4 with labels tc rgb variable font ',{}' notitle",
-                                         experts <= 16 ? 10 : 8);
+    s += ", \\\n     " + ld +
+         fmt::format(" using 1:2:(sprintf('%.1f', $3*100)):4 with labels tc rgb variable font ',{}' notitle",
+                     experts <= 16 ? 10 : 8);
   s += "\n";
   p.draw(f);
 }
@@ -540,12 +562,16 @@ void plot_lr(Plotter& p, const Metrics& m) {
   s += "set lmargin 12\nset rmargin 3\nset key top right\n";
   s += "set title " + dq(p.run + (grad ? ": learning rate and gradient norm" : ": learning rate")) + " font ',15'\n";
   s += "set ylabel 'learning rate'\nset format y '%.1e'\nset yrange [0:*]\n";
-  if (grad) s += "set multiplot\nset tmargin at screen 0.92\nset bmargin at screen 0.50\nset format x ''\n";
-  else s += "set xlabel 'step'\n";
+  if (grad)
+    s += "set multiplot\nset tmargin at screen 0.92\nset bmargin at screen 0.50\nset format x ''\n";
+  else
+    s += "set xlabel 'step'\n";
   s += "plot " + d + " using 1:2 " + with_lines(m.train.size()) + " lc rgb '#6a51a3' lw 2.5 title 'lr'\n";
   if (grad) {
     s += "unset title\nset tmargin at screen 0.46\nset bmargin at screen 0.09\n";
     s += "set format x '% h'\nset xlabel 'step'\nset format y '% h'\nset ylabel 'gradient norm'\n";
+    if (const double step = tic_step(m.train, &TrainRecord::grad_norm, 5); step > 0)
+      s += fmt::format("set ytics {}\n", num(step));
     s += "plot " + d + " using 1:3 " + with_lines(m.train.size()) +
          " lc rgb '#cb181d' lw 1.5 title 'grad norm (before clipping)'\n";
     s += "unset multiplot\n";
@@ -572,8 +598,8 @@ void plot_throughput(Plotter& p, const Metrics& m) {
   s += "set lmargin 11\nset rmargin 3\nset key bottom right\n";
   s += "set title " + dq(p.run + ": training throughput") + " font ',15'\n";
   s += "set xlabel 'step'\nset ylabel 'tokens / s'\nset yrange [0:*]\n";
-  s += "plot " + sq("throughput.dat") +
-       " using 1:2 " + with_lines(m.train.size()) + " lc rgb '#2171b5' lw 2 title " + dq(fmt::format("tokens/s (median {:.0f})", median)) +
+  s += "plot " + sq("throughput.dat") + " using 1:2 " + with_lines(m.train.size()) + " lc rgb '#2171b5' lw 2 title " +
+       dq(fmt::format("tokens/s (median {:.0f})", median)) +
        fmt::format(", {} with lines lc rgb '#888888' dt 2 lw 1.5 notitle\n", num(median));
   p.draw(f);
 }
@@ -596,6 +622,10 @@ Metrics read_metrics(const std::string& path) {
     try {
       j = json::parse(line);
     } catch (const json::exception& e) {
+      if (in.eof()) {  // an unterminated last line: the run is still writing it
+        m.incomplete_line = line_no;
+        break;
+      }
       fail("{}:{}: malformed JSON: {}", path, line_no, short_reason(e.what()));
     }
     check(j.is_object(), "{}:{}: expected a JSON object, got {}", path, line_no, j.type_name());
@@ -645,10 +675,13 @@ PlotResult plot_run(const std::string& run_dir) {
   check(fs::is_regular_file(metrics_path), "{} not found: not a training run directory", metrics_path.string());
   const Metrics m = read_metrics(metrics_path.string());
   check(!m.train.empty(), "{}: no train records, nothing to plot", metrics_path.string());
-  check(any_finite(m.train, &TrainRecord::loss), "{}: no finite train loss in {} train records",
-        metrics_path.string(), m.train.size());
+  check(any_finite(m.train, &TrainRecord::loss), "{}: no finite train loss in {} train records", metrics_path.string(),
+        m.train.size());
 
   Plotter p;
+  if (m.incomplete_line > 0)
+    p.note(fmt::format("{}:{}: incomplete last line (the run is still writing it), skipped", metrics_path.string(),
+                       m.incomplete_line));
   p.dir = fs::path(run_dir) / "plots";
   std::error_code ec;
   fs::create_directories(p.dir, ec);

@@ -5,7 +5,8 @@
 //   {"type": "eval",  "step": 50, "val_loss": 3.05, ...}
 //   {"type": "moe",   "step": 50, "layer": 1, "tokens_per_expert": [12, 40, ...], "max_vio": 0.42, ...}
 // Unknown fields and record types are ignored; blank lines are skipped; a line that is not a JSON object, or a
-// known record with a missing/mistyped required field, is an error naming FILE:LINE. A step that appears twice
+// known record with a missing/mistyped required field, is an error naming FILE:LINE — except an unparsable last
+// line without its newline (a live run writing it), which is skipped with a note. A step that appears twice
 // (a resumed run) keeps its last record. Non-numbers (null, as NaN is written) leave a gap in the curves.
 //
 // Figures, written into RUN/plots/ as PNG (gnuplot's pngcairo terminal, or libgd's png where cairo is absent):
@@ -20,32 +21,36 @@
 // The gnuplot binary is `gnuplot` on PATH, or $DSMOE_GNUPLOT.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
 namespace dsmoe::report {
 
+inline constexpr double kAbsent = std::numeric_limits<double>::quiet_NaN();  // a value a record did not give
+
 struct TrainRecord {
   int64_t step = 0;
-  double loss, balance, lr, grad_norm, tokens_per_s;  // NaN where absent
+  double loss = kAbsent, balance = kAbsent, lr = kAbsent, grad_norm = kAbsent, tokens_per_s = kAbsent;
 };
 
 struct EvalRecord {
   int64_t step = 0;
-  double val_loss;  // NaN where absent
+  double val_loss = kAbsent;
 };
 
 struct MoeRecord {
   int64_t step = 0;
   int64_t layer = 0;
   std::vector<double> tokens_per_expert;
-  double max_vio;  // NaN where absent
+  double max_vio = kAbsent;
 };
 
 struct Metrics {
   std::vector<TrainRecord> train;  // sorted by step, one per step (the last one logged)
   std::vector<EvalRecord> eval;    // sorted by step, one per step
   std::vector<MoeRecord> moe;      // file order
+  int64_t incomplete_line = 0;     // an unterminated, unparsable last line (a run writing it now), skipped: its number
 };
 
 // Parse a metrics.jsonl file (see above); errors name path:line.

@@ -47,9 +47,13 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro, double lr) {
   double ce_sum = 0.0, balance_sum = 0.0;
   for (const MicroBatch& mb : micro) {
     LossReport l = model_step(model, mb.inputs, mb.targets, mb.B, mb.S, acts, &grads);
-    check(std::isfinite(l.total()), "step {}: loss is not finite ({}); first non-finite value at {}; parameters left "
-          "unchanged", optimizer.step + 1, l.total(), first_non_finite_activation(acts, mb.B * mb.S,
-                                                                                  model.config.hidden_size));
+    if (!std::isfinite(l.total())) {
+      const std::string bad_param = first_non_finite(model.params);
+      fail("step {}: loss is not finite ({}); {}; parameters left unchanged", optimizer.step + 1, l.total(),
+           bad_param.empty() ? "first non-finite activation at " +
+                                   first_non_finite_activation(acts, mb.B * mb.S, model.config.hidden_size)
+                             : "parameter " + bad_param + " holds NaN/Inf");
+    }
     ce_sum += l.ce;
     balance_sum += l.balance;
     r.loss.tokens += l.tokens;

@@ -40,7 +40,7 @@ struct Trainer {
   }
 };
 
-// The first parameter tensor whose gradient holds NaN/Inf ("" if none), as "name (layer L)".
-std::string first_non_finite(const ParamSet& grads);
+// The first tensor of a parameter or gradient set holding NaN/Inf ("" if none), as "name (layer L)".
+std::string first_non_finite(const ParamSet& set);
 
 }  // namespace dsmoe
