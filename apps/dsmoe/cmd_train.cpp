@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
+#include "report/plot.h"
 #include "text/synth.h"
 #include "text/tokenizer.h"
 #include "train/data.h"
@@ -203,8 +204,13 @@ int run_demo(const DemoArgs& a) {
                          100 * all[order[k]] / total_all);
     fmt::print("{}\n", row);
   }
-  fmt::print("\nrun directory: {}  (metrics.jsonl, checkpoints, latest)\n", a.run_dir);
-  fmt::print("plots: dsmoe plot {}\n", a.run_dir);
+  fmt::print("\nrun directory: {}  (config.json, metrics.jsonl, checkpoints/, latest)\n", a.run_dir);
+  try {
+    const report::PlotResult plots = report::plot_run(a.run_dir);
+    for (const std::string& f : plots.files) fmt::print("plot: {}\n", f);
+  } catch (const Error& e) {  // figures are a bonus: a machine without gnuplot still gets the run
+    fmt::print("plots not drawn: {}\n", e.what());
+  }
   return 0;
 }
 

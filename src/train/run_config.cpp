@@ -108,7 +108,7 @@ const json& presets() {
              "batch": 8, "steps": 40, "lr": 3e-3, "warmup": 4, "schedule": "cosine", "eval_every": 20,
              "eval_batches": 4, "checkpoint_every": 20, "log_every": 10},
     "demo": {"model": "demo", "data": "synth", "synth_bytes": 3000000, "tokenizer_vocab": 2048, "seq_len": 128,
-             "batch": 16, "steps": 400, "lr": 3e-3, "warmup": 20, "schedule": "multistep", "eval_every": 100,
+             "batch": 16, "steps": 600, "lr": 3e-3, "warmup": 30, "schedule": "multistep", "eval_every": 100,
              "eval_batches": 8, "checkpoint_every": 100, "log_every": 50},
     "bench-train-s": {"model": "bench-train-s", "data": "synth", "synth_bytes": 12000000, "tokenizer_vocab": 8192,
              "seq_len": 512, "batch": 8, "steps": 6, "lr": 4.2e-4, "warmup": 0, "schedule": "constant",
