@@ -20,6 +20,7 @@
 #include "core/profile.h"
 #include "core/threads.h"
 #include "model/model.h"
+#include "train/data.h"
 #include "train/trainer.h"
 
 using namespace dsmoe;
@@ -55,7 +56,7 @@ static double measure_read_bandwidth() {
 
 int main(int argc, char** argv) {
   CLI::App app{"dsmoe training benchmark"};
-  std::string config_path = "bench/configs/bench-train-s.json";
+  std::string config_path = "bench/configs/bench-train-s.json", data_path;
   int64_t B = 8, S = 512, steps = 3;
   int threads = 2;
   bool json = false, profile = false;
@@ -65,6 +66,8 @@ int main(int argc, char** argv) {
   app.add_option("--steps", steps, "timed steps (after one warm-up step)");
   app.add_option("--threads", threads, "threads");
   app.add_flag("--json", json, "print one JSON line");
+  app.add_option("--data", data_path, "token file: train on its first windows instead of uniform random tokens "
+                 "(routing, and so expert load balance, depends on the data)");
   app.add_flag("--profile", profile, "print time per phase");
   CLI11_PARSE(app, argc, argv);
   try {
@@ -78,6 +81,13 @@ int main(int argc, char** argv) {
     std::vector<int32_t> inputs(B * S), targets(B * S);
     for (auto& t : inputs) t = static_cast<int32_t>(rng.next_u64() % model.config.vocab_size);
     for (auto& t : targets) t = static_cast<int32_t>(rng.next_u64() % model.config.vocab_size);
+    if (!data_path.empty()) {
+      TokenFile data = TokenFile::open(data_path);
+      check(data.n_windows(S) >= B, "{}: fewer than {} windows of {}", data_path, B, S);
+      std::vector<int64_t> ids(B);
+      for (int64_t b = 0; b < B; ++b) ids[b] = b;
+      load_windows(data, S, ids, inputs, targets);
+    }
     Trainer trainer(model, AdamWOptions{}, 1.0);
 
     trainer.step(inputs.data(), targets.data(), B, S, 1e-4);  // warm-up: allocates activations and workspace

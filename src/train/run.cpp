@@ -171,6 +171,7 @@ class Run {
   RunSummary go();
 
  private:
+  void check_memory(const ModelConfig& mc) const;
   void setup_data();
   void setup_model();
   std::vector<MicroBatch> batches_for_step(int64_t step);
@@ -194,6 +195,14 @@ class Run {
   bool tty_ = isatty(fileno(stdout)) != 0;
   json resume_state_;
 };
+
+void Run::check_memory(const ModelConfig& mc) const {
+  struct sysinfo si {};
+  sysinfo(&si);
+  const double need = training_bytes(mc, c_), have = static_cast<double>(si.totalram) * si.mem_unit;
+  check(need < 0.9 * have, "training this model ({:.2f}B parameters) needs about {:.1f} GB (parameters, gradients, "
+        "AdamW state and activations) but the machine has {:.1f} GB", mc.n_params() / 1e9, need / 1e9, have / 1e9);
+}
 
 void Run::setup_data() {
   const std::string work = req_.run_dir.empty() ? (fs::temp_directory_path() / fmt::format("dsmoe-run-{}", getpid())).string()
@@ -240,7 +249,9 @@ void Run::setup_model() {
   } else {
     if (model_preset_exists(c_.model) && !fs::exists(c_.model)) {
       json cfg = model_preset_config(c_.model);
-      if (data_.tokenizer) {  // a preset model takes its vocabulary from the run's tokenizer
+      const bool vocab_from_tokenizer = cfg.value("vocab_from_tokenizer", false);
+      cfg.erase("vocab_from_tokenizer");
+      if (data_.tokenizer && vocab_from_tokenizer) {  // small presets size their vocabulary to the tokenizer
         cfg["vocab_size"] = data_.tokenizer->vocab_size();
         cfg["bos_token_id"] = data_.tokenizer->bos_id();
         cfg["eos_token_id"] = data_.tokenizer->eos_id();
@@ -264,11 +275,7 @@ void Run::setup_model() {
   check(c_.seq_len <= mc.max_position_embeddings, "seq_len {} exceeds the model's max_position_embeddings {}",
         c_.seq_len, mc.max_position_embeddings);
   if (c_.freeze_router) trainer_->freeze_router();
-  struct sysinfo si {};
-  sysinfo(&si);
-  const double need = training_bytes(mc, c_), have = static_cast<double>(si.totalram) * si.mem_unit;
-  check(need < 0.9 * have, "training this model needs about {:.1f} GB (parameters, gradients, AdamW state and "
-        "activations) but the machine has {:.1f} GB", need / 1e9, have / 1e9);
+  check_memory(mc);
   if (data_.train) data_.train->check_vocab(mc.vocab_size);
   if (data_.val) data_.val->check_vocab(mc.vocab_size);
   if (data_.tokenizer)
@@ -362,9 +369,15 @@ void Run::print_step(int64_t step, const StepResult& r, double dt) {
 RunSummary Run::go() {
   if (c_.threads > 0) set_num_threads(static_cast<int>(c_.threads));
   if (!req_.run_dir.empty()) fs::create_directories(req_.run_dir);
+  if (!req_.resume && model_preset_exists(c_.model) && !fs::exists(c_.model)) {
+    // Refuse a model that cannot fit before spending time on data (e.g. the 16B preset on a small machine).
+    json cfg = model_preset_config(c_.model);
+    cfg.erase("vocab_from_tokenizer");
+    check_memory(config_from_json(cfg, "model preset " + c_.model));
+  }
   setup_data();
   setup_model();
-  sgemm_gflops_ = sgemm_peak_gflops(512);
+  sgemm_gflops_ = sgemm_peak_gflops(2048);  // the same ceiling bench_train measures
   if (!req_.run_dir.empty()) {
     RunConfig persisted = c_;
     persisted.stop_after = 0;  // an interruption is not part of the run: a resume runs to the end
@@ -386,7 +399,9 @@ RunSummary Run::go() {
   fmt::print("model: {}\n", config_summary(model_->config));
   const Schedule schedule = schedule_from_name(c_.schedule);
   StepResult last;
+  double step_seconds = 0, loop_seconds = 0;  // after the first step: the bare training step vs the whole loop
   for (int64_t step = start_step_; step < c_.steps; ++step) {
+    const auto iteration_start = clock_type::now();
     std::vector<MicroBatch> micro = batches_for_step(step);
     const double lr = schedule_lr(schedule, c_.lr, step, c_.steps, c_.warmup);
     const auto t0 = clock_type::now();
@@ -400,6 +415,10 @@ RunSummary Run::go() {
     log_metrics({{"type", "train"}, {"step", step + 1}, {"loss", last.loss.ce}, {"balance", last.loss.balance},
                  {"lr", last.lr}, {"grad_norm", last.grad_norm},
                  {"tokens_per_s", c_.batch * c_.seq_len * c_.grad_accum / dt}});
+    if (step > start_step_) {
+      step_seconds += dt;
+      loop_seconds += std::chrono::duration<double>(clock_type::now() - iteration_start).count();
+    }
     const bool final_step = step + 1 == c_.steps;
     if ((c_.eval_every > 0 && (step + 1) % c_.eval_every == 0) || final_step) {
       Evaluation ev = evaluate();
@@ -421,6 +440,9 @@ RunSummary Run::go() {
       break;
     }
   }
+  if (step_seconds > 0)
+    fmt::print("run loop overhead (data, logging, metrics; eval and checkpoints excluded): {:.2f}% of the training "
+               "step time\n", 100 * (loop_seconds - step_seconds) / step_seconds);
   RunSummary summary;
   summary.steps_done = c_.steps;
   summary.final_loss = last.loss.ce;
