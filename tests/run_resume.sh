@@ -10,7 +10,7 @@ cd "$WORK"
 fails=0; passes=0
 pass() { echo "ok   $1"; passes=$((passes + 1)); }
 failed() { echo "FAIL $1"; fails=$((fails + 1)); }
-COMMON=(--preset tiny --steps 60 --checkpoint-every 7 --eval-every 20 --threads 2)
+COMMON=(--preset tiny --steps 150 --checkpoint-every 7 --eval-every 20 --threads 2)
 losses() { grep '"type":"train"' "$1/metrics.jsonl" | sed 's/.*"grad_norm":\([^,]*\).*"loss":\([^,]*\).*"step":\([0-9]*\).*/\3 \2 \1/'; }
 
 "$DSMOE" train "${COMMON[@]}" --run-dir A > A.log 2>&1 || { failed "uninterrupted run"; cat A.log; }
@@ -18,7 +18,7 @@ losses() { grep '"type":"train"' "$1/metrics.jsonl" | sed 's/.*"grad_norm":\([^,
 "$DSMOE" train --resume B > B2.log 2>&1 || { failed "resume"; cat B2.log; }
 cmp -s A/latest/model.safetensors B/latest/model.safetensors && cmp -s A/latest/optimizer.safetensors B/latest/optimizer.safetensors \
   && pass "stop at 23 + resume: weights and AdamW state byte-identical" || failed "resumed weights differ"
-[ "$(losses A)" = "$(losses B)" ] && [ "$(losses A | wc -l)" = 60 ] && pass "same loss sequence (60 steps)" || failed "loss sequences differ"
+[ "$(losses A)" = "$(losses B)" ] && [ "$(losses A | wc -l)" = 150 ] && pass "same loss sequence (150 steps)" || failed "loss sequences differ"
 "$DSMOE" eval --model B/latest --data B/data/corpus.val.bin --seq-len 64 --json > ev.json 2>&1 && grep -q nll ev.json \
   && pass "dsmoe eval --model RUN/latest" || failed "eval on latest: $(cat ev.json)"
 
@@ -28,7 +28,7 @@ for attempt in $(seq 1 40); do
   if [ -e C/latest ]; then cmd=("$DSMOE" train --resume C); else cmd=("$DSMOE" train "${COMMON[@]}" --run-dir C); fi
   "${cmd[@]}" > C.log 2>&1 &
   pid=$!
-  sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", 0.02 + (r % 250) / 1000 }')"
+  sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", 0.05 + (r % 600) / 1000 }')"
   if kill -9 $pid 2>/dev/null; then kills=$((kills + 1)); fi
   wait $pid 2>/dev/null
   restarts=$((restarts + 1))
@@ -36,7 +36,7 @@ for attempt in $(seq 1 40); do
     "$DSMOE" eval --model C/latest --data A/data/corpus.val.bin --seq-len 64 > /dev/null 2>&1 \
       || { failed "RUN/latest does not load after kill $kills"; break; }
   fi
-  grep -q '"step": 60' C/latest/state.json 2>/dev/null && break
+  grep -q "\"step\": 150" C/latest/state.json 2>/dev/null && break
 done
 [ $kills -ge 3 ] && cmp -s A/latest/model.safetensors C/latest/model.safetensors \
   && pass "$kills random SIGKILLs + resumes ($restarts starts): final weights byte-identical" \

@@ -377,12 +377,14 @@ RunSummary Run::go() {
   }
   setup_data();
   setup_model();
-  sgemm_gflops_ = sgemm_peak_gflops(2048);  // the same ceiling bench_train measures
+  sgemm_gflops_ = sgemm_peak_gflops(1024);  // ~30 ms; close to bench_train's 2048 figure
   if (!req_.run_dir.empty()) {
     RunConfig persisted = c_;
     persisted.stop_after = 0;  // an interruption is not part of the run: a resume runs to the end
     write_json_atomic((fs::path(req_.run_dir) / "config.json").string(), run_config_to_json(persisted));
-    if (req_.resume) {  // drop metrics written after the checkpoint we resume from
+    if (!req_.resume) {  // a fresh start: metrics of an attempt that never reached a checkpoint are void
+      std::ofstream(fs::path(req_.run_dir) / "metrics.jsonl", std::ios::trunc);
+    } else {  // drop metrics written after the checkpoint we resume from
       const fs::path mpath = fs::path(req_.run_dir) / "metrics.jsonl";
       std::vector<std::string> keep;
       std::ifstream in(mpath);
