@@ -19,6 +19,7 @@
 #include "model/checkpoint.h"
 #include "model/model.h"
 #include "train/data.h"
+#include "train/run_config.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
 
@@ -128,8 +129,14 @@ int run_generate(const GenerateArgs& a) {
 
 // ---- dsmoe info ----
 int run_info(const std::string& path) {
-  const std::string config_path = fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path;
-  ModelConfig c = config_from_file(config_path);
+  ModelConfig c;
+  if (!fs::exists(path) && model_preset_exists(path)) {  // a preset name, e.g. deepseek-moe-16b
+    nlohmann::json j = model_preset_config(path);
+    j.erase("vocab_from_tokenizer");
+    c = config_from_json(j, "preset " + path);
+  } else {
+    c = config_from_file(fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path);
+  }
   fmt::print("{}\n{}\n", config_summary(c), config_to_json(c).dump(2));
   return 0;
 }
@@ -188,7 +195,7 @@ void add_model_commands(CLI::App& app, std::vector<Command>& commands) {
 
   auto info_path = std::make_shared<std::string>();
   CLI::App* info_cmd = app.add_subcommand("info", "describe a model directory or config.json");
-  info_cmd->add_option("path", *info_path, "model directory or config.json")->required();
+  info_cmd->add_option("path", *info_path, "model directory, config.json or preset name")->required();
 
   commands.push_back({init_cmd, [init] { return run_init(*init); }});
   commands.push_back({eval_cmd, [eval] { return run_eval(*eval); }});
