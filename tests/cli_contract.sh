@@ -1,14 +1,7 @@
 #!/usr/bin/env bash
 # The dsmoe CLI scripting contract: init -> train -> eval -> generate on a tiny model, and every bad input ends
 # in one "error:" line with a non-zero exit (never a crash, hang or silent success).
-set -u
-DSMOE="$(realpath "$1")"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-fails=0
-pass() { echo "ok   $1"; }
-failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+source "$(dirname "$0")/lib.sh" "$1"
 
 cat > tiny.json <<'JSON'
 {"model_type": "deepseek", "architectures": ["DeepseekForCausalLM"], "vocab_size": 64, "hidden_size": 32,
@@ -40,14 +33,6 @@ gen=$("$DSMOE" generate --model m1 --prompt-ids 1,8,43 --max-new-tokens 5 --temp
 gen2=$("$DSMOE" generate --model m1 --prompt-ids 1,8,43 --max-new-tokens 5 --temperature 0 --ids 2>&1)
 [ "$gen" = "$gen2" ] && pass "greedy is deterministic" || failed "greedy differs: $gen vs $gen2"
 
-# --- bad inputs: exit != 0 and exactly one line starting with "error:" (or CLI11's usage error) ---
-expect_error() {  # name, expected substring, command...
-  local name="$1" want="$2"; shift 2
-  "$@" > out.log 2> err.log
-  local rc=$?
-  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q -- "$want" err.log; then pass "$name"; else
-    failed "$name (rc $rc): $(cat err.log out.log | head -3)"; fi
-}
 expect_error "missing model dir" "does not exist" "$DSMOE" eval --model nope --data tokens.bin --seq-len 8
 expect_error "token id >= vocab" "vocab_size" "$DSMOE" eval --model m1 --data badvocab.bin --seq-len 2
 expect_error "token file not uint32" "multiple of 4" "$DSMOE" eval --model m1 --data odd.bin --seq-len 2
@@ -66,5 +51,4 @@ cp -r m1 badhdr && printf '\xff\xff\xff\xff\xff\xff\xff\x7f' | dd of=badhdr/mode
 expect_error "bad safetensors header" "header" "$DSMOE" eval --model badhdr --data tokens.bin --seq-len 8
 expect_error "seq longer than max positions" "max_position_embeddings" "$DSMOE" eval --model m1 --data tokens.bin --seq-len 200
 
-if [ $fails -ne 0 ]; then echo "$fails CLI contract checks failed"; exit 1; fi
-echo "all CLI contract checks passed"
+finish

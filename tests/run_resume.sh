@@ -2,14 +2,7 @@
 # Runs you can trust: an interrupted and resumed run is bit-identical to an uninterrupted one (weights compared
 # byte for byte, loss sequence equal), also when it is killed with SIGKILL at random moments; RUN/latest always
 # loads; eval works on RUN/latest; config override errors are clear.
-set -u
-DSMOE="$(realpath "$1")"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-fails=0; passes=0
-pass() { echo "ok   $1"; passes=$((passes + 1)); }
-failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+source "$(dirname "$0")/lib.sh" "$1"
 COMMON=(--preset tiny --steps 150 --checkpoint-every 7 --eval-every 20 --threads 2)
 losses() { grep '"type":"train"' "$1/metrics.jsonl" | sed 's/.*"grad_norm":\([^,]*\).*"loss":\([^,]*\).*"step":\([0-9]*\).*/\3 \2 \1/'; }
 
@@ -43,14 +36,6 @@ done
   || failed "after $kills kills the weights differ"
 [ "$(losses A)" = "$(losses C)" ] && pass "killed run: same loss sequence" || failed "killed run: loss sequence differs"
 
-# Config errors.
-expect_error() {
-  local name="$1" want="$2"; shift 2
-  "$@" > out.log 2> err.log
-  local rc=$?
-  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q -- "$want" err.log; then pass "$name"; else
-    failed "$name (rc $rc): $(cat err.log out.log | head -3)"; fi
-}
 expect_error "unknown key lists close matches" "did you mean.*seq_len" "$DSMOE" train --preset tiny --run-dir X --seq-lenn=32
 expect_error "type-checked override" "expected a integer" "$DSMOE" train --preset tiny --run-dir X --batch=abc
 expect_error "unknown preset" "unknown preset" "$DSMOE" train --preset huge --run-dir X
@@ -59,5 +44,4 @@ expect_error "resume of a non-run" "not a run directory" "$DSMOE" train --resume
 echo '{"steps": "ten"}' > bad.json
 expect_error "config file type error" "must be a integer" "$DSMOE" train --config bad.json --run-dir Y
 
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+finish

@@ -1,14 +1,7 @@
 #!/usr/bin/env bash
 # SFT through the CLI: conversations rendered with the chat template, loss on assistant tokens only, the run
 # machinery (checkpoints, resume, metrics) shared with pre-training, --freeze-router honoured.
-set -u
-DSMOE="$(realpath "$1")"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-fails=0; passes=0
-pass() { echo "ok   $1"; passes=$((passes + 1)); }
-failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+source "$(dirname "$0")/lib.sh" "$1"
 
 "$DSMOE" data synth --out syn.txt --bytes 300000 --seed 5 > /dev/null && \
 "$DSMOE" tokenizer train --input syn.txt --vocab-size 512 --out tok > /dev/null || failed "tokenizer"
@@ -24,5 +17,4 @@ perl -e "exit !($val < $first * 0.6)" && pass "SFT loss on assistant tokens fall
 echo '{"messages": [{"role": "user", "content": "hi"}]}' > noassistant.jsonl
 "$DSMOE" sft --model tiny --tokenizer tok --data noassistant.jsonl --run-dir T --steps 1 > err.log 2>&1
 [ $? -ne 0 ] && grep -q "noassistant.jsonl:1" err.log && pass "conversation without a reply is a clear error" || failed "no-assistant error: $(cat err.log)"
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+finish

@@ -2,14 +2,7 @@
 # The text pipeline end to end through the CLI, on the built-in synthetic corpus (no downloads):
 # data synth -> tokenizer train -> data prepare -> init/train/eval, plus tokenize/detokenize/chat-template and the
 # malformed-tokenizer errors.
-set -u
-DSMOE="$(realpath "$1")"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-fails=0; passes=0
-pass() { echo "ok   $1"; passes=$((passes + 1)); }
-failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+source "$(dirname "$0")/lib.sh" "$1"
 run() { "$@" > last.log 2>&1 || { echo "command failed: $*"; cat last.log; return 1; }; }
 
 run "$DSMOE" data synth --out syn.txt --bytes 600000 --seed 3 && [ -s syn.txt.json ] && pass "data synth" || failed "data synth"
@@ -49,14 +42,6 @@ after=$("$DSMOE" eval --model m1 --data data/syn.val.bin --seq-len 64 --json | s
 perl -e "exit !($after < $before - 1.0)" && pass "train + eval on the prepared corpus: val nll $before -> $after" \
   || failed "val nll did not fall enough: $before -> $after"
 
-# Malformed tokenizers: one error line, exit != 0.
-expect_error() {
-  local name="$1" want="$2"; shift 2
-  "$@" > out.log 2> err.log
-  local rc=$?
-  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q -- "$want" err.log; then pass "$name"; else
-    failed "$name (rc $rc): $(cat err.log out.log | head -3)"; fi
-}
 mkdir -p bad1 bad2 bad3
 echo '{"model": {"type": "BPE", ' > bad1/tokenizer.json
 expect_error "tokenizer: bad JSON" "JSON" "$DSMOE" tokenize --tokenizer bad1 --ids hi
@@ -74,5 +59,4 @@ expect_error "tokenize: neither text nor file" "exactly one" "$DSMOE" tokenize -
 expect_error "data prepare: missing input" "does not exist" "$DSMOE" data prepare --tokenizer tok --input nope.txt --out x
 expect_error "detokenize: id out of range" "vocabulary" "$DSMOE" detokenize --tokenizer tok 5 99999
 
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+finish

@@ -288,7 +288,7 @@ class DeepseekForCausalLM(nn.Module):
 
     def forward(self, input_ids, targets=None):
         """input_ids [B,S] -> logits [B,S,V]; with targets [B,S] also a dict of losses:
-        ce = mean token cross-entropy over all B*S targets (targets are given, not shifted),
+        ce = mean token cross-entropy over the B*S targets (given, not shifted; -1 = ignored, as SFT masks use),
         aux = sum over MoE layers of expert-level + device-level balance losses, loss = ce + aux."""
         B, S = input_ids.shape
         cfg = self.cfg
@@ -303,7 +303,7 @@ class DeepseekForCausalLM(nn.Module):
         logits = h @ W.t()                                                 # [B,S,V]
         if targets is None:
             return logits, None
-        ce = F.cross_entropy(logits.reshape(B * S, -1), targets.reshape(B * S).long())
+        ce = F.cross_entropy(logits.reshape(B * S, -1), targets.reshape(B * S).long(), ignore_index=-1)
         aux = exp_aux + dev_aux
         return logits, dict(ce=ce, aux=aux, exp_aux=exp_aux, dev_aux=dev_aux, loss=ce + aux)
 

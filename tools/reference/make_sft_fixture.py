@@ -7,8 +7,7 @@ The difference is the targets: about half of them are -1 (ignored), laid out lik
   ce_loss = F.cross_entropy(logits, targets, ignore_index=-1)  -- mean over the non-ignored targets only
   aux_loss = balance losses over ALL B*S tokens (routing does not look at targets), loss = ce_loss + aux_loss
 and the 5 AdamW steps (ref.make_optimizer, clipping, schedule) minimise that masked loss.
-deepseek_ref.py's forward has no ignore_index, so the masked cross-entropy is computed here from its logits (its aux
-losses are taken from a forward with the -1 targets clamped to 0; they do not depend on the targets).
+deepseek_ref.py's forward ignores -1 targets (ignore_index=-1) and its train_step is reused unchanged.
 
 Float64 from the F32-rounded initial weights, stored as F32; one CPU thread, fixed seeds -> identical bytes every run.
 """
@@ -54,36 +53,13 @@ def make_batch(cfg_dict, fx):
     return ids, tgt
 
 
-def masked_losses(model, ids, tgt):
-    """The SFT loss: logits and ref's aux losses from deepseek_ref, cross-entropy with ignore_index=-1."""
-    logits, L = model(ids, tgt.clamp(min=0))
-    V = logits.shape[-1]
-    ce = F.cross_entropy(logits.reshape(-1, V), tgt.reshape(-1).long(), ignore_index=-1)
-    return logits, dict(ce=ce, aux=L["aux"], exp_aux=L["exp_aux"], dev_aux=L["dev_aux"], loss=ce + L["aux"])
-
-
-def train_step(model, opt, ids, tgt, lr, grad_clip):
-    """ref.train_step with the masked loss (same zero-grad fill, clipping and AdamW)."""
-    for group in opt.param_groups:
-        group["lr"] = lr
-    opt.zero_grad(set_to_none=True)
-    _, losses = masked_losses(model, ids, tgt)
-    losses["loss"].backward()
-    for p in model.parameters():
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    norm = torch.nn.utils.clip_grad_norm_(list(model.parameters()), grad_clip)
-    opt.step()
-    return losses, norm
-
-
 def run(out):
     cfg_dict, fx = CONFIG, FX
     m32, model = build(cfg_dict, fx)
     ids, tgt = make_batch(cfg_dict, fx)
     names = [n for n, _ in model.named_parameters()]
 
-    logits, L = masked_losses(model, ids, tgt)
+    logits, L = model(ids, tgt)  # deepseek_ref ignores -1 targets (ignore_index=-1)
     L["loss"].backward()
     grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
     model.zero_grad(set_to_none=True)
@@ -93,7 +69,7 @@ def run(out):
     step_loss, step_norm, step_lr, gaps = [], [], [], []
     for s in range(N):
         lr = OPT["lr"] * ref.lr_multiplier(fx["schedule"], s, N, W)
-        losses, norm = train_step(model, opt, ids, tgt, lr, fx["grad_clip"])
+        losses, norm = ref.train_step(model, opt, ids, tgt, lr, fx["grad_clip"])
         step_loss.append(float(losses["loss"]))
         step_norm.append(float(norm))
         step_lr.append(lr)
