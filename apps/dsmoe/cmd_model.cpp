@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "infer/engine.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
 #include "train/data.h"
@@ -93,17 +94,20 @@ int run_generate(const GenerateArgs& a) {
   check(!tokens.empty(), "--prompt-ids is empty");
   const int64_t V = model->config.vocab_size;
   for (int32_t t : tokens) check(t < V, "prompt token {} is >= vocab_size {}", t, V);
-  check(static_cast<int64_t>(tokens.size()) + a.max_new_tokens <= model->config.max_position_embeddings,
+  const int64_t context = static_cast<int64_t>(tokens.size()) + a.max_new_tokens;
+  check(context <= model->config.max_position_embeddings,
         "prompt ({}) + --max-new-tokens ({}) exceeds max_position_embeddings {}", tokens.size(), a.max_new_tokens,
         model->config.max_position_embeddings);
-  Activations acts;
+  // Batched prefill of the prompt, then one cached decode step per new token.
+  InferenceSession session(*model, context);
   Rng rng(a.seed);
   const size_t n_prompt = tokens.size();
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<float>* logits = &session.forward(tokens.data(), static_cast<int64_t>(n_prompt));
+  const double prompt_s = seconds_since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < a.max_new_tokens; ++i) {
-    // Correctness-first decoding: the whole sequence is re-run each token (the KV-cache engine comes later).
-    const int64_t S = static_cast<int64_t>(tokens.size());
-    model_forward(*model, tokens.data(), 1, S, acts, false);
-    const float* row = acts.logits.data() + (S - 1) * V;
+    const float* row = logits->data();
     int32_t next = static_cast<int32_t>(std::max_element(row, row + V) - row);
     if (a.temperature > 0) {
       std::vector<double> p(V);
@@ -118,12 +122,20 @@ int run_generate(const GenerateArgs& a) {
         }
     }
     tokens.push_back(next);
-    if (!a.ids) fmt::print(stderr, "token {}: {}\n", i, next);
+    if (i + 1 < a.max_new_tokens) logits = &session.forward(&tokens.back(), 1);
   }
+  const double eval_s = seconds_since(t1);
   std::string line;
   for (size_t i = 0; i < tokens.size(); ++i) line += (i ? " " : "") + std::to_string(tokens[i]);
   fmt::print("{}\n", line);
-  if (!a.ids) fmt::print(stderr, "prompt {} tokens, generated {}\n", n_prompt, a.max_new_tokens);
+  if (a.ids) return 0;  // --ids: nothing but the ids
+  // llama.cpp-style timings (stderr)
+  const int64_t runs = std::max<int64_t>(a.max_new_tokens - 1, 0);
+  fmt::print(stderr, "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
+             prompt_s * 1e3, n_prompt, prompt_s * 1e3 / n_prompt, n_prompt / prompt_s);
+  if (runs > 0)
+    fmt::print(stderr, "       eval time = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
+               eval_s * 1e3, runs, eval_s * 1e3 / runs, runs / eval_s);
   return 0;
 }
 

@@ -1,0 +1,351 @@
+// GGML weight types: block quantization (ggml's reference rounding), conversions and dot products.
+#include "core/quant.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DSMOE_QUANT_X86 1
+#endif
+
+#include "core/error.h"
+
+namespace dsmoe {
+
+namespace {
+
+inline uint32_t f32_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float bits_f32(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Round to nearest, ties to even; overflow -> inf; NaN stays NaN (quiet). Integer-only, so no compiler contraction
+// or rounding mode can change it. Same results as F16C's vcvtps2ph with rounding mode 0 (what ggml uses on x86).
+uint16_t f32_to_f16(float f) {
+  const uint32_t x = f32_bits(f);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
+  if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520 rounds to inf
+  if (ax >= 0x38800000u) {                                               // normal half (>= 2^-14)
+    const uint32_t mant = ax & 0x7fffffu;
+    const uint32_t e = (ax >> 23) - 127 + 15;
+    uint32_t h = (e << 10) | (mant >> 13);
+    const uint32_t rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry into the exponent is right
+    return static_cast<uint16_t>(sign | h);
+  }
+  if (ax < 0x33000000u) return static_cast<uint16_t>(sign);  // < 2^-25 (ties at 2^-25 go to even = 0 below too)
+  const uint32_t e = ax >> 23;                                // 102..112
+  const uint32_t m = (ax & 0x7fffffu) | 0x800000u;
+  const uint32_t shift = 126 - e;                             // 14..24
+  uint32_t h = m >> shift;
+  const uint32_t rem = m & ((1u << shift) - 1);
+  const uint32_t half = 1u << (shift - 1);
+  if (rem > half || (rem == half && (h & 1u))) ++h;
+  return static_cast<uint16_t>(sign | h);
+}
+
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  const uint32_t mant = h & 0x3ffu;
+  if (exp == 0) {
+    const float v = static_cast<float>(mant) * 5.9604644775390625e-8f;  // mant * 2^-24, exact
+    return sign ? -v : v;
+  }
+  if (exp == 31) return bits_f32(sign | 0x7f800000u | (mant << 13));
+  return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+uint16_t f32_to_bf16(float f) {
+  const uint32_t x = f32_bits(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);
+  return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+inline float bf16_to_f32(uint16_t b) { return bits_f32(static_cast<uint32_t>(b) << 16); }
+
+inline uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+
+void check_blocks(QuantType t, int64_t n) {
+  const int64_t bs = quant_block_size(t);
+  check(n >= 0 && n % bs == 0, "{}: {} weights is not a multiple of the block size {}", quant_type_name(t), n, bs);
+}
+
+// The fixed 8-lane reduction order of ggml's hsum_float_8: ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
+inline float hsum8(const float* a) {
+  const float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];
+  return (r0 + r2) + (r1 + r3);
+}
+
+}  // namespace
+
+const char* quant_type_name(QuantType t) {
+  switch (t) {
+    case QuantType::F32: return "F32";
+    case QuantType::F16: return "F16";
+    case QuantType::BF16: return "BF16";
+    case QuantType::Q8_0: return "Q8_0";
+    case QuantType::Q4_0: return "Q4_0";
+  }
+  return "?";
+}
+
+QuantType quant_type_from_name(const std::string& name) {
+  std::string u = name;
+  for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (QuantType t : {QuantType::F32, QuantType::F16, QuantType::BF16, QuantType::Q8_0, QuantType::Q4_0})
+    if (u == quant_type_name(t)) return t;
+  fail("unknown weight type '{}' (expected f32, f16, bf16, q8_0 or q4_0)", name);
+}
+
+bool quant_type_known(uint32_t id) { return id == 0 || id == 1 || id == 2 || id == 8 || id == 30; }
+
+int64_t quant_block_size(QuantType t) { return quant_is_block(t) ? 32 : 1; }
+
+size_t quant_block_bytes(QuantType t) {
+  switch (t) {
+    case QuantType::F32: return 4;
+    case QuantType::F16:
+    case QuantType::BF16: return 2;
+    case QuantType::Q8_0: return 34;
+    case QuantType::Q4_0: return 18;
+  }
+  fail("unknown weight type id {}", static_cast<uint32_t>(t));
+}
+
+bool quant_is_block(QuantType t) { return t == QuantType::Q8_0 || t == QuantType::Q4_0; }
+
+size_t quant_row_bytes(QuantType t, int64_t n) {
+  check_blocks(t, n);
+  return static_cast<size_t>(n / quant_block_size(t)) * quant_block_bytes(t);
+}
+
+void quantize_row_q8_0(const float* x, uint8_t* dst, int64_t n) {
+  check_blocks(QuantType::Q8_0, n);
+  for (int64_t b = 0; b < n / 32; ++b, x += 32, dst += 34) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / ((1 << 7) - 1);
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_u16(dst, f32_to_f16(d));
+    for (int j = 0; j < 32; ++j) dst[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::roundf(x[j] * id)));
+  }
+}
+
+void quantize_row_q4_0(const float* x, uint8_t* dst, int64_t n) {
+  check_blocks(QuantType::Q4_0, n);
+  for (int64_t b = 0; b < n / 32; ++b, x += 32, dst += 18) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 32; ++j) {
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    const float d = max / -8;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_u16(dst, f32_to_f16(d));
+    for (int j = 0; j < 16; ++j) {
+      const float x0 = x[j] * id;
+      const float x1 = x[16 + j] * id;
+      const uint8_t xi0 = static_cast<uint8_t>(std::min(15, static_cast<int>(static_cast<int8_t>(x0 + 8.5f))));
+      const uint8_t xi1 = static_cast<uint8_t>(std::min(15, static_cast<int>(static_cast<int8_t>(x1 + 8.5f))));
+      dst[2 + j] = static_cast<uint8_t>(xi0 | (xi1 << 4));
+    }
+  }
+}
+
+void dequantize_row_q8_0(const uint8_t* src, float* y, int64_t n) {
+  check_blocks(QuantType::Q8_0, n);
+  for (int64_t b = 0; b < n / 32; ++b, src += 34, y += 32) {
+    const float d = f16_to_f32(load_u16(src));
+    for (int j = 0; j < 32; ++j) y[j] = static_cast<float>(static_cast<int8_t>(src[2 + j])) * d;
+  }
+}
+
+void dequantize_row_q4_0(const uint8_t* src, float* y, int64_t n) {
+  check_blocks(QuantType::Q4_0, n);
+  for (int64_t b = 0; b < n / 32; ++b, src += 18, y += 32) {
+    const float d = f16_to_f32(load_u16(src));
+    for (int j = 0; j < 16; ++j) {
+      y[j] = static_cast<float>((src[2 + j] & 0x0f) - 8) * d;
+      y[j + 16] = static_cast<float>((src[2 + j] >> 4) - 8) * d;
+    }
+  }
+}
+
+void quantize_row(QuantType t, const float* x, uint8_t* dst, int64_t n) {
+  switch (t) {
+    case QuantType::F32: std::memcpy(dst, x, static_cast<size_t>(n) * 4); return;
+    case QuantType::F16:
+      for (int64_t i = 0; i < n; ++i) store_u16(dst + 2 * i, f32_to_f16(x[i]));
+      return;
+    case QuantType::BF16:
+      for (int64_t i = 0; i < n; ++i) store_u16(dst + 2 * i, f32_to_bf16(x[i]));
+      return;
+    case QuantType::Q8_0: quantize_row_q8_0(x, dst, n); return;
+    case QuantType::Q4_0: quantize_row_q4_0(x, dst, n); return;
+  }
+  fail("quantize: unknown weight type id {}", static_cast<uint32_t>(t));
+}
+
+void dequantize_row(QuantType t, const uint8_t* src, float* y, int64_t n) {
+  switch (t) {
+    case QuantType::F32: std::memcpy(y, src, static_cast<size_t>(n) * 4); return;
+    case QuantType::F16:
+      for (int64_t i = 0; i < n; ++i) y[i] = f16_to_f32(load_u16(src + 2 * i));
+      return;
+    case QuantType::BF16:
+      for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_f32(load_u16(src + 2 * i));
+      return;
+    case QuantType::Q8_0: dequantize_row_q8_0(src, y, n); return;
+    case QuantType::Q4_0: dequantize_row_q4_0(src, y, n); return;
+  }
+  fail("dequantize: unknown weight type id {}", static_cast<uint32_t>(t));
+}
+
+// ---- dot products ----
+// Order (both paths): float rows: lane l accumulates i = l, l+8, ... with fmaf over the first n - n%8 elements; the
+// lanes are reduced with hsum8; the tail is fmaf-ed on in order. Block rows: per block, lane l accumulates weights
+// l, l+8, l+16, l+24 (as integer value q, times x) with fmaf; the block sum hsum8(lanes) is scaled and added:
+// total = fmaf(d, block_sum, total).
+
+float quant_dot_scalar(QuantType t, const uint8_t* row, const float* x, int64_t n) {
+  check_blocks(t, n);
+  if (!quant_is_block(t)) {
+    auto w = [&](int64_t i) -> float {
+      if (t == QuantType::F32) {
+        float v;
+        std::memcpy(&v, row + 4 * i, 4);
+        return v;
+      }
+      return t == QuantType::F16 ? f16_to_f32(load_u16(row + 2 * i)) : bf16_to_f32(load_u16(row + 2 * i));
+    };
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int64_t n8 = n - n % 8;
+    for (int64_t i = 0; i < n8; i += 8)
+      for (int l = 0; l < 8; ++l) acc[l] = std::fmaf(w(i + l), x[i + l], acc[l]);
+    float total = hsum8(acc);
+    for (int64_t i = n8; i < n; ++i) total = std::fmaf(w(i), x[i], total);
+    return total;
+  }
+  const size_t bb = quant_block_bytes(t);
+  float total = 0.0f;
+  for (int64_t b = 0; b < n / 32; ++b, row += bb, x += 32) {
+    const float d = f16_to_f32(load_u16(row));
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int g = 0; g < 4; ++g)
+      for (int l = 0; l < 8; ++l) {
+        const int j = g * 8 + l;
+        int q;
+        if (t == QuantType::Q8_0) q = static_cast<int8_t>(row[2 + j]);
+        else q = (j < 16 ? (row[2 + j] & 0x0f) : (row[2 + j - 16] >> 4)) - 8;
+        acc[l] = std::fmaf(static_cast<float>(q), x[j], acc[l]);
+      }
+    total = std::fmaf(d, hsum8(acc), total);
+  }
+  return total;
+}
+
+bool quant_have_avx2() {
+#if defined(DSMOE_QUANT_X86)
+  static const bool have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                           __builtin_cpu_supports("f16c");
+  return have;
+#else
+  return false;
+#endif
+}
+
+#if defined(DSMOE_QUANT_X86)
+namespace {
+__attribute__((target("avx2,fma,f16c"))) inline float hsum_avx(__m256 v) {
+  alignas(32) float a[8];
+  _mm256_store_ps(a, v);
+  return hsum8(a);
+}
+
+__attribute__((target("avx2,fma,f16c"))) float dot_avx2(QuantType t, const uint8_t* row, const float* x,
+                                                         int64_t n) {
+  if (!quant_is_block(t)) {
+    __m256 acc = _mm256_setzero_ps();
+    const int64_t n8 = n - n % 8;
+    for (int64_t i = 0; i < n8; i += 8) {
+      __m256 w;
+      if (t == QuantType::F32) {
+        w = _mm256_loadu_ps(reinterpret_cast<const float*>(row + 4 * i));
+      } else {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i));
+        if (t == QuantType::F16) w = _mm256_cvtph_ps(h);
+        else w = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+      }
+      acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i), acc);
+    }
+    float total = hsum_avx(acc);
+    for (int64_t i = n8; i < n; ++i) {
+      float w;
+      if (t == QuantType::F32) std::memcpy(&w, row + 4 * i, 4);
+      else if (t == QuantType::F16) w = f16_to_f32(load_u16(row + 2 * i));
+      else w = bf16_to_f32(load_u16(row + 2 * i));
+      total = std::fmaf(w, x[i], total);
+    }
+    return total;
+  }
+  const size_t bb = quant_block_bytes(t);
+  float total = 0.0f;
+  for (int64_t b = 0; b < n / 32; ++b, row += bb, x += 32) {
+    const float d = f16_to_f32(load_u16(row));
+    __m128i lo, hi;  // weights 0-15 and 16-31 as int8
+    if (t == QuantType::Q8_0) {
+      lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2));
+      hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 18));
+    } else {
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2));
+      const __m128i mask = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+      lo = _mm_sub_epi8(_mm_and_si128(bytes, mask), eight);
+      hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), eight);
+    }
+    __m256 acc = _mm256_setzero_ps();
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(x), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8),
+                          acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(x + 16), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24),
+                          acc);
+    total = std::fmaf(d, hsum_avx(acc), total);
+  }
+  return total;
+}
+}  // namespace
+#endif
+
+float quant_dot_avx2(QuantType t, const uint8_t* row, const float* x, int64_t n) {
+#if defined(DSMOE_QUANT_X86)
+  if (quant_have_avx2()) {
+    check_blocks(t, n);
+    return dot_avx2(t, row, x, n);
+  }
+#endif
+  return quant_dot_scalar(t, row, x, n);
+}
+
+float quant_dot(QuantType t, const uint8_t* row, const float* x, int64_t n) {
+  return quant_have_avx2() ? quant_dot_avx2(t, row, x, n) : quant_dot_scalar(t, row, x, n);
+}
+
+}  // namespace dsmoe

@@ -1,0 +1,51 @@
+// Weight storage types of GGUF files (llama.cpp/ggml): F32, F16, BF16 and the 32-weight block quantizations Q8_0
+// and Q4_0, with ggml's exact block layouts and reference rounding (quantize_row_q8_0_ref / quantize_row_q4_0_ref in
+// ggml/src/ggml-quants.c), so a tensor quantized here is byte-identical to one quantized by llama.cpp.
+//
+//   Q8_0 block (34 bytes): fp16 d = amax/127, then 32 int8 q = roundf(x * (1/d)); x ~ q*d.
+//   Q4_0 block (18 bytes): fp16 d = max/-8 (max = the signed value of largest magnitude), then 16 bytes:
+//     q = min(15, (int8_t)(x * (1/d) + 8.5f)); byte j holds weight j in the low nibble, weight j+16 in the high
+//     nibble; x ~ (q-8)*d.
+// The scale is computed and used in f32 while quantizing and stored rounded to fp16 (ties to even).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace dsmoe {
+
+// Values are GGML type ids (ggml.h enum ggml_type), as stored in GGUF tensor infos.
+enum class QuantType : uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, BF16 = 30 };
+
+const char* quant_type_name(QuantType t);                 // "F32", "F16", "BF16", "Q8_0", "Q4_0"
+QuantType quant_type_from_name(const std::string& name);  // case-insensitive; throws dsmoe::Error
+bool quant_type_known(uint32_t ggml_id);                  // one of the five ids above
+int64_t quant_block_size(QuantType t);                    // weights per block: 1 for F32/F16/BF16, 32 otherwise
+size_t quant_block_bytes(QuantType t);                    // bytes per block: 4, 2, 2, 34, 18
+bool quant_is_block(QuantType t);                         // Q8_0 or Q4_0
+// Bytes of n weights of type t; n must be a multiple of the block size (throws otherwise).
+size_t quant_row_bytes(QuantType t, int64_t n);
+
+inline constexpr int64_t kQK8_0 = 32;
+inline constexpr int64_t kQK4_0 = 32;
+
+// Reference quantizers (n a multiple of 32): bit-identical to ggml's *_ref functions.
+void quantize_row_q8_0(const float* x, uint8_t* dst, int64_t n);
+void quantize_row_q4_0(const float* x, uint8_t* dst, int64_t n);
+void dequantize_row_q8_0(const uint8_t* src, float* y, int64_t n);
+void dequantize_row_q4_0(const uint8_t* src, float* y, int64_t n);
+
+// Any type: n f32 values -> quant_row_bytes(t, n) bytes (F16/BF16 round to nearest even), and back.
+// Unaligned source/destination pointers are fine.
+void quantize_row(QuantType t, const float* x, uint8_t* dst, int64_t n);
+void dequantize_row(QuantType t, const uint8_t* src, float* y, int64_t n);
+
+// dot(row of n weights of type t, x[n]) in f32. Summation order is fixed (8 lanes, per block for Q8_0/Q4_0; see
+// quant.cpp) and every multiply-add is fused, so the scalar reference and the AVX2 path give identical bits.
+float quant_dot(QuantType t, const uint8_t* row, const float* x, int64_t n);  // dispatches (AVX2 when available)
+float quant_dot_scalar(QuantType t, const uint8_t* row, const float* x, int64_t n);
+// AVX2 (+FMA, F16C) path; falls back to the scalar reference when the CPU lacks them.
+float quant_dot_avx2(QuantType t, const uint8_t* row, const float* x, int64_t n);
+bool quant_have_avx2();  // the CPU supports avx2, fma and f16c (checked once with __builtin_cpu_supports)
+
+}  // namespace dsmoe
