@@ -87,6 +87,8 @@ TEST(Sampling, GreedyIsArgmaxLowestIdOnTiesAndDeterministic) {
   ASSERT_EQ(d.size(), 1u);
   EXPECT_EQ(d[0].id, want);
   EXPECT_EQ(d[0].p, 1.0);
+  Sampler tiny(plain(1e-320));  // 1/T overflows: still the argmax, never NaN
+  EXPECT_EQ(tiny.sample(l.data(), 5, {}), 1);
 }
 
 TEST(Sampling, GreedyAppliesPenalties) {
@@ -168,6 +170,12 @@ TEST(Sampling, TopKNeverLeavesTheTopK) {
     seen.insert(t);
   }
   EXPECT_EQ(seen, top);  // and every one of them is reachable
+
+  p.top_k = 1000;  // a large k takes the nth_element path instead of the heap
+  Sampler wide(p);
+  const auto dw = wide.distribution(l.data(), 5000, {});
+  ASSERT_EQ(dw.size(), 1000u);
+  for (size_t i = 0; i < dw.size(); ++i) ASSERT_EQ(dw[i].id, order[i]) << i;  // sorted, best first
 
   p.top_k = 1;
   Sampler one(p);

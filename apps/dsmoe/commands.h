@@ -21,6 +21,7 @@ std::vector<int32_t> parse_ids(const std::string& text);
 
 void add_model_commands(CLI::App& app, std::vector<Command>& commands);  // init eval generate train info demo
 void add_train_commands(CLI::App& app, std::vector<Command>& commands);  // train sft demo
+void add_infer_commands(CLI::App& app, std::vector<Command>& commands);   // bench
 void add_report_commands(CLI::App& app, std::vector<Command>& commands);  // plot
 void add_text_commands(CLI::App& app, std::vector<Command>& commands);   // tokenizer data tokenize detokenize chat-template
 

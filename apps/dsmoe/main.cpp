@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   dsmoe::cli::add_train_commands(app, commands);
   dsmoe::cli::add_text_commands(app, commands);
   dsmoe::cli::add_report_commands(app, commands);
+  dsmoe::cli::add_infer_commands(app, commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -21,6 +21,12 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
               static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
 }
 
+void gemv(const float* W, const float* x, float* y, int64_t out, int64_t in, float beta) {
+  if (out == 0) return;
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(out), static_cast<blasint>(in), 1.0f, W,
+              static_cast<blasint>(in), x, 1, beta, y, 1);
+}
+
 double sgemm_peak_gflops(int64_t n) {
   std::vector<float> a(n * n), b(n * n), c(n * n);
   for (int64_t i = 0; i < n * n; ++i) a[i] = b[i] = 0.001f * static_cast<float>(i % 97);

@@ -22,8 +22,12 @@ double sgemm_peak_gflops(int64_t n = 1024);
 
 // Linear layer helpers over contiguous row-major buffers.
 // y[T,out] = x[T,in] W[out,in]^T   (beta 0: overwrite, 1: accumulate)
+// One row (decoding) goes through a matrix-vector product: OpenBLAS's sgemv reads W twice as fast as its sgemm
+// with M = 1 (measured: 27 vs 13 GB/s on a 102400 x 1024 lm_head).
+void gemv(const float* W, const float* x, float* y, int64_t out, int64_t in, float beta);
 inline void linear_forward(const float* x, const float* W, float* y, int64_t T, int64_t in, int64_t out,
                            float beta = 0.0f) {
+  if (T == 1) return gemv(W, x, y, out, in, beta);
   gemm(false, true, T, out, in, 1.0f, x, in, W, in, beta, y, out);
 }
 // dx[T,in] (=, or += with beta 1) dy[T,out] W[out,in];  dW[out,in] += dy^T x

@@ -135,7 +135,15 @@ size_t quant_row_bytes(QuantType t, int64_t n) {
   return static_cast<size_t>(n / quant_block_size(t)) * quant_block_bytes(t);
 }
 
-void quantize_row_q8_0(const float* x, uint8_t* dst, int64_t n) {
+// ggml-quants.c is C compiled in ISO mode, where GCC does not contract x*id + 8.5f into an fma; -march=native
+// C++ (gnu++20) would, and that changes the truncated value for some inputs. Keep the product rounded.
+#if defined(__GNUC__) && !defined(__clang__)
+#define DSMOE_NO_FP_CONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define DSMOE_NO_FP_CONTRACT
+#endif
+
+DSMOE_NO_FP_CONTRACT void quantize_row_q8_0(const float* x, uint8_t* dst, int64_t n) {
   check_blocks(QuantType::Q8_0, n);
   for (int64_t b = 0; b < n / 32; ++b, x += 32, dst += 34) {
     float amax = 0.0f;
@@ -147,7 +155,7 @@ void quantize_row_q8_0(const float* x, uint8_t* dst, int64_t n) {
   }
 }
 
-void quantize_row_q4_0(const float* x, uint8_t* dst, int64_t n) {
+DSMOE_NO_FP_CONTRACT void quantize_row_q4_0(const float* x, uint8_t* dst, int64_t n) {
   check_blocks(QuantType::Q4_0, n);
   for (int64_t b = 0; b < n / 32; ++b, x += 32, dst += 18) {
     float amax = 0.0f, max = 0.0f;

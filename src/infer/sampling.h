@@ -53,6 +53,7 @@ class Sampler {
   SamplingParams params_;
   uint64_t state_ = 0;
   std::vector<Cand> cands_;    // reused between calls: no allocation per token for a fixed vocab
+  std::vector<Cand> heap_;     // top-k selection buffer
   std::vector<double> probs_;  // probabilities of cands_ after filter()
 };
 

@@ -1,0 +1,278 @@
+// Model <-> GGUF (llama.cpp `deepseek` layout); see gguf_model.h.
+#include "model/gguf_model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/gguf.h"
+
+namespace dsmoe {
+
+namespace {
+using io::GgufKV;
+using io::GgufType;
+using io::GgufValue;
+
+const char* kArch = "deepseek";
+
+std::string role_base(TensorRole role) {
+  switch (role) {
+    case TensorRole::embedding: return "token_embd";
+    case TensorRole::attn_norm: return "attn_norm";
+    case TensorRole::attn_q: return "attn_q";
+    case TensorRole::attn_k: return "attn_k";
+    case TensorRole::attn_v: return "attn_v";
+    case TensorRole::attn_o: return "attn_output";
+    case TensorRole::ffn_norm: return "ffn_norm";
+    case TensorRole::mlp_gate: return "ffn_gate";
+    case TensorRole::mlp_up: return "ffn_up";
+    case TensorRole::mlp_down: return "ffn_down";
+    case TensorRole::router: return "ffn_gate_inp";
+    case TensorRole::expert_gate: return "ffn_gate_exps";
+    case TensorRole::expert_up: return "ffn_up_exps";
+    case TensorRole::expert_down: return "ffn_down_exps";
+    case TensorRole::shared_gate: return "ffn_gate_shexp";
+    case TensorRole::shared_up: return "ffn_up_shexp";
+    case TensorRole::shared_down: return "ffn_down_shexp";
+    case TensorRole::final_norm: return "output_norm";
+    case TensorRole::lm_head: return "output";
+  }
+  fail("gguf: unknown tensor role");
+}
+
+bool always_f32(TensorRole role) {
+  return role == TensorRole::attn_norm || role == TensorRole::ffn_norm || role == TensorRole::final_norm ||
+         role == TensorRole::router;
+}
+
+// The double whose shortest decimal spelling is that of the float: 1e-6 -> (float) -> 1e-6 again.
+double float_to_double_shortest(float f) { return std::stod(fmt::format("{}", f)); }
+
+std::string key(const std::string& k) { return std::string(kArch) + "." + k; }
+
+uint32_t file_type_of(QuantType t) {  // llama_ftype
+  switch (t) {
+    case QuantType::F32: return 0;
+    case QuantType::F16: return 1;
+    case QuantType::Q4_0: return 2;
+    case QuantType::Q8_0: return 7;
+    case QuantType::BF16: return 32;
+  }
+  return 0;
+}
+}  // namespace
+
+std::string gguf_tensor_name(const TensorSpec& spec) {
+  const std::string base = role_base(spec.role);
+  if (spec.layer < 0) return base + ".weight";
+  return fmt::format("blk.{}.{}.weight", spec.layer, base);
+}
+
+void gguf_permute_qk(const float* src, float* dst, int64_t n_head, int64_t hd, int64_t cols) {
+  const int64_t half = hd / 2;
+  for (int64_t h = 0; h < n_head; ++h)
+    for (int64_t i = 0; i < half; ++i)
+      for (int64_t j = 0; j < 2; ++j)
+        std::memcpy(dst + (h * hd + 2 * i + j) * cols, src + (h * hd + j * half + i) * cols,
+                    static_cast<size_t>(cols) * sizeof(float));
+}
+
+void gguf_unpermute_qk(const float* src, float* dst, int64_t n_head, int64_t hd, int64_t cols) {
+  const int64_t half = hd / 2;
+  for (int64_t h = 0; h < n_head; ++h)
+    for (int64_t i = 0; i < half; ++i)
+      for (int64_t j = 0; j < 2; ++j)
+        std::memcpy(dst + (h * hd + j * half + i) * cols, src + (h * hd + 2 * i + j) * cols,
+                    static_cast<size_t>(cols) * sizeof(float));
+}
+
+void model_save_gguf(const Model& model, const std::string& path, QuantType type, const std::string& name) {
+  const ModelConfig& c = model.config;
+  check(c.moe_layer_freq == 1 || c.n_routed_experts == 0,
+        "{}: llama.cpp's deepseek layout cannot represent moe_layer_freq = {} (every layer after the leading dense "
+        "ones is MoE)", path, c.moe_layer_freq);
+  check(!c.norm_topk_prob || c.n_routed_experts == 0,
+        "{}: llama.cpp's deepseek layout cannot represent norm_topk_prob = true (top-k weights are not renormalized)",
+        path);
+  const int64_t hd = c.head_dim();
+  const int64_t lead = c.n_routed_experts > 0 ? std::min(c.first_k_dense_replace, c.num_hidden_layers)
+                                              : c.num_hidden_layers;
+
+  std::vector<GgufKV> kvs;
+  auto add = [&](std::string k, GgufValue v) { kvs.push_back(GgufKV{std::move(k), std::move(v)}); };
+  auto u32 = [&](const char* k, int64_t v) {
+    check(v >= 0 && v <= 0xffffffffll, "{}: {} = {} does not fit a u32", path, k, v);
+    add(key(k), GgufValue::u32(static_cast<uint32_t>(v)));
+  };
+  add("general.architecture", GgufValue::str(kArch));
+  add("general.name", GgufValue::str(name));
+  add("general.file_type", GgufValue::u32(file_type_of(type)));
+  if (quant_is_block(type)) add("general.quantization_version", GgufValue::u32(2));
+  u32("context_length", c.max_position_embeddings);
+  u32("embedding_length", c.hidden_size);
+  u32("block_count", c.num_hidden_layers);
+  u32("feed_forward_length", c.intermediate_size);
+  u32("attention.head_count", c.num_attention_heads);
+  u32("attention.head_count_kv", c.num_key_value_heads);
+  add(key("rope.freq_base"), GgufValue::f32(static_cast<float>(c.rope_theta)));
+  add(key("attention.layer_norm_rms_epsilon"), GgufValue::f32(static_cast<float>(c.rms_norm_eps)));
+  u32("expert_used_count", c.num_experts_per_tok);
+  u32("leading_dense_block_count", lead);
+  u32("expert_feed_forward_length", c.moe_intermediate_size);
+  u32("expert_count", c.n_routed_experts);
+  u32("expert_shared_count", c.n_shared_experts);
+  add(key("expert_weights_scale"), GgufValue::f32(1.0f));
+  u32("rope.dimension_count", hd);
+  add(key("rope.scaling.type"), GgufValue::str("none"));
+  u32("vocab_size", c.vocab_size);
+  u32("attention.key_length", hd);
+  u32("attention.value_length", hd);
+  if (c.bos_token_id >= 0) add("tokenizer.ggml.bos_token_id", GgufValue::u32(static_cast<uint32_t>(c.bos_token_id)));
+  if (c.eos_token_id >= 0) add("tokenizer.ggml.eos_token_id", GgufValue::u32(static_cast<uint32_t>(c.eos_token_id)));
+  add("dsmoe.config", GgufValue::str(config_to_json(c).dump()));
+
+  std::vector<io::GgufTensorToWrite> tensors;
+  auto add_tensor = [&](const TensorSpec& spec, const std::string& gname) {
+    io::GgufTensorToWrite t;
+    t.name = gname;
+    t.ne.assign(spec.shape.rbegin(), spec.shape.rend());
+    t.type = always_f32(spec.role) || spec.shape.size() < 2 ? QuantType::F32 : type;
+    if (spec.shape.back() % quant_block_size(t.type) != 0) t.type = QuantType::F16;
+    const TensorSpec* sp = &spec;
+    const QuantType tt = t.type;
+    t.produce = [&model, sp, tt, hd](std::vector<uint8_t>& out) {
+      const TensorSpec& s = *sp;
+      const float* src = model.params.ptr(s);
+      std::vector<float> permuted;
+      if (s.role == TensorRole::attn_q || s.role == TensorRole::attn_k) {
+        permuted.resize(static_cast<size_t>(s.numel()));
+        gguf_permute_qk(src, permuted.data(), s.shape[0] / hd, hd, s.shape[1]);
+        src = permuted.data();
+      }
+      const int64_t cols = s.shape.back();
+      const int64_t rows = s.numel() / cols;
+      const size_t row_bytes = quant_row_bytes(tt, cols);
+      out.resize(row_bytes * static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) quantize_row(tt, src + r * cols, out.data() + r * row_bytes, cols);
+    };
+    tensors.push_back(std::move(t));
+  };
+  // Every tensor to write, with its name; the produce callbacks point into this vector (reserved: no moves).
+  std::vector<std::pair<TensorSpec, std::string>> items;
+  items.reserve(model.params.registry.size() + 1);
+  for (const TensorSpec& spec : model.params.registry) items.emplace_back(spec, gguf_tensor_name(spec));
+  if (c.tie_word_embeddings) {  // llama.cpp's deepseek needs `output`: write the shared matrix again
+    TensorSpec out = model.params.registry.front();
+    check(out.role == TensorRole::embedding, "{}: registry does not start with the embedding", path);
+    out.role = TensorRole::lm_head;
+    items.emplace_back(out, "output.weight");
+  }
+  for (const auto& item : items) add_tensor(item.first, item.second);
+  io::write_gguf(path, kvs, tensors);
+}
+
+std::unique_ptr<Model> model_load_gguf(const std::string& path) {
+  io::GgufFile g = io::GgufFile::open(path);
+  const std::string arch = g.get_string("general.architecture");
+  check(arch == kArch, "{}: general.architecture is '{}', expected '{}'", path, arch, kArch);
+
+  ModelConfig c;
+  if (const GgufValue* v = g.find("dsmoe.config")) {
+    check(v->type == GgufType::STRING, "{}: key dsmoe.config is not a string", path);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(v->s);
+    } catch (const std::exception& e) {
+      fail("{}: key dsmoe.config is not valid JSON: {}", path, e.what());
+    }
+    try {
+      c = config_from_json(j, path + " (key dsmoe.config)");
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail("{}: key dsmoe.config: {}", path, e.what());
+    }
+  } else {
+    c.tie_word_embeddings = false;
+    c.norm_topk_prob = false;
+    c.moe_layer_freq = 1;
+  }
+  // The deepseek.* keys are authoritative for the architecture.
+  auto get_u = [&](const char* k) { return g.get_int(key(k)); };
+  c.max_position_embeddings = get_u("context_length");
+  c.hidden_size = get_u("embedding_length");
+  c.num_hidden_layers = get_u("block_count");
+  c.rms_norm_eps = float_to_double_shortest(static_cast<float>(g.get_float(key("attention.layer_norm_rms_epsilon"))));
+  const int64_t lead = get_u("leading_dense_block_count");
+  c.moe_intermediate_size = get_u("expert_feed_forward_length");
+  c.n_shared_experts = get_u("expert_shared_count");
+  g.get_float(key("expert_weights_scale"));  // required by llama.cpp's loader (not applied)
+  c.n_routed_experts = g.get_int_or(key("expert_count"), 0);
+  c.num_experts_per_tok = g.get_int_or(key("expert_used_count"), 0);
+  c.intermediate_size = g.get_int_or(key("feed_forward_length"), c.intermediate_size);
+  c.num_attention_heads = g.get_int(key("attention.head_count"));
+  c.num_key_value_heads = g.get_int_or(key("attention.head_count_kv"), c.num_attention_heads);
+  c.rope_theta = float_to_double_shortest(static_cast<float>(g.get_float_or(key("rope.freq_base"), 10000.0)));
+  if (c.n_routed_experts > 0) c.first_k_dense_replace = lead;
+  if (const GgufValue* v = g.find(key("vocab_size"))) {
+    check(v->is_int(), "{}: key {} is not an integer", path, key("vocab_size"));
+    c.vocab_size = v->i;
+  } else if (g.find("tokenizer.ggml.tokens")) {
+    c.vocab_size = static_cast<int64_t>(g.get_strings("tokenizer.ggml.tokens").size());
+  } else {
+    fail("{}: missing key {} (and no tokenizer.ggml.tokens)", path, key("vocab_size"));
+  }
+  c.bos_token_id = g.get_int_or("tokenizer.ggml.bos_token_id", c.bos_token_id);
+  c.eos_token_id = g.get_int_or("tokenizer.ggml.eos_token_id", c.eos_token_id);
+  c.validate();
+  const int64_t hd = c.head_dim();
+  check(g.get_int_or(key("rope.dimension_count"), hd) == hd,
+        "{}: key {} = {} but head_dim is {} (partial RoPE is not supported)", path, key("rope.dimension_count"),
+        g.get_int_or(key("rope.dimension_count"), hd), hd);
+  check(g.get_int_or(key("attention.key_length"), hd) == hd, "{}: key {} differs from head_dim {}", path,
+        key("attention.key_length"), hd);
+  check(g.get_int_or(key("attention.value_length"), hd) == hd, "{}: key {} differs from head_dim {}", path,
+        key("attention.value_length"), hd);
+  if (const GgufValue* v = g.find(key("rope.scaling.type")))
+    check(v->type == GgufType::STRING && (v->s == "none" || v->s == "linear"),
+          "{}: key {} = '{}' is not supported (none only)", path, key("rope.scaling.type"), v->s);
+
+  // Every layer has at least 7 tensors: a corrupt block_count must not make us build a huge registry.
+  check(c.num_hidden_layers <= static_cast<int64_t>(g.tensors().size()),
+        "{}: key {} = {} but the file holds only {} tensors", path, key("block_count"), c.num_hidden_layers,
+        g.tensors().size());
+  // Check names and shapes before allocating: the model then cannot be larger than the file's tensors.
+  for (const TensorSpec& spec : build_registry(c)) {
+    const std::string gname = gguf_tensor_name(spec);
+    const io::GgufTensorInfo& t = g.tensor(gname);
+    check(t.shape() == spec.shape, "{}: tensor {} has shape {}, expected {}", path, gname, shape_str(t.shape()),
+          shape_str(spec.shape));
+  }
+  auto model = std::make_unique<Model>(c);
+  std::set<std::string> used;
+  std::vector<float> tmp;
+  for (const TensorSpec& spec : model->params.registry) {
+    const std::string gname = gguf_tensor_name(spec);
+    const io::GgufTensorInfo& t = g.tensor(gname);
+    used.insert(gname);
+    float* dst = model->params.ptr(spec);
+    if (spec.role == TensorRole::attn_q || spec.role == TensorRole::attn_k) {
+      tmp.resize(static_cast<size_t>(spec.numel()));
+      g.read_f32(t, tmp.data());
+      gguf_unpermute_qk(tmp.data(), dst, spec.shape[0] / hd, hd, spec.shape[1]);
+    } else {
+      g.read_f32(t, dst);
+    }
+  }
+  if (c.tie_word_embeddings) used.insert("output.weight");  // the tied copy written for llama.cpp
+  for (const io::GgufTensorInfo& t : g.tensors())
+    check(used.count(t.name) > 0, "{}: unexpected tensor {} (not part of a deepseek model with this config)", path,
+          t.name);
+  return model;
+}
+
+}  // namespace dsmoe
