@@ -33,6 +33,18 @@ gen=$("$DSMOE" generate --model m1 --prompt-ids 1,8,43 --max-new-tokens 5 --temp
 gen2=$("$DSMOE" generate --model m1 --prompt-ids 1,8,43 --max-new-tokens 5 --temperature 0 --ids 2>&1)
 [ "$gen" = "$gen2" ] && pass "greedy is deterministic" || failed "greedy differs: $gen vs $gen2"
 
+# --- GGUF export: the same model through a GGUF file gives the same results ---
+"$DSMOE" quantize --model m1 --type f32 --out m1.gguf > q.log 2>&1 && "$DSMOE" quantize --model m1 --type q8_0 --out m1-q8.gguf >> q.log 2>&1 \
+  && pass "quantize f32 and q8_0" || failed "quantize: $(cat q.log)"
+hf=$("$DSMOE" eval --model m1 --data tokens.bin --seq-len 16 --json 2>&1)
+gg=$("$DSMOE" eval --model m1.gguf --data tokens.bin --seq-len 16 --json 2>&1)
+[ "$hf" = "$gg" ] && pass "eval on the F32 GGUF == eval on the HF dir" || failed "gguf eval: $gg vs $hf"
+g8=$("$DSMOE" generate --model m1-q8.gguf --prompt-ids 1,8,43 --max-new-tokens 5 --temperature 0 --ids 2>&1)
+[ "$g8" = "$gen" ] && pass "greedy on Q8_0 GGUF == HF ($g8)" || failed "q8_0 greedy: $g8 vs $gen"
+printf 'GGUF\x03\x00\x00\x00' > trunc.gguf
+expect_error "truncated GGUF" "trunc.gguf" "$DSMOE" eval --model trunc.gguf --data tokens.bin --seq-len 8
+
+# --- bad inputs: exit != 0 and one "error:" line ---
 expect_error "missing model dir" "does not exist" "$DSMOE" eval --model nope --data tokens.bin --seq-len 8
 expect_error "token id >= vocab" "vocab_size" "$DSMOE" eval --model m1 --data badvocab.bin --seq-len 2
 expect_error "token file not uint32" "multiple of 4" "$DSMOE" eval --model m1 --data odd.bin --seq-len 2

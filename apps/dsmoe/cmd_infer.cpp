@@ -1,4 +1,5 @@
-// Inference commands of the dsmoe CLI: bench (llama-bench style prompt-processing and generation throughput).
+// Inference commands of the dsmoe CLI: bench (llama-bench style prompt-processing and generation throughput),
+// quantize (GGUF export).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -16,6 +17,7 @@
 #include "core/threads.h"
 #include "infer/engine.h"
 #include "model/checkpoint.h"
+#include "model/gguf_model.h"
 
 namespace dsmoe::cli {
 namespace {
@@ -65,7 +67,7 @@ struct Stats {
 
 int run_bench(const BenchArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
-  auto model = model_load(a.model);
+  auto model = model_load_any(a.model);
   const ModelConfig& c = model->config;
   Rng rng(1);
   auto random_tokens = [&](int64_t n) {
@@ -121,12 +123,26 @@ int run_bench(const BenchArgs& a) {
   return 0;
 }
 
+struct QuantizeArgs {
+  std::string model, type = "q8_0", out;
+};
+int run_quantize(const QuantizeArgs& a) {
+  check(fs::path(a.out).extension() == ".gguf", "--out {} should end in .gguf", a.out);
+  const QuantType type = quant_type_from_name(a.type);
+  auto model = model_load_any(a.model);
+  // This first version holds the F32 model in memory while writing (peak RSS ~ F32 size); norms and the router
+  // stay F32 whatever the type.
+  model_save_gguf(*model, a.out, type, fs::path(a.model).filename().string());
+  fmt::print("wrote {} ({}, {:.2f} GB)\n", a.out, quant_type_name(type), fs::file_size(a.out) / 1e9);
+  return 0;
+}
+
 }  // namespace
 
 void add_infer_commands(CLI::App& app, std::vector<Command>& commands) {
   auto b = std::make_shared<BenchArgs>();
   CLI::App* bench = app.add_subcommand("bench", "llama-bench style throughput: pp (prompt) and tg (generation)");
-  bench->add_option("--model,-m", b->model, "HF model directory")->required();
+  bench->add_option("--model,-m", b->model, "HF model directory or GGUF file")->required();
   bench->add_option("-p,--n-prompt", b->n_prompt, "prompt tokens (logits for the last one only)")
       ->check(CLI::NonNegativeNumber);
   bench->add_option("-n,--n-gen", b->n_gen, "generated tokens (single-token decodes)")->check(CLI::NonNegativeNumber);
@@ -134,6 +150,14 @@ void add_infer_commands(CLI::App& app, std::vector<Command>& commands) {
   bench->add_option("-t,--threads", b->threads, "threads")->check(CLI::NonNegativeNumber);
   bench->add_option("-o,--output", b->output, "md | json")->check(CLI::IsMember({"md", "json"}));
   commands.push_back({bench, [b] { return run_bench(*b); }});
+
+  auto q = std::make_shared<QuantizeArgs>();
+  CLI::App* quantize = app.add_subcommand("quantize", "write a model as a GGUF file (llama.cpp deepseek layout)");
+  quantize->add_option("--model", q->model, "HF model directory or GGUF file")->required();
+  quantize->add_option("--type", q->type, "f32 | f16 | bf16 | q8_0 | q4_0")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
+  quantize->add_option("--out", q->out, "output .gguf file")->required();
+  commands.push_back({quantize, [q] { return run_quantize(*q); }});
 }
 
 }  // namespace dsmoe::cli

@@ -53,7 +53,7 @@ struct EvalArgs {
   bool json = false;
 };
 int run_eval(const EvalArgs& a) {
-  auto model = model_load(a.model);
+  auto model = model_load_any(a.model);
   TokenFile data = TokenFile::open(a.data);
   data.check_vocab(model->config.vocab_size);
   const int64_t n_windows = data.n_windows(a.seq_len);
@@ -89,7 +89,7 @@ struct GenerateArgs {
   bool ids = false;
 };
 int run_generate(const GenerateArgs& a) {
-  auto model = model_load(a.model);
+  auto model = model_load_any(a.model);
   std::vector<int32_t> tokens = parse_ids(a.prompt_ids);
   check(!tokens.empty(), "--prompt-ids is empty");
   const int64_t V = model->config.vocab_size;
@@ -188,7 +188,7 @@ void add_model_commands(CLI::App& app, std::vector<Command>& commands) {
 
   auto eval = std::make_shared<EvalArgs>();
   CLI::App* eval_cmd = app.add_subcommand("eval", "mean NLL and perplexity over a token file");
-  eval_cmd->add_option("--model", eval->model, "HF model directory")->required();
+  eval_cmd->add_option("--model", eval->model, "HF model directory or GGUF file")->required();
   eval_cmd->add_option("--data", eval->data, "flat little-endian uint32 token file")->required();
   eval_cmd->add_option("--seq-len", eval->seq_len, "window length N (windows of N+1, stride N)")
       ->required()
@@ -198,7 +198,7 @@ void add_model_commands(CLI::App& app, std::vector<Command>& commands) {
 
   auto gen = std::make_shared<GenerateArgs>();
   CLI::App* gen_cmd = app.add_subcommand("generate", "continue a prompt of token ids");
-  gen_cmd->add_option("--model", gen->model, "HF model directory")->required();
+  gen_cmd->add_option("--model", gen->model, "HF model directory or GGUF file")->required();
   gen_cmd->add_option("--prompt-ids", gen->prompt_ids, "comma-separated token ids")->required();
   gen_cmd->add_option("--max-new-tokens", gen->max_new_tokens, "tokens to generate")->check(CLI::NonNegativeNumber);
   gen_cmd->add_option("--temperature", gen->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);

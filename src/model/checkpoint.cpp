@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "model/gguf_model.h"
 
 namespace dsmoe {
 
@@ -16,6 +17,14 @@ std::unique_ptr<Model> model_load(const std::string& dir) {
   auto model = std::make_unique<Model>(config_from_file(config_path));
   model_load_weights(*model, io::SafetensorsArchive::open(dir));
   return model;
+}
+
+std::unique_ptr<Model> model_load_any(const std::string& path) {
+  if (fs::path(path).extension() == ".gguf") {
+    check(fs::is_regular_file(path), "model file {} does not exist", path);
+    return model_load_gguf(path);
+  }
+  return model_load(path);
 }
 
 void model_load_weights(Model& model, const io::SafetensorsArchive& archive) {

@@ -13,6 +13,8 @@ namespace dsmoe {
 
 // Read DIR/config.json and the weights beside it.
 std::unique_ptr<Model> model_load(const std::string& dir);
+// What every --model flag accepts: an HF directory or a GGUF file (llama.cpp's deepseek layout, dequantized to F32).
+std::unique_ptr<Model> model_load_any(const std::string& path);
 // Fill model's parameters from an opened archive (validated against the registry).
 void model_load_weights(Model& model, const io::SafetensorsArchive& archive);
 // Write DIR/config.json and the weights (HF names, one tensor per expert, {"format": "pt"} metadata).
