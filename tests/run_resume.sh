@@ -17,12 +17,12 @@ cmp -s A/latest/model.safetensors B/latest/model.safetensors && cmp -s A/latest/
 
 # SIGKILL at random moments, resume each time until the run completes.
 kills=0; restarts=0
-for attempt in $(seq 1 40); do
+for attempt in $(seq 1 60); do
   if [ -e C/latest ]; then cmd=("$DSMOE" train --resume C); else cmd=("$DSMOE" train "${COMMON[@]}" --run-dir C); fi
   "${cmd[@]}" > C.log 2>&1 &
   pid=$!
   # random moments; the window widens with each attempt so the run always gets to finish
-  sleep "$(awk -v r=$RANDOM -v a=$attempt 'BEGIN { printf "%.3f", 0.05 + (r % 600) / 1000 + 0.03 * a }')"
+  sleep "$(awk -v r=$RANDOM -v a=$attempt 'BEGIN { printf "%.3f", 0.05 + (r % 600) / 1000 + 0.05 * a }')"
   if kill -9 $pid 2>/dev/null; then kills=$((kills + 1)); wait $pid 2>/dev/null; else
     wait $pid 2>/dev/null || { failed "a start failed on its own: $(tail -2 C.log)"; break; }
   fi
