@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,8 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "infer/engine.h"
+#include "infer/sampling.h"
+#include "text/tokenizer.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
 #include "train/data.h"
@@ -82,60 +85,83 @@ int run_eval(const EvalArgs& a) {
 
 // ---- dsmoe generate ----
 struct GenerateArgs {
-  std::string model, prompt_ids;
+  std::string model, prompt_ids, prompt, tokenizer;
   int64_t max_new_tokens = 32;
-  double temperature = 0.0;
-  uint64_t seed = 0;
-  bool ids = false;
+  SamplingParams sampling = greedy_defaults();
+  std::vector<std::string> stops;
+  bool ids = false, ignore_eos = false;
+  static SamplingParams greedy_defaults() {
+    SamplingParams p;
+    p.temperature = 0.0;  // deterministic unless asked otherwise
+    return p;
+  }
 };
 int run_generate(const GenerateArgs& a) {
   auto model = model_load_any(a.model);
-  std::vector<int32_t> tokens = parse_ids(a.prompt_ids);
-  check(!tokens.empty(), "--prompt-ids is empty");
   const int64_t V = model->config.vocab_size;
+  // Text prompts need a tokenizer: --tokenizer DIR, or the tokenizer.json beside the model's weights.
+  std::optional<text::Tokenizer> tok;
+  const std::string tok_dir = !a.tokenizer.empty() ? a.tokenizer
+                              : fs::exists(fs::path(a.model) / "tokenizer.json") ? a.model : "";
+  if (!tok_dir.empty()) tok.emplace(text::Tokenizer::load(tok_dir));
+  check(a.prompt.empty() != a.prompt_ids.empty(), "give exactly one of --prompt TEXT or --prompt-ids IDS");
+  check(a.prompt.empty() || tok, "--prompt needs a tokenizer (--tokenizer DIR or tokenizer.json in the model dir)");
+  check(a.stops.empty() || tok, "--stop needs a tokenizer");
+  std::vector<int32_t> tokens = a.prompt.empty() ? parse_ids(a.prompt_ids) : tok->encode(a.prompt, true);
+  check(!tokens.empty(), "the prompt is empty");
   for (int32_t t : tokens) check(t < V, "prompt token {} is >= vocab_size {}", t, V);
   const int64_t context = static_cast<int64_t>(tokens.size()) + a.max_new_tokens;
   check(context <= model->config.max_position_embeddings,
         "prompt ({}) + --max-new-tokens ({}) exceeds max_position_embeddings {}", tokens.size(), a.max_new_tokens,
         model->config.max_position_embeddings);
-  // Batched prefill of the prompt, then one cached decode step per new token.
+  Sampler sampler(a.sampling);
+  const int32_t eos = model->config.eos_token_id;
+  // Batched prefill of the prompt, then one cached decode step per new token; text streams as it is generated,
+  // holding back bytes that could start a stop string.
   InferenceSession session(*model, context);
-  Rng rng(a.seed);
   const size_t n_prompt = tokens.size();
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<float>* logits = &session.forward(tokens.data(), static_cast<int64_t>(n_prompt));
   const double prompt_s = seconds_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
+  std::string text;
+  size_t streamed = 0;
+  int64_t generated = 0;
   for (int64_t i = 0; i < a.max_new_tokens; ++i) {
-    const float* row = logits->data();
-    int32_t next = static_cast<int32_t>(std::max_element(row, row + V) - row);
-    if (a.temperature > 0) {
-      std::vector<double> p(V);
-      const double mx = row[next];
-      double sum = 0;
-      for (int64_t v = 0; v < V; ++v) sum += (p[v] = std::exp((row[v] - mx) / a.temperature));
-      double r = rng.uniform() * sum;
-      for (int64_t v = 0; v < V; ++v)
-        if ((r -= p[v]) <= 0 || v == V - 1) {
-          next = static_cast<int32_t>(v);
-          break;
-        }
-    }
+    const int32_t next = sampler.sample(logits->data(), V, tokens);
+    if (next == eos && !a.ignore_eos) break;
     tokens.push_back(next);
+    ++generated;
+    if (tok && !a.ids) {
+      text += tok->token_bytes(next);
+      const StopMatch m = find_stop(text, a.stops);
+      const size_t safe = text.size() - m.hold_back;
+      if (safe > streamed) {
+        fmt::print("{}", text.substr(streamed, safe - streamed));
+        std::fflush(stdout);
+        streamed = safe;
+      }
+      if (m.stop_at != std::string::npos) break;
+    }
     if (i + 1 < a.max_new_tokens) logits = &session.forward(&tokens.back(), 1);
   }
   const double eval_s = seconds_since(t1);
-  std::string line;
-  for (size_t i = 0; i < tokens.size(); ++i) line += (i ? " " : "") + std::to_string(tokens[i]);
-  fmt::print("{}\n", line);
+  if (a.ids || !tok) {
+    std::string line;
+    for (size_t i = 0; i < tokens.size(); ++i) line += (i ? " " : "") + std::to_string(tokens[i]);
+    fmt::print("{}\n", line);
+  } else {
+    const StopMatch m = find_stop(text, a.stops);
+    if (m.stop_at == std::string::npos && text.size() > streamed) fmt::print("{}", text.substr(streamed));
+    fmt::print("\n");
+  }
   if (a.ids) return 0;  // --ids: nothing but the ids
   // llama.cpp-style timings (stderr)
-  const int64_t runs = std::max<int64_t>(a.max_new_tokens - 1, 0);
   fmt::print(stderr, "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
              prompt_s * 1e3, n_prompt, prompt_s * 1e3 / n_prompt, n_prompt / prompt_s);
-  if (runs > 0)
+  if (generated > 0)
     fmt::print(stderr, "       eval time = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
-               eval_s * 1e3, runs, eval_s * 1e3 / runs, runs / eval_s);
+               eval_s * 1e3, generated, eval_s * 1e3 / generated, generated / eval_s);
   return 0;
 }
 
@@ -199,10 +225,22 @@ void add_model_commands(CLI::App& app, std::vector<Command>& commands) {
   auto gen = std::make_shared<GenerateArgs>();
   CLI::App* gen_cmd = app.add_subcommand("generate", "continue a prompt of token ids");
   gen_cmd->add_option("--model", gen->model, "HF model directory or GGUF file")->required();
-  gen_cmd->add_option("--prompt-ids", gen->prompt_ids, "comma-separated token ids")->required();
-  gen_cmd->add_option("--max-new-tokens", gen->max_new_tokens, "tokens to generate")->check(CLI::NonNegativeNumber);
-  gen_cmd->add_option("--temperature", gen->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
-  gen_cmd->add_option("--seed", gen->seed, "sampling seed");
+  gen_cmd->add_option("--prompt-ids", gen->prompt_ids, "comma-separated token ids");
+  gen_cmd->add_option("--prompt", gen->prompt, "prompt text (needs a tokenizer; BOS as the tokenizer config says)");
+  gen_cmd->add_option("--tokenizer", gen->tokenizer, "tokenizer directory (default: the model directory's)");
+  gen_cmd->add_option("--max-new-tokens,-n", gen->max_new_tokens, "tokens to generate")->check(CLI::NonNegativeNumber);
+  SamplingParams& sp = gen->sampling;
+  gen_cmd->add_option("--temperature", sp.temperature, "0 = greedy (the default)")->check(CLI::NonNegativeNumber);
+  gen_cmd->add_option("--top-k", sp.top_k, "keep the k most likely tokens (0 = off)");
+  gen_cmd->add_option("--top-p", sp.top_p, "nucleus: smallest set with probability >= p (1 = off)");
+  gen_cmd->add_option("--min-p", sp.min_p, "drop tokens below min-p x the top probability (0 = off)");
+  gen_cmd->add_option("--repeat-penalty", sp.repetition_penalty, "repetition penalty (1 = off)");
+  gen_cmd->add_option("--presence-penalty", sp.presence_penalty, "presence penalty (0 = off)");
+  gen_cmd->add_option("--frequency-penalty", sp.frequency_penalty, "frequency penalty (0 = off)");
+  gen_cmd->add_option("--repeat-last-n", sp.penalty_last_n, "tokens the penalties look back over");
+  gen_cmd->add_option("--seed", sp.seed, "sampling seed: the same seed reproduces the same text");
+  gen_cmd->add_option("--stop", gen->stops, "stop string (repeatable)");
+  gen_cmd->add_flag("--ignore-eos", gen->ignore_eos, "keep going after the end-of-sequence token");
   gen_cmd->add_flag("--ids", gen->ids, "print only the ids (prompt and continuation)");
 
   auto info_path = std::make_shared<std::string>();
