@@ -10,35 +10,17 @@
 #include "text/corpus.h"
 #include "text/synth.h"
 #include "text/tokenizer.h"
+#include "text_util.h"
 
 namespace fs = std::filesystem;
 using namespace dsmoe;
 using namespace dsmoe::text;
 using json = nlohmann::json;
 
+using dsmoe::testing::byte_tokenizer;
+
 namespace {
 
-// A byte-level tokenizer with the DeepSeek pre-tokenizer, no merges, BOS/EOS specials: built in code so the test
-// needs no files.
-Tokenizer byte_tokenizer() {
-  json vocab = json::object();
-  for (int b = 0; b < 256; ++b) vocab[byte_level_alphabet()[b]] = b;
-  json tj = {{"version", "1.0"},
-             {"added_tokens",
-              json::array({{{"id", 256}, {"content", "<s>"}, {"special", true}, {"normalized", false},
-                            {"lstrip", false}, {"rstrip", false}, {"single_word", false}},
-                           {{"id", 257}, {"content", "</s>"}, {"special", true}, {"normalized", false},
-                            {"lstrip", false}, {"rstrip", false}, {"single_word", false}}})},
-             {"normalizer", nullptr},
-             {"pre_tokenizer", deepseek_pre_tokenizer_json()},
-             {"post_processor", nullptr},
-             {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-             {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
-                        {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr}, {"fuse_unk", false},
-                        {"byte_fallback", false}, {"vocab", vocab}, {"merges", json::array()}}}};
-  json cfg = {{"add_bos_token", true}, {"add_eos_token", false}, {"bos_token", "<s>"}, {"eos_token", "</s>"}};
-  return Tokenizer::from_json(tj, cfg, "byte_tokenizer");
-}
 
 
 std::vector<uint32_t> read_u32(const std::string& path) {

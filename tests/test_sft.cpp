@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "expect_error.h"
+#include "text_util.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -24,36 +25,10 @@ using namespace dsmoe;
 using namespace dsmoe::text;
 using json = nlohmann::json;
 
+using dsmoe::testing::byte_tokenizer;
+
 namespace {
 
-// Byte-level tokenizer with the DeepSeek pre-tokenizer, <s>=256 and </s>=257 specials, and optional merges (new
-// tokens get ids 258, 259, ...). With `eos` false the config names no EOS token.
-Tokenizer byte_tokenizer(const std::vector<std::pair<std::string, std::string>>& merges = {}, bool eos = true) {
-  json vocab = json::object();
-  for (int b = 0; b < 256; ++b) vocab[byte_level_alphabet()[b]] = b;
-  json merge_list = json::array();
-  int next = 258;
-  for (const auto& [a, b] : merges) {
-    merge_list.push_back(a + " " + b);
-    vocab[a + b] = next++;
-  }
-  auto special = [](int id, const std::string& content) {
-    return json{{"id", id},          {"content", content}, {"special", true},     {"normalized", false},
-                {"lstrip", false},   {"rstrip", false},    {"single_word", false}};
-  };
-  json tj = {{"version", "1.0"},
-             {"added_tokens", json::array({special(256, "<s>"), special(257, "</s>")})},
-             {"normalizer", nullptr},
-             {"pre_tokenizer", deepseek_pre_tokenizer_json()},
-             {"post_processor", nullptr},
-             {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-             {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
-                        {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr}, {"fuse_unk", false},
-                        {"byte_fallback", false}, {"vocab", vocab}, {"merges", merge_list}}}};
-  json cfg = {{"add_bos_token", true}, {"add_eos_token", false}, {"bos_token", "<s>"}};
-  if (eos) cfg["eos_token"] = "</s>";
-  return Tokenizer::from_json(tj, cfg, "byte_tokenizer");
-}
 
 bool have_deepseek() { return fs::exists(fs::path(DSMOE_SHARED_DIR) / "tokenizers/deepseek-llm/tokenizer.json"); }
 Tokenizer deepseek_tokenizer() { return Tokenizer::load((fs::path(DSMOE_SHARED_DIR) / "tokenizers/deepseek-llm").string()); }
