@@ -41,6 +41,12 @@ gg=$("$DSMOE" eval --model m1.gguf --data tokens.bin --seq-len 16 --json 2>&1)
 [ "$hf" = "$gg" ] && pass "eval on the F32 GGUF == eval on the HF dir" || failed "gguf eval: $gg vs $hf"
 g8=$("$DSMOE" generate --model m1-q8.gguf --prompt-ids 1,8,43 --max-new-tokens 5 --temperature 0 --ids 2>&1)
 [ "$g8" = "$gen" ] && pass "greedy on Q8_0 GGUF == HF ($g8)" || failed "q8_0 greedy: $g8 vs $gen"
+"$DSMOE" perplexity -m m1 --data tokens.bin --ctx 16 --save-logits base.lp > p0.log 2>&1 \
+  && "$DSMOE" perplexity -m m1.gguf --data tokens.bin --ctx 16 --kld-base base.lp > p1.log 2>&1 \
+  && "$DSMOE" perplexity -m m1-q8.gguf --data tokens.bin --ctx 16 --kld-base base.lp > p2.log 2>&1 \
+  && grep -q "mean KLD 0.000000, same top token 100.00%" p1.log && grep -q "mean KLD" p2.log \
+  && pass "perplexity + KLD: F32 GGUF identical to HF; Q8_0 $(grep -o 'mean KLD [0-9.]*' p2.log)" \
+  || failed "perplexity/KLD: $(cat p0.log p1.log p2.log | tail -3)"
 printf 'GGUF\x03\x00\x00\x00' > trunc.gguf
 expect_error "truncated GGUF" "trunc.gguf" "$DSMOE" eval --model trunc.gguf --data tokens.bin --seq-len 8
 

@@ -18,6 +18,11 @@
 #include "infer/engine.h"
 #include "model/checkpoint.h"
 #include "model/gguf_model.h"
+#include "text/tokenizer.h"
+#include "train/data.h"
+
+#include <cstdio>
+#include <fstream>
 
 namespace dsmoe::cli {
 namespace {
@@ -137,6 +142,97 @@ int run_quantize(const QuantizeArgs& a) {
   return 0;
 }
 
+// ---- dsmoe perplexity ----
+// Log-probability files (--save-logits / --kld-base): "DSLP" magic, u32 version 1, i64 tokens, i64 vocab, then
+// float32 log-softmax rows [tokens, vocab] in evaluation order.
+struct PerplexityArgs {
+  std::string model, text, data, tokenizer, save_logits, kld_base;
+  int64_t seq_len = 0, batch = 4;
+};
+int run_perplexity(const PerplexityArgs& a) {
+  check(a.text.empty() != a.data.empty(), "give exactly one of --text FILE or --data TOKENS.bin");
+  check(a.seq_len > 0, "--ctx/--seq-len must be > 0");
+  auto model = model_load_any(a.model);
+  const int64_t V = model->config.vocab_size, S = a.seq_len;
+  std::vector<int32_t> stream;
+  if (!a.text.empty()) {
+    const std::string dir = !a.tokenizer.empty() ? a.tokenizer : a.model;
+    const text::Tokenizer tok = text::Tokenizer::load(dir);
+    std::ifstream in(a.text, std::ios::binary);
+    check(in.good(), "cannot open {}", a.text);
+    const std::string content((std::istreambuf_iterator<char>(in)), {});
+    stream = tok.encode(content, true);
+  } else {
+    TokenFile f = TokenFile::open(a.data);
+    stream.assign(f.data(), f.data() + f.size());
+  }
+  for (int32_t t : stream) check(t >= 0 && t < V, "token {} is outside the model's vocabulary [0, {})", t, V);
+  const int64_t n_windows = static_cast<int64_t>(stream.size()) > S ? (static_cast<int64_t>(stream.size()) - 1) / S : 0;
+  check(n_windows > 0, "{} tokens: too short for one window of {} + 1", stream.size(), S);
+  const int64_t n_tokens = n_windows * S;
+
+  FILE* save = nullptr;
+  if (!a.save_logits.empty()) {
+    save = std::fopen(a.save_logits.c_str(), "wb");
+    check(save != nullptr, "cannot write {}", a.save_logits);
+    const uint32_t header[2] = {0x504C5344u, 1};  // "DSLP", version
+    std::fwrite(header, 4, 2, save);
+    std::fwrite(&n_tokens, 8, 1, save);
+    std::fwrite(&V, 8, 1, save);
+  }
+  std::ifstream base;
+  if (!a.kld_base.empty()) {
+    base.open(a.kld_base, std::ios::binary);
+    check(base.good(), "cannot open {}", a.kld_base);
+    uint32_t header[2] = {0, 0};
+    int64_t bt = 0, bv = 0;
+    base.read(reinterpret_cast<char*>(header), 8);
+    base.read(reinterpret_cast<char*>(&bt), 8);
+    base.read(reinterpret_cast<char*>(&bv), 8);
+    check(base.good() && header[0] == 0x504C5344u && header[1] == 1, "{}: not a dsmoe log-probability file", a.kld_base);
+    check(bt == n_tokens && bv == V, "{}: holds {} tokens x {} vocab, this evaluation {} x {}", a.kld_base, bt, bv,
+          n_tokens, V);
+  }
+  Activations acts;
+  std::vector<float> logp(V), base_row(V);
+  double nll = 0, kld = 0;
+  int64_t same_top = 0;
+  for (int64_t w0 = 0; w0 < n_windows; w0 += a.batch) {
+    const int64_t B = std::min(a.batch, n_windows - w0);
+    std::vector<int32_t> in(B * S);
+    for (int64_t b = 0; b < B; ++b)
+      std::copy(stream.begin() + (w0 + b) * S, stream.begin() + (w0 + b) * S + S, in.begin() + b * S);
+    model_forward(*model, in.data(), B, S, acts, false);
+    for (int64_t t = 0; t < B * S; ++t) {
+      const float* row = acts.logits.data() + t * V;
+      const float mx = *std::max_element(row, row + V);
+      double sum = 0;
+      for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
+      const float log_z = static_cast<float>(std::log(sum)) + mx;
+      for (int64_t v = 0; v < V; ++v) logp[v] = row[v] - log_z;
+      const int64_t b = t / S, s = t % S;
+      nll -= logp[stream[(w0 + b) * S + s + 1]];
+      if (save) check(std::fwrite(logp.data(), 4, V, save) == static_cast<size_t>(V), "write failed for {}", a.save_logits);
+      if (base.is_open()) {
+        base.read(reinterpret_cast<char*>(base_row.data()), V * 4);
+        check(base.good(), "{}: truncated", a.kld_base);
+        double k = 0;
+        for (int64_t v = 0; v < V; ++v) k += std::exp(static_cast<double>(base_row[v])) * (base_row[v] - logp[v]);
+        kld += k;
+        same_top += std::max_element(base_row.begin(), base_row.end()) - base_row.begin() ==
+                    std::max_element(logp.begin(), logp.end()) - logp.begin();
+      }
+    }
+  }
+  if (save) check(std::fclose(save) == 0, "write failed for {} (disk full?)", a.save_logits);
+  fmt::print("perplexity {:.4f}  (nll {:.6f} over {} tokens, {} windows of {})\n", std::exp(nll / n_tokens),
+             nll / n_tokens, n_tokens, n_windows, S);
+  if (base.is_open())
+    fmt::print("vs {}: mean KLD {:.6f}, same top token {:.2f}%\n", a.kld_base, kld / n_tokens,
+               100.0 * same_top / n_tokens);
+  return 0;
+}
+
 }  // namespace
 
 void add_infer_commands(CLI::App& app, std::vector<Command>& commands) {
@@ -158,6 +254,18 @@ void add_infer_commands(CLI::App& app, std::vector<Command>& commands) {
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
   quantize->add_option("--out", q->out, "output .gguf file")->required();
   commands.push_back({quantize, [q] { return run_quantize(*q); }});
+
+  auto pa = std::make_shared<PerplexityArgs>();
+  CLI::App* ppl = app.add_subcommand("perplexity", "perplexity, and KL divergence against a base model's log-probs");
+  ppl->add_option("--model,-m", pa->model, "HF model directory or GGUF file")->required();
+  ppl->add_option("--text", pa->text, "text file (tokenized with --tokenizer or the model dir's tokenizer)");
+  ppl->add_option("--data", pa->data, "token file (flat little-endian uint32)");
+  ppl->add_option("--tokenizer", pa->tokenizer, "tokenizer directory for --text");
+  ppl->add_option("--ctx,--seq-len", pa->seq_len, "window length (windows of N+1 tokens, stride N)")->required();
+  ppl->add_option("--batch", pa->batch, "windows per forward pass")->check(CLI::PositiveNumber);
+  ppl->add_option("--save-logits", pa->save_logits, "write the log-probabilities to FILE (for --kld-base)");
+  ppl->add_option("--kld-base", pa->kld_base, "compare with log-probabilities saved from a base model");
+  commands.push_back({ppl, [pa] { return run_perplexity(*pa); }});
 }
 
 }  // namespace dsmoe::cli
