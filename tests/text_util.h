@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "text/bpe_trainer.h"
 #include "text/tokenizer.h"
 
 namespace dsmoe::testing {
@@ -32,16 +33,7 @@ inline text::Tokenizer byte_tokenizer(const std::vector<std::pair<std::string, s
       {"pre_tokenizer", text::deepseek_pre_tokenizer_json()},
       {"post_processor", nullptr},
       {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-      {"model",
-       {{"type", "BPE"},
-        {"dropout", nullptr},
-        {"unk_token", nullptr},
-        {"continuing_subword_prefix", nullptr},
-        {"end_of_word_suffix", nullptr},
-        {"fuse_unk", false},
-        {"byte_fallback", false},
-        {"vocab", vocab},
-        {"merges", merge_list}}}};
+      {"model", text::bpe_model_json(vocab, merge_list)}};
   nlohmann::json cfg = {{"add_bos_token", true}, {"add_eos_token", false}, {"bos_token", "<s>"}};
   if (eos) cfg["eos_token"] = "</s>";
   return text::Tokenizer::from_json(tj, cfg, "byte_tokenizer");

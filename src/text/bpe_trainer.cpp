@@ -359,16 +359,7 @@ PreTokenizeFn make_pre_tokenizer(const nlohmann::json& pre_tokenizer) {
       {"pre_tokenizer", pre},
       {"post_processor", nullptr},
       {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-      {"model",
-       {{"type", "BPE"},
-        {"dropout", nullptr},
-        {"unk_token", nullptr},
-        {"continuing_subword_prefix", nullptr},
-        {"end_of_word_suffix", nullptr},
-        {"fuse_unk", false},
-        {"byte_fallback", false},
-        {"vocab", vocab},
-        {"merges", nlohmann::json::array()}}}};
+      {"model", bpe_model_json(vocab, nlohmann::json::array())}};
   nlohmann::json config = {{"add_bos_token", false}, {"add_eos_token", false}};
   auto tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_json(tj, config, "bpe trainer pre-tokenizer"));
   return [tokenizer](std::string_view text, const std::function<void(std::string_view)>& piece) {
@@ -665,15 +656,7 @@ nlohmann::ordered_json bpe_tokenizer_json(const BpeModel& model, const BpeTrainO
   j["pre_tokenizer"] = type_first(pre);
   j["post_processor"] = std::move(post);
   j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
-  j["model"] = {{"type", "BPE"},
-                {"dropout", nullptr},
-                {"unk_token", nullptr},
-                {"continuing_subword_prefix", nullptr},
-                {"end_of_word_suffix", nullptr},
-                {"fuse_unk", false},
-                {"byte_fallback", false},
-                {"vocab", std::move(vocab)},
-                {"merges", std::move(merges)}};
+  j["model"] = bpe_model_json(std::move(vocab), std::move(merges));
   return j;
 }
 

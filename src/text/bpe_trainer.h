@@ -84,6 +84,14 @@ BpeModel train_bpe_from_counts(const WordCounts& words, int64_t vocab_size, int6
                                const std::vector<std::string>& forbidden = {});
 
 // The output files' JSON (ordered as HF writes them).
+// The "model" block of an HF tokenizer.json for a plain byte-level BPE (the one place its fixed fields are spelled).
+template <typename Json>
+Json bpe_model_json(Json vocab, Json merges) {
+  return {{"type", "BPE"},          {"dropout", nullptr},  {"unk_token", nullptr},
+          {"continuing_subword_prefix", nullptr},  {"end_of_word_suffix", nullptr},
+          {"fuse_unk", false},      {"byte_fallback", false}, {"vocab", std::move(vocab)},
+          {"merges", std::move(merges)}};
+}
 nlohmann::ordered_json bpe_tokenizer_json(const BpeModel& model, const BpeTrainOptions& options);
 nlohmann::ordered_json bpe_tokenizer_config_json(const BpeTrainOptions& options);
 
