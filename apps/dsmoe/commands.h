@@ -24,5 +24,6 @@ void add_train_commands(CLI::App& app, std::vector<Command>& commands);  // trai
 void add_infer_commands(CLI::App& app, std::vector<Command>& commands);   // bench
 void add_report_commands(CLI::App& app, std::vector<Command>& commands);  // plot
 void add_text_commands(CLI::App& app, std::vector<Command>& commands);   // tokenizer data tokenize detokenize chat-template
+void add_chat_commands(CLI::App& app, std::vector<Command>& commands);   // chat
 
 }  // namespace dsmoe::cli

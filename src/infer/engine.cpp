@@ -38,6 +38,11 @@ InferenceSession::InferenceSession(const Model& model, int64_t capacity) : model
   rope_tables_build(rope_, capacity, config_.head_dim(), config_.rope_theta);
 }
 
+void InferenceSession::truncate(int64_t length) {
+  check(length >= 0 && length <= cache_.length, "cannot truncate a cache of {} positions to {}", cache_.length, length);
+  cache_.length = length;
+}
+
 // y[n,d] = Attention(x[n,d]) for the n new positions, reading and extending the cache.
 void InferenceSession::attention(int64_t layer, const float* x, int64_t n, float* y) {
   const ModelConfig& c = config_;

@@ -32,6 +32,8 @@ class InferenceSession {
   const std::vector<float>& forward(const int32_t* tokens, int64_t n);
   int64_t length() const { return cache_.length; }
   void reset() { cache_.clear(); }
+  // Forget every position from `length` on (keeps a shared prefix, e.g. the earlier turns of a chat).
+  void truncate(int64_t length);
   const KvCache& cache() const { return cache_; }
 
  private:

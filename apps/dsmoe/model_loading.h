@@ -1,0 +1,28 @@
+// How CLI commands that run a model (generate, chat, bench, perplexity) find its weights and its tokenizer:
+// --model is an HF directory (config.json + safetensors, sharded or not) or a GGUF file; the tokenizer is
+// --tokenizer DIR when given, else the model directory's tokenizer.json, else the GGUF file's tokenizer metadata.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "model/model.h"
+#include "text/tokenizer.h"
+
+namespace dsmoe::cli {
+
+struct LoadOptions {
+  bool use_mmap = true;  // --no-mmap reads the weights into memory instead
+  bool verbose = true;   // print the memory the model needs before loading (stderr)
+};
+
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  std::optional<text::Tokenizer> tokenizer;  // empty when none was found
+};
+
+// Loads the weights; loads a tokenizer when one is available (tokenizer_dir non-empty makes it required).
+LoadedModel load_for_inference(const std::string& model_path, const std::string& tokenizer_dir,
+                               const LoadOptions& options = {});
+
+}  // namespace dsmoe::cli
