@@ -1,5 +1,443 @@
-// dsmoe chat: placeholder registration, filled in by the chat REPL work.
+// dsmoe chat: an interactive conversation with a chat model, one reply per input line.
+//
+// Each turn renders the whole conversation with the chat template (generation prompt included), tokenizes it the
+// way `dsmoe chat-template --ids` does, and reuses the KV cache: only the tokens after the longest common prefix of
+// the cached ids and the new prompt are evaluated. The reply streams as it is sampled (stop strings held back, as in
+// generate) and becomes the assistant message of the next render.
+//
+// Input: one message per line. Ctrl-D (EOF), /exit or /quit end the session (exit 0); /reset clears the
+// conversation and the cache; empty lines are ignored. Ctrl-C while a reply is generated stops that reply (the part
+// already generated is kept as the assistant message); Ctrl-C at the prompt asks for confirmation: a second Ctrl-C in
+// a row there ends the session (exit 0), any line in between cancels it.
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "commands.h"
+#include "core/error.h"
+#include "infer/engine.h"
+#include "infer/sampling.h"
+#include "model_loading.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
+
 namespace dsmoe::cli {
-void add_chat_commands(CLI::App&, std::vector<Command>&) {}
+namespace {
+
+namespace fs = std::filesystem;
+using text::ChatMessage;
+
+// ---- Ctrl-C ----
+// The handler only sets a flag; the generation loop polls it between tokens, and the line reader waits in ppoll()
+// with SIGINT unblocked only inside the wait, so a Ctrl-C is never lost between "check the flag" and "block".
+std::atomic<bool> g_interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT flag must be async-signal-safe");
+void on_sigint(int) { g_interrupted.store(true); }
+
+class SigintHandler {
+ public:
+  SigintHandler() {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;  // writes and reads resume; ppoll() is never restarted, which is what the reader needs
+    installed_ = sigaction(SIGINT, &sa, &old_) == 0;
+  }
+  ~SigintHandler() {
+    if (installed_) sigaction(SIGINT, &old_, nullptr);
+  }
+  SigintHandler(const SigintHandler&) = delete;
+  SigintHandler& operator=(const SigintHandler&) = delete;
+
+ private:
+  struct sigaction old_ {};
+  bool installed_ = false;
+};
+
+// Lines from stdin (fd 0) with read(2): a Ctrl-C while waiting is reported instead of being taken for end of input.
+class LineReader {
+ public:
+  enum class Status { kLine, kEof, kInterrupted };
+  Status next(std::string& line) {
+    for (;;) {
+      const size_t nl = buffer_.find('\n');
+      if (nl != std::string::npos) {
+        line.assign(buffer_, 0, nl);
+        buffer_.erase(0, nl + 1);
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        return Status::kLine;
+      }
+      if (eof_) {
+        if (buffer_.empty()) return Status::kEof;
+        line = std::move(buffer_);  // a last line without '\n'
+        buffer_.clear();
+        return Status::kLine;
+      }
+      sigset_t block, old;
+      sigemptyset(&block);
+      sigaddset(&block, SIGINT);
+      sigprocmask(SIG_BLOCK, &block, &old);
+      int ready = 0;
+      int poll_errno = 0;
+      if (!g_interrupted.load()) {
+        pollfd p{0, POLLIN, 0};
+        ready = ppoll(&p, 1, nullptr, &old);  // SIGINT unblocked only while waiting
+        poll_errno = errno;
+      }
+      sigprocmask(SIG_SETMASK, &old, nullptr);
+      if (g_interrupted.load()) return Status::kInterrupted;
+      if (ready < 0) {
+        if (poll_errno == EINTR) continue;  // another signal
+        fail("reading standard input: {}", std::strerror(poll_errno));
+      }
+      char chunk[4096];
+      const ssize_t n = ::read(0, chunk, sizeof chunk);  // ready: does not block
+      if (n > 0) buffer_.append(chunk, static_cast<size_t>(n));
+      else if (n == 0) eof_ = true;
+      else if (errno != EINTR && errno != EAGAIN) fail("reading standard input: {}", std::strerror(errno));
+    }
+  }
+
+ private:
+  std::string buffer_;
+  bool eof_ = false;
+};
+
+// ---- helpers ----
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  check(in.good(), "cannot open {}", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Bytes -> valid UTF-8 (each byte of an invalid sequence becomes U+FFFD), so that a reply cut inside a character, or
+// a model emitting stray bytes, can still be rendered and tokenized in the next turn.
+std::string valid_utf8(const std::string& s) {
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && len > 1) {  // no overlong forms, surrogates or code points above U+10FFFF
+      char32_t cp = c & (0x7F >> len);
+      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+      const char32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= min_cp[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    }
+    if (ok) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      i += 1;
+    }
+  }
+  return out;
+}
+
+constexpr const char* kSpace = " \t\r\n";
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(kSpace);
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(kSpace) - b + 1);
+}
+
+// The template: --chat-template FILE, else tokenizer_config's chat_template (a string, or HF's list of named
+// templates: "default"), else the built-in DeepSeek one.
+text::ChatTemplate pick_template(const std::string& file, const text::Tokenizer& tok) {
+  if (!file.empty()) return text::ChatTemplate::from_jinja(read_text_file(file));
+  const nlohmann::json& cfg = tok.config();
+  if (cfg.is_object() && cfg.contains("chat_template")) {
+    const nlohmann::json& t = cfg["chat_template"];
+    if (t.is_string()) return text::ChatTemplate::from_jinja(t.get<std::string>());
+    if (t.is_array())
+      for (const nlohmann::json& e : t)
+        if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string())
+          return text::ChatTemplate::from_jinja(e["template"].get<std::string>());
+  }
+  return text::ChatTemplate::deepseek();
+}
+
+// ---- dsmoe chat ----
+struct ChatArgs {
+  std::string model, tokenizer, system, chat_template;
+  int64_t ctx = 0, max_new_tokens = 512;
+  SamplingParams sampling;  // llama.cpp's defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05
+  std::vector<std::string> stops;
+  bool ignore_eos = false, no_kv_reuse = false, no_mmap = false, verbose = false;
+  bool has_system = false;
+};
+
+int run_chat(const ChatArgs& a) {
+  // Fail before loading possibly large weights when no tokenizer can be found (a GGUF file may carry one).
+  check(!a.tokenizer.empty() || !fs::is_directory(a.model) || fs::exists(fs::path(a.model) / "tokenizer.json"),
+        "chat needs a tokenizer: --tokenizer DIR, or tokenizer.json in the model directory {}", a.model);
+  a.sampling.validate();
+  if (a.has_system)
+    fmt::print(stderr, "warning: DeepSeek chat models were not trained with a system prompt; its authors do not "
+                       "recommend one\n");
+  LoadOptions load_options;
+  load_options.use_mmap = !a.no_mmap;
+  load_options.verbose = a.verbose;
+  LoadedModel loaded = load_for_inference(a.model, a.tokenizer, load_options);
+  check(loaded.tokenizer.has_value(),
+        "chat needs a tokenizer: --tokenizer DIR, tokenizer.json in the model directory, or a GGUF file's tokenizer");
+  const text::Tokenizer& tok = *loaded.tokenizer;
+  const ModelConfig& config = loaded.model->config;
+  const int64_t V = config.vocab_size;
+  const int64_t ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(4096, config.max_position_embeddings);
+  check(ctx <= config.max_position_embeddings, "--ctx {} exceeds the model's max_position_embeddings {}", ctx,
+        config.max_position_embeddings);
+  const text::ChatTemplate tpl = pick_template(a.chat_template, tok);
+  const std::string bos_text = tok.bos_id() >= 0 ? tok.token_bytes(tok.bos_id()) : "";
+  const std::string eos_text = tok.eos_id() >= 0 ? tok.token_bytes(tok.eos_id()) : "";
+  std::vector<int32_t> eos_ids;
+  if (!a.ignore_eos) {
+    if (config.eos_token_id >= 0) eos_ids.push_back(config.eos_token_id);
+    if (tok.eos_id() >= 0 && tok.eos_id() != config.eos_token_id) eos_ids.push_back(tok.eos_id());
+  }
+  auto is_eos = [&](int32_t t) { return std::find(eos_ids.begin(), eos_ids.end(), t) != eos_ids.end(); };
+
+  // The prompt ids of a conversation: what `dsmoe chat-template --add-generation-prompt --ids` prints (the template
+  // writes BOS as text, matched as the special token); BOS is added only when the tokenizer config asks for it and
+  // the template did not write it.
+  auto prompt_ids = [&](const std::vector<ChatMessage>& messages) {
+    std::vector<int32_t> ids = tok.encode(tpl.render(messages, true, bos_text, eos_text), false);
+    if (tok.add_bos() && tok.bos_id() >= 0 && (ids.empty() || ids.front() != tok.bos_id()))
+      ids.insert(ids.begin(), tok.bos_id());
+    for (int32_t t : ids) check(t < V, "prompt token {} is >= the model's vocab_size {}", t, V);
+    return ids;
+  };
+
+  InferenceSession session(*loaded.model, ctx);
+  std::vector<int32_t> cached;  // exactly the ids whose K/V are in the session's cache
+  Sampler sampler(a.sampling);
+  std::vector<ChatMessage> messages;
+  auto start_conversation = [&] {
+    messages.clear();
+    if (a.has_system) messages.push_back({"system", a.system});
+    session.reset();
+    cached.clear();
+    sampler.reset(a.sampling.seed);
+  };
+  start_conversation();
+  const size_t first_turn = messages.size();  // messages before it (the system prompt) are never dropped
+  // Room kept for a reply when old turns must go to make the prompt fit.
+  const int64_t reserve = std::max<int64_t>(1, std::min<int64_t>(a.max_new_tokens, ctx / 4));
+
+  const bool interactive = isatty(0) != 0;
+  if (interactive)
+    fmt::print(stderr, "chat with {} (context {} tokens): /reset clears the conversation, /exit or Ctrl-D quits, "
+                       "Ctrl-C stops a reply\n", a.model, ctx);
+  SigintHandler sigint;
+  g_interrupted.store(false);
+  LineReader reader;
+  bool interrupted_at_prompt = false;
+  std::string line;
+  for (;;) {
+    if (interactive) {
+      fmt::print("> ");
+      std::fflush(stdout);
+    }
+    const LineReader::Status status = reader.next(line);
+    if (status == LineReader::Status::kEof) {
+      if (interactive) fmt::print("\n");
+      break;
+    }
+    if (status == LineReader::Status::kInterrupted) {
+      g_interrupted.store(false);
+      if (interrupted_at_prompt) {
+        fmt::print("\n");
+        break;
+      }
+      interrupted_at_prompt = true;
+      fmt::print(stderr, "\n(Ctrl-C again to quit; /exit or Ctrl-D also quit)\n");
+      continue;
+    }
+    interrupted_at_prompt = false;
+    const std::string command = trim(line);
+    if (command.empty()) continue;
+    if (command == "/exit" || command == "/quit") break;
+    if (command == "/reset") {
+      start_conversation();
+      fmt::print(stderr, "(conversation cleared)\n");
+      continue;
+    }
+
+    messages.push_back({"user", line});
+    try {
+      // Render; while the prompt leaves too little room for a reply, drop the oldest exchange (user message and
+      // the replies that follow it). A message that cannot fit even alone is refused and nothing is dropped.
+      std::vector<int32_t> prompt = prompt_ids(messages);
+      auto too_long = [&](const std::vector<int32_t>& ids) { return static_cast<int64_t>(ids.size()) + reserve > ctx; };
+      if (too_long(prompt) && messages.size() > first_turn + 1) {
+        std::vector<ChatMessage> alone(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(first_turn));
+        alone.push_back(messages.back());
+        std::vector<int32_t> minimal = prompt_ids(alone);
+        if (static_cast<int64_t>(minimal.size()) >= ctx) prompt = std::move(minimal);  // refused below
+        else while (too_long(prompt) && messages.size() > first_turn + 1) {
+          auto end = messages.begin() + static_cast<std::ptrdiff_t>(first_turn) + 1;
+          while (end != messages.end() - 1 && end->role != "user") ++end;
+          const size_t dropped = static_cast<size_t>(end - messages.begin()) - first_turn;
+          messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(first_turn), end);
+          prompt = prompt_ids(messages);
+          fmt::print(stderr, "(context of {} tokens full: dropped the {} oldest message{}; the prompt is now {} tokens)\n",
+                     ctx, dropped, dropped == 1 ? "" : "s", prompt.size());
+        }
+      }
+      if (static_cast<int64_t>(prompt.size()) >= ctx) {
+        fmt::print(stderr, "error: the message makes a prompt of {} tokens, which does not fit the context of {} "
+                           "tokens (--ctx); it was not sent\n", prompt.size(), ctx);
+        messages.pop_back();
+        continue;
+      }
+      check(!prompt.empty(), "the chat template rendered an empty prompt");
+
+      // KV-cache reuse: keep the longest common prefix, evaluate the rest (at least one token, for the logits).
+      if (a.no_kv_reuse) {
+        session.reset();
+        cached.clear();
+      }
+      size_t keep = 0;
+      while (keep < cached.size() && keep < prompt.size() && cached[keep] == prompt[keep]) ++keep;
+      if (keep == prompt.size()) --keep;
+      session.truncate(static_cast<int64_t>(keep));
+      cached.resize(keep);
+      const int64_t n_eval = static_cast<int64_t>(prompt.size() - keep);
+      const auto t0 = std::chrono::steady_clock::now();
+      const std::vector<float>* logits = &session.forward(prompt.data() + keep, n_eval);
+      cached = prompt;
+      const double prompt_s = seconds_since(t0);
+
+      // Sample and stream the reply: leading whitespace (the template writes "Assistant: " itself) is not shown and
+      // not kept; bytes that could start a stop string are held back.
+      const auto t1 = std::chrono::steady_clock::now();
+      std::vector<int32_t> history = prompt;  // for the penalties: the conversation so far
+      std::string text;
+      size_t streamed = 0;
+      int64_t generated = 0;
+      bool interrupted = g_interrupted.exchange(false), context_full = false;
+      for (int64_t i = 0; i < a.max_new_tokens && !interrupted; ++i) {
+        const int32_t next = sampler.sample(logits->data(), V, history);
+        if (is_eos(next)) break;
+        history.push_back(next);
+        ++generated;
+        text += tok.token_bytes(next);
+        const StopMatch m = find_stop(text, a.stops);
+        const size_t safe = text.size() - m.hold_back;
+        size_t begin = text.find_first_not_of(kSpace);
+        if (begin == std::string::npos) begin = text.size();
+        const size_t from = std::max(streamed, begin);
+        if (safe > from) {
+          fmt::print("{}", text.substr(from, safe - from));
+          std::fflush(stdout);
+          streamed = safe;
+        }
+        if (m.stop_at != std::string::npos) break;
+        if (i + 1 >= a.max_new_tokens) break;
+        if (g_interrupted.exchange(false)) {
+          interrupted = true;
+          break;
+        }
+        if (session.length() >= ctx) {
+          context_full = true;
+          break;
+        }
+        logits = &session.forward(&next, 1);
+        cached.push_back(next);
+      }
+      const double eval_s = seconds_since(t1);
+      const StopMatch m = find_stop(text, a.stops);
+      if (m.stop_at != std::string::npos) {
+        text.resize(m.stop_at);
+      } else {
+        size_t begin = text.find_first_not_of(kSpace);
+        if (begin == std::string::npos) begin = text.size();
+        const size_t from = std::max(streamed, begin);
+        if (text.size() > from) fmt::print("{}", text.substr(from));
+      }
+      fmt::print("\n");
+      std::fflush(stdout);
+      const size_t begin = text.find_first_not_of(kSpace);
+      messages.push_back({"assistant", valid_utf8(begin == std::string::npos ? "" : text.substr(begin))});
+      if (interrupted) fmt::print(stderr, "(reply interrupted)\n");
+      if (context_full)
+        fmt::print(stderr, "(context of {} tokens full: reply cut; older turns will be dropped)\n", ctx);
+      if (a.verbose) {
+        fmt::print(stderr, "reused {} cached tokens of a {}-token prompt\n", keep, prompt.size());
+        fmt::print(stderr,
+                   "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
+                   prompt_s * 1e3, n_eval, prompt_s * 1e3 / n_eval, n_eval / prompt_s);
+        if (generated > 0)
+          fmt::print(stderr,
+                     "       eval time = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
+                     eval_s * 1e3, generated, eval_s * 1e3 / generated, generated / eval_s);
+      }
+    } catch (const Error& e) {
+      // A bad turn (e.g. input that is not UTF-8) is reported and forgotten; the session goes on from a clean cache.
+      fmt::print("\n");
+      std::fflush(stdout);
+      fmt::print(stderr, "error: {}\n", e.what());
+      if (!messages.empty() && messages.back().role == "user") messages.pop_back();
+      session.reset();
+      cached.clear();
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_chat_commands(CLI::App& app, std::vector<Command>& commands) {
+  auto a = std::make_shared<ChatArgs>();
+  CLI::App* cmd = app.add_subcommand("chat", "interactive chat with the chat template and KV-cache reuse");
+  cmd->add_option("--model", a->model, "HF model directory or GGUF file")->required();
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer directory (default: the model's)");
+  cmd->add_option("--system", a->system, "system prompt (not recommended for DeepSeek chat models: warns)");
+  cmd->add_option("--chat-template", a->chat_template,
+                  "Jinja template file (default: the tokenizer config's chat_template, else DeepSeek's)");
+  cmd->add_option("--ctx", a->ctx, "context length in tokens (default: min(4096, max_position_embeddings))")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-new-tokens,-n", a->max_new_tokens, "tokens per reply at most")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  add_sampling_options(*cmd, a->sampling);
+  cmd->add_option("--stop", a->stops, "stop string (repeatable)");
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "keep going after the end-of-sequence token");
+  cmd->add_flag("--no-kv-reuse", a->no_kv_reuse, "evaluate the whole conversation every turn (for testing)");
+  cmd->add_flag("--no-mmap", a->no_mmap, "read the weights into memory instead of mapping them");
+  cmd->add_flag("--verbose,-v", a->verbose, "cache reuse and llama.cpp-style timings after each reply (stderr)");
+  commands.push_back({cmd, [a, cmd] {
+                        a->has_system = cmd->count("--system") > 0;
+                        return run_chat(*a);
+                      }});
+}
+
 }  // namespace dsmoe::cli

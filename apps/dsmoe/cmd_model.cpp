@@ -204,6 +204,18 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   flush();
   return out;
 }
+void add_sampling_options(CLI::App& cmd, SamplingParams& sp) {
+  cmd.add_option("--temperature", sp.temperature, "0 = greedy")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd.add_option("--top-k", sp.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str();
+  cmd.add_option("--top-p", sp.top_p, "nucleus: smallest set with probability >= p (1 = off)")->capture_default_str();
+  cmd.add_option("--min-p", sp.min_p, "drop tokens below min-p x the top probability (0 = off)")->capture_default_str();
+  cmd.add_option("--repeat-penalty", sp.repetition_penalty, "repetition penalty (1 = off)")->capture_default_str();
+  cmd.add_option("--presence-penalty", sp.presence_penalty, "presence penalty (0 = off)")->capture_default_str();
+  cmd.add_option("--frequency-penalty", sp.frequency_penalty, "frequency penalty (0 = off)")->capture_default_str();
+  cmd.add_option("--repeat-last-n", sp.penalty_last_n, "tokens the penalties look back over")->capture_default_str();
+  cmd.add_option("--seed", sp.seed, "sampling seed: the same seed reproduces the same text")->capture_default_str();
+}
+
 void add_model_commands(CLI::App& app, std::vector<Command>& commands) {
   auto init = std::make_shared<InitArgs>();
   CLI::App* init_cmd = app.add_subcommand("init", "write a freshly initialised model as an HF directory");
@@ -229,16 +241,7 @@ void add_model_commands(CLI::App& app, std::vector<Command>& commands) {
   gen_cmd->add_option("--prompt", gen->prompt, "prompt text (needs a tokenizer; BOS as the tokenizer config says)");
   gen_cmd->add_option("--tokenizer", gen->tokenizer, "tokenizer directory (default: the model directory's)");
   gen_cmd->add_option("--max-new-tokens,-n", gen->max_new_tokens, "tokens to generate")->check(CLI::NonNegativeNumber);
-  SamplingParams& sp = gen->sampling;
-  gen_cmd->add_option("--temperature", sp.temperature, "0 = greedy (the default)")->check(CLI::NonNegativeNumber);
-  gen_cmd->add_option("--top-k", sp.top_k, "keep the k most likely tokens (0 = off)");
-  gen_cmd->add_option("--top-p", sp.top_p, "nucleus: smallest set with probability >= p (1 = off)");
-  gen_cmd->add_option("--min-p", sp.min_p, "drop tokens below min-p x the top probability (0 = off)");
-  gen_cmd->add_option("--repeat-penalty", sp.repetition_penalty, "repetition penalty (1 = off)");
-  gen_cmd->add_option("--presence-penalty", sp.presence_penalty, "presence penalty (0 = off)");
-  gen_cmd->add_option("--frequency-penalty", sp.frequency_penalty, "frequency penalty (0 = off)");
-  gen_cmd->add_option("--repeat-last-n", sp.penalty_last_n, "tokens the penalties look back over");
-  gen_cmd->add_option("--seed", sp.seed, "sampling seed: the same seed reproduces the same text");
+  add_sampling_options(*gen_cmd, gen->sampling);
   gen_cmd->add_option("--stop", gen->stops, "stop string (repeatable)");
   gen_cmd->add_flag("--ignore-eos", gen->ignore_eos, "keep going after the end-of-sequence token");
   gen_cmd->add_flag("--ids", gen->ids, "print only the ids (prompt and continuation)");

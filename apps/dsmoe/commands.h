@@ -9,6 +9,10 @@
 
 #include <CLI/CLI.hpp>
 
+namespace dsmoe {
+struct SamplingParams;
+}
+
 namespace dsmoe::cli {
 
 struct Command {
@@ -18,6 +22,10 @@ struct Command {
 
 // "1,2,3" or "1 2 3" -> ids; a non-number or a negative value is an error naming it.
 std::vector<int32_t> parse_ids(const std::string& text);
+
+// The sampling flags of generate and chat (--temperature --top-k --top-p --min-p --repeat-penalty
+// --presence-penalty --frequency-penalty --repeat-last-n --seed), bound to sp; --help shows sp's values as defaults.
+void add_sampling_options(CLI::App& cmd, SamplingParams& sp);
 
 void add_model_commands(CLI::App& app, std::vector<Command>& commands);  // init eval generate train info demo
 void add_train_commands(CLI::App& app, std::vector<Command>& commands);  // train sft demo

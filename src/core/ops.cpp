@@ -93,6 +93,14 @@ void rope_rotate(float* x, int64_t hd, const float* cos_row, const float* sin_ro
   }
 }
 
+void rope_rotate_pairs(float* x, int64_t hd, const float* cos_row, const float* sin_row) {
+  for (int64_t i = 0; i < hd / 2; ++i) {
+    const float a = x[2 * i], b = x[2 * i + 1], c = cos_row[i], s = sin_row[i];
+    x[2 * i] = a * c - b * s;
+    x[2 * i + 1] = b * c + a * s;
+  }
+}
+
 void softmax_rows(float* x, int64_t rows, int64_t n) {
 #pragma omp parallel for schedule(static) if (rows * n > 65536)
   for (int64_t r = 0; r < rows; ++r) {

@@ -27,6 +27,9 @@ void rope_tables(int64_t S, int64_t hd, double theta, float* cos_table, float* s
 // Rotate one row x[hd] at position pos in place: pairs (i, i + hd/2). `sign` = +1 forward, -1 backward (the
 // inverse rotation is the transpose, which is exactly the gradient map).
 void rope_rotate(float* x, int64_t hd, const float* cos_row, const float* sin_row, float sign);
+// The same rotation on adjacent pairs (2i, 2i + 1) (llama.cpp's "NORM" RoPE): equal to rope_rotate on a row whose
+// elements were permuted as GGUF's Q/K rows are (new 2i <- old i, new 2i+1 <- old hd/2 + i).
+void rope_rotate_pairs(float* x, int64_t hd, const float* cos_row, const float* sin_row);
 
 // Row softmax in place over [rows, n].
 void softmax_rows(float* x, int64_t rows, int64_t n);

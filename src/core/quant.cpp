@@ -356,4 +356,84 @@ float quant_dot(QuantType t, const uint8_t* row, const float* x, int64_t n) {
   return quant_have_avx2() ? quant_dot_avx2(t, row, x, n) : quant_dot_scalar(t, row, x, n);
 }
 
+// ---- integer dot products against 8-bit activations ----
+
+DSMOE_NO_FP_CONTRACT void quantize_act_q8(const float* x, int8_t* xq, float* xd, int64_t n) {
+  check_blocks(QuantType::Q8_0, n);
+  for (int64_t b = 0; b < n / 32; ++b, x += 32, xq += 32) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    xd[b] = d;
+    for (int j = 0; j < 32; ++j) xq[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+  }
+}
+
+namespace {
+// Weight j (0..31) of a Q8_0 / Q4_0 block as a signed integer.
+inline int block_weight(QuantType t, const uint8_t* block, int j) {
+  if (t == QuantType::Q8_0) return static_cast<int8_t>(block[2 + j]);
+  return (j < 16 ? (block[2 + j] & 0x0f) : (block[2 + j - 16] >> 4)) - 8;
+}
+}  // namespace
+
+float quant_dot_q8act_scalar(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, int64_t n) {
+  check(quant_is_block(t), "integer dot products need a Q8_0 or Q4_0 row, not {}", quant_type_name(t));
+  check_blocks(t, n);
+  const size_t bb = quant_block_bytes(t);
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t b = 0; b < n / 32; ++b, row += bb, xq += 32) {
+    const float dd = f16_to_f32(load_u16(row)) * xd[b];
+    for (int l = 0; l < 8; ++l) {
+      int32_t lane = 0;
+      for (int j = 4 * l; j < 4 * l + 4; ++j) lane += block_weight(t, row, j) * xq[j];
+      acc[l] = std::fmaf(dd, static_cast<float>(lane), acc[l]);
+    }
+  }
+  return hsum8(acc);
+}
+
+#if defined(DSMOE_QUANT_X86)
+namespace {
+// Lane l of the result = sum of w[j]*x[j] over j = 4l..4l+3 (maddubs pairs, then madd pairs: exact, no overflow
+// since |w|, |x| <= 127 after the sign trick moves the sign onto x).
+__attribute__((target("avx2,fma,f16c"))) inline __m256i dot_i8_lanes(__m256i w, __m256i x) {
+  const __m256i ax = _mm256_sign_epi8(x, w);  // x * sign(w)
+  const __m256i aw = _mm256_sign_epi8(w, w);  // |w|
+  const __m256i pairs = _mm256_maddubs_epi16(aw, ax);
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+__attribute__((target("avx2,fma,f16c"))) float dot_q8act_avx2(QuantType t, const uint8_t* row, const int8_t* xq,
+                                                               const float* xd, int64_t n) {
+  const size_t bb = quant_block_bytes(t);
+  __m256 acc = _mm256_setzero_ps();
+  const __m128i mask = _mm_set1_epi8(0x0f);
+  const __m256i eight = _mm256_set1_epi8(8);
+  for (int64_t b = 0; b < n / 32; ++b, row += bb, xq += 32) {
+    __m256i w;
+    if (t == QuantType::Q8_0) {
+      w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2));
+    } else {
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2));
+      const __m128i lo = _mm_and_si128(bytes, mask), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+      w = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
+    }
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+    const __m256 lanes = _mm256_cvtepi32_ps(dot_i8_lanes(w, x));
+    const float dd = _cvtsh_ss(load_u16(row)) * xd[b];
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), lanes, acc);
+  }
+  return hsum_avx(acc);
+}
+}  // namespace
+#endif
+
+float quant_dot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, int64_t n) {
+#if defined(DSMOE_QUANT_X86)
+  if (quant_have_avx2() && quant_is_block(t) && n % 32 == 0) return dot_q8act_avx2(t, row, xq, xd, n);
+#endif
+  return quant_dot_q8act_scalar(t, row, xq, xd, n);
+}
+
 }  // namespace dsmoe

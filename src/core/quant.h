@@ -48,4 +48,13 @@ float quant_dot_scalar(QuantType t, const uint8_t* row, const float* x, int64_t 
 float quant_dot_avx2(QuantType t, const uint8_t* row, const float* x, int64_t n);
 bool quant_have_avx2();  // the CPU supports avx2, fma and f16c (checked once with __builtin_cpu_supports)
 
+// ---- integer dot products for decoding (ggml's vec_dot_q8_0_q8_0 / vec_dot_q4_0_q8_0 scheme) ----
+// The activation vector is quantized once per matrix-vector product to 8 bits per 32-block (xq int8 [n], xd f32
+// scale [n/32], amax/127 like Q8_0 but the scale kept in f32), so each weight block costs one 32-wide int8 dot
+// product instead of 32 float multiply-adds. Order (both paths): per block, lane l (0..7) sums the integer products
+// of weights 4l..4l+3 exactly; acc[l] = fmaf(d_w * d_x, lane_l, acc[l]); the result is hsum8(acc) (ggml's order).
+void quantize_act_q8(const float* x, int8_t* xq, float* xd, int64_t n);  // n a multiple of 32
+float quant_dot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, int64_t n);  // Q8_0/Q4_0
+float quant_dot_q8act_scalar(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, int64_t n);
+
 }  // namespace dsmoe

@@ -9,33 +9,57 @@
 #include "core/gemm.h"
 #include "core/ops.h"
 #include "core/vecmath.h"
+#include "model/routing.h"
 
 namespace dsmoe {
 
-void KvCache::init(const ModelConfig& c, int64_t cap) {
+// ---- KV cache ----
+
+size_t KvCache::bytes_for(const ModelConfig& c, int64_t cap, QuantType type) {
+  return 2 * static_cast<size_t>(c.num_hidden_layers) * c.num_key_value_heads * cap *
+         quant_row_bytes(type, c.head_dim());
+}
+
+void KvCache::init(const ModelConfig& c, int64_t cap, QuantType t) {
+  check(t == QuantType::F32 || t == QuantType::F16, "KV cache type must be f32 or f16, not {}", quant_type_name(t));
+  type = t;
   capacity = cap;
   length = 0;
-  const size_t per_layer = static_cast<size_t>(c.num_key_value_heads) * cap * c.head_dim();
-  k.clear();
-  v.clear();
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    k.emplace_back(per_layer);
-    v.emplace_back(per_layer);
-  }
+  row_elems = c.head_dim();
+  const size_t per_layer = static_cast<size_t>(c.num_key_value_heads) * cap * row_bytes();
+  k.assign(static_cast<size_t>(c.num_hidden_layers), std::vector<uint8_t>(per_layer));
+  v.assign(static_cast<size_t>(c.num_hidden_layers), std::vector<uint8_t>(per_layer));
 }
 
 size_t KvCache::bytes() const {
   size_t total = 0;
-  for (size_t l = 0; l < k.size(); ++l) total += (k[l].size() + v[l].size()) * sizeof(float);
+  for (size_t l = 0; l < k.size(); ++l) total += k[l].size() + v[l].size();
   return total;
 }
 
-InferenceSession::InferenceSession(const Model& model, int64_t capacity) : model_(model), config_(model.config) {
-  check(capacity > 0 && capacity <= config_.max_position_embeddings,
-        "context {} must be in [1, max_position_embeddings = {}]", capacity, config_.max_position_embeddings);
-  config_.capacity_factor = 0.0;
-  cache_.init(config_, capacity);
-  rope_tables_build(rope_, capacity, config_.head_dim(), config_.rope_theta);
+// ---- session ----
+
+namespace {
+constexpr int64_t kMaxHeadDim = 1024;  // per-thread stack row for widening F16 V rows while decoding
+}
+
+InferenceSession::InferenceSession(const InferModel& model, int64_t capacity, QuantType kv_type) : model_(model) {
+  const ModelConfig& c = model_.config;
+  check(capacity > 0 && capacity <= c.max_position_embeddings,
+        "context {} must be in [1, max_position_embeddings = {}]", capacity, c.max_position_embeddings);
+  check(c.head_dim() <= kMaxHeadDim, "head_dim {} > {} is not supported by the decoder", c.head_dim(), kMaxHeadDim);
+  cache_.init(c, capacity, kv_type);
+  rope_tables_build(rope_, capacity, c.head_dim(), c.rope_theta);
+}
+
+InferenceSession::InferenceSession(const Model& model, int64_t capacity, QuantType kv_type)
+    : owned_view_(infer_model_view(model)), model_(*owned_view_) {
+  const ModelConfig& c = model_.config;
+  check(capacity > 0 && capacity <= c.max_position_embeddings,
+        "context {} must be in [1, max_position_embeddings = {}]", capacity, c.max_position_embeddings);
+  check(c.head_dim() <= kMaxHeadDim, "head_dim {} > {} is not supported by the decoder", c.head_dim(), kMaxHeadDim);
+  cache_.init(c, capacity, kv_type);
+  rope_tables_build(rope_, capacity, c.head_dim(), c.rope_theta);
 }
 
 void InferenceSession::truncate(int64_t length) {
@@ -43,88 +67,198 @@ void InferenceSession::truncate(int64_t length) {
   cache_.length = length;
 }
 
+void InferenceSession::rope(float* x, int64_t pos) const {
+  const int64_t hd = model_.config.head_dim();
+  const float* cs = rope_.cos.data() + pos * hd / 2;
+  const float* sn = rope_.sin.data() + pos * hd / 2;
+  if (model_.rope_adjacent_pairs) rope_rotate_pairs(x, hd, cs, sn);
+  else rope_rotate(x, hd, cs, sn, 1.0f);
+}
+
 // y[n,d] = Attention(x[n,d]) for the n new positions, reading and extending the cache.
 void InferenceSession::attention(int64_t layer, const float* x, int64_t n, float* y) {
-  const ModelConfig& c = config_;
-  const LayerWeights& w = model_.weights.layers[layer];
-  const int64_t d = c.hidden_size, H = c.num_attention_heads, KVH = c.num_key_value_heads, hd = c.head_dim();
-  const int64_t G = H / KVH, qd = H * hd, kvd = KVH * hd, P = cache_.length, total = P + n, cap = cache_.capacity;
+  const ModelConfig& c = model_.config;
+  const InferLayer& w = model_.layers[layer];
+  const int64_t H = c.num_attention_heads, KVH = c.num_key_value_heads, hd = c.head_dim();
+  const int64_t G = H / KVH, qd = H * hd, kvd = KVH * hd, P = cache_.length, total = P + n;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   float* q = ws_.get("inf.q", n * qd);
   float* kn = ws_.get("inf.k", n * kvd);
   float* vn = ws_.get("inf.v", n * kvd);
   float* out = ws_.get("inf.attn", n * qd);
-  linear_forward(x, w.wq, q, n, d, qd);
-  linear_forward(x, w.wk, kn, n, d, kvd);
-  linear_forward(x, w.wv, vn, n, d, kvd);
-  // RoPE at absolute positions, and append K, V to the cache ([KVH, capacity, hd]).
+  qmatmul(w.wq, x, n, q);
+  qmatmul(w.wk, x, n, kn);
+  qmatmul(w.wv, x, n, vn);
+  // RoPE at absolute positions, and append K, V to the cache in its type.
   for (int64_t i = 0; i < n; ++i) {
-    const float* cs = rope_.cos.data() + (P + i) * hd / 2;
-    const float* sn = rope_.sin.data() + (P + i) * hd / 2;
-    for (int64_t h = 0; h < H; ++h) rope_rotate(q + i * qd + h * hd, hd, cs, sn, 1.0f);
+    for (int64_t h = 0; h < H; ++h) rope(q + i * qd + h * hd, P + i);
     for (int64_t h = 0; h < KVH; ++h) {
-      rope_rotate(kn + i * kvd + h * hd, hd, cs, sn, 1.0f);
-      std::memcpy(cache_.k[layer].data() + (h * cap + P + i) * hd, kn + i * kvd + h * hd, hd * sizeof(float));
-      std::memcpy(cache_.v[layer].data() + (h * cap + P + i) * hd, vn + i * kvd + h * hd, hd * sizeof(float));
+      rope(kn + i * kvd + h * hd, P + i);
+      quantize_row(cache_.type, kn + i * kvd + h * hd, cache_.k_row(layer, h, P + i), hd);
+      quantize_row(cache_.type, vn + i * kvd + h * hd, cache_.v_row(layer, h, P + i), hd);
     }
   }
-  // Per head: scores [n, total] = Q K^T * scale, causal (query i sees positions 0..P+i), softmax, out = scores V.
   const int n_threads = omp_get_max_threads();
-  float* scores_all = ws_.get("inf.scores", static_cast<size_t>(n_threads) * n * total);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t h = 0; h < H; ++h) {
-    float* scores = scores_all + static_cast<size_t>(omp_get_thread_num()) * n * total;
-    const float* kc = cache_.k[layer].data() + (h / G) * cap * hd;
-    const float* vc = cache_.v[layer].data() + (h / G) * cap * hd;
-    gemm(false, true, n, total, hd, scale, q + h * hd, qd, kc, hd, 0.0f, scores, total);
-    for (int64_t i = 0; i < n; ++i) {
-      float* row = scores + i * total;
-      const int64_t visible = P + i + 1;
-      const float sum = exp_shift_sum(row, visible, max_of(row, visible));
-      scale_in_place(row, visible, 1.0f / sum);
-      std::fill(row + visible, row + total, 0.0f);
+  if (n == 1) {
+    // Decode: per head, scores over the cache by dot products, then a weighted sum of V rows.
+    float* scores_all = ws_.get("inf.scores", static_cast<size_t>(n_threads) * total);
+#pragma omp parallel for schedule(static)
+    for (int64_t h = 0; h < H; ++h) {
+      float* scores = scores_all + static_cast<size_t>(omp_get_thread_num()) * total;
+      const float* qh = q + h * hd;
+      for (int64_t p = 0; p < total; ++p)
+        scores[p] = scale * quant_dot(cache_.type, cache_.k_row(layer, h / G, p), qh, hd);
+      const float sum = exp_shift_sum(scores, total, max_of(scores, total));
+      float* oh = out + h * hd;
+      std::fill(oh, oh + hd, 0.0f);
+      float vrow[kMaxHeadDim];
+      for (int64_t p = 0; p < total; ++p) {
+        const uint8_t* vr = cache_.v_row(layer, h / G, p);
+        const float* vf = reinterpret_cast<const float*>(vr);
+        if (cache_.type != QuantType::F32) {
+          dequantize_row(cache_.type, vr, vrow, hd);
+          vf = vrow;
+        }
+        axpy(scores[p] / sum, vf, oh, hd);
+      }
     }
-    gemm(false, false, n, hd, total, 1.0f, scores, total, vc, hd, 0.0f, out + h * hd, qd);
+  } else {
+    // Prefill: per head, scores [n, total] = Q Kᵀ * scale by GEMM, causal softmax, out = scores V.
+    const bool f32 = cache_.type == QuantType::F32;
+    float* scores_all = ws_.get("inf.scores", static_cast<size_t>(n_threads) * n * total);
+    float* kv_all = f32 ? nullptr : ws_.get("inf.kvf32", static_cast<size_t>(n_threads) * 2 * total * hd);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t h = 0; h < H; ++h) {
+      const int tid = omp_get_thread_num();
+      float* scores = scores_all + static_cast<size_t>(tid) * n * total;
+      const float* kc = reinterpret_cast<const float*>(cache_.k_row(layer, h / G, 0));
+      const float* vc = reinterpret_cast<const float*>(cache_.v_row(layer, h / G, 0));
+      if (!f32) {  // widen this head's K and V once; rows are contiguous per head
+        float* kf = kv_all + static_cast<size_t>(tid) * 2 * total * hd;
+        float* vf = kf + total * hd;
+        dequantize_row(cache_.type, cache_.k_row(layer, h / G, 0), kf, total * hd);
+        dequantize_row(cache_.type, cache_.v_row(layer, h / G, 0), vf, total * hd);
+        kc = kf;
+        vc = vf;
+      }
+      gemm(false, true, n, total, hd, scale, q + h * hd, qd, kc, hd, 0.0f, scores, total);
+      for (int64_t i = 0; i < n; ++i) {
+        float* row = scores + i * total;
+        const int64_t visible = P + i + 1;
+        const float sum = exp_shift_sum(row, visible, max_of(row, visible));
+        scale_in_place(row, visible, 1.0f / sum);
+        std::fill(row + visible, row + total, 0.0f);
+      }
+      gemm(false, false, n, hd, total, 1.0f, scores, total, vc, hd, 0.0f, out + h * hd, qd);
+    }
   }
-  linear_forward(out, w.wo, y, n, qd, d);
+  qmatmul(w.wo, out, n, y);
 }
 
-const std::vector<float>& InferenceSession::forward(const int32_t* tokens, int64_t n) {
-  const ModelConfig& c = config_;
-  const Weights& w = model_.weights;
+// y[n,d] = down(silu(gate x) * up x). `tag` keeps the scratch of concurrent callers apart.
+void InferenceSession::swiglu(const QMatrix& gate, const QMatrix& up, const QMatrix& down, const float* x, int64_t n,
+                              float* y, const char* tag) {
+  const int64_t F = gate.rows;
+  float* g = ws_.get(std::string(tag) + ".g", n * F);
+  float* u = ws_.get(std::string(tag) + ".u", n * F);
+  qmatmul(gate, x, n, g);
+  qmatmul(up, x, n, u);
+  swiglu_forward(g, u, g, n * F);
+  qmatmul(down, g, n, y);
+}
+
+// y[n,d] = shared(x) + sum_k w_k expert_k(x): softmax gate, top-k (no capacity: inference is dropless, as HF),
+// tokens grouped per expert so each expert runs one product chain over its rows.
+void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float* y) {
+  const ModelConfig& c = model_.config;
+  const int64_t d = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok, Fe = c.moe_intermediate_size;
+  float* probs = ws_.get("moe.probs", n * E);
+  qmatmul(w.router, x, n, probs);
+  softmax_rows(probs, n, E);
+  const RoutingPlan plan = routing_plan_build(probs, n, E, k, c.norm_topk_prob, 0.0);
+  const int64_t A = plan.rows();
+  float* rows_out = ws_.get("moe.rows_out", A * d);  // [A, d] expert outputs in expert-sorted order
+  if (n == 1) {
+    // Decode: experts one after another, each product row-parallel over the threads.
+    for (int64_t e = 0; e < E; ++e)
+      if (plan.rows_of(e) > 0)
+        swiglu(w.exp_gate[e], w.exp_up[e], w.exp_down[e], x, 1, rows_out + plan.expert_offsets[e] * d, "moe.e");
+  } else {
+    // Prefill: experts in parallel, one thread each, products single-threaded inside (gathered rows per thread).
+    float* xe_all = ws_.get("moe.xe", A * d);
+    float* ge_all = ws_.get("moe.ge", 2 * A * Fe);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t r0 = plan.expert_offsets[e], r = plan.rows_of(e);
+      if (r == 0) continue;
+      float* xe = xe_all + r0 * d;
+      for (int64_t i = 0; i < r; ++i) std::memcpy(xe + i * d, x + plan.row_token[r0 + i] * d, d * sizeof(float));
+      float* g = ge_all + 2 * r0 * Fe;
+      float* u = g + r * Fe;
+      qmatmul(w.exp_gate[e], xe, r, g);
+      qmatmul(w.exp_up[e], xe, r, u);
+      swiglu_forward(g, u, g, r * Fe);
+      qmatmul(w.exp_down[e], g, r, rows_out + r0 * d);
+    }
+  }
+  if (!w.sh_gate.empty()) swiglu(w.sh_gate, w.sh_up, w.sh_down, x, n, y, "moe.shared");
+  else std::fill(y, y + n * d, 0.0f);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t row = plan.slot_row[t * k + j];
+      axpy(plan.topk_weight[t * k + j], rows_out + static_cast<int64_t>(row) * d, y + t * d, d);
+    }
+}
+
+void InferenceSession::run_layers(const int32_t* tokens, int64_t n, float* h) {
+  const ModelConfig& c = model_.config;
   const int64_t d = c.hidden_size, V = c.vocab_size;
   check(n > 0, "nothing to run");
   check(cache_.length + n <= cache_.capacity, "context full: {} cached + {} new tokens > {}", cache_.length, n,
         cache_.capacity);
   for (int64_t i = 0; i < n; ++i)
     check(tokens[i] >= 0 && tokens[i] < V, "token id {} is outside the vocabulary [0, {})", tokens[i], V);
-  float* h = ws_.get("inf.h", n * d);
   float* xn = ws_.get("inf.xn", n * d);
   float* y = ws_.get("inf.y", n * d);
   float* rstd = ws_.get("inf.rstd", n);
-  for (int64_t i = 0; i < n; ++i) std::memcpy(h + i * d, w.embedding + static_cast<int64_t>(tokens[i]) * d, d * 4);
+  for (int64_t i = 0; i < n; ++i) qmatrix_row_f32(model_.embedding, tokens[i], h + i * d);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& lw = w.layers[l];
+    const InferLayer& lw = model_.layers[l];
     rmsnorm_forward(h, lw.attn_norm, c.rms_norm_eps, xn, rstd, n, d);
     attention(l, xn, n, y);
     for (int64_t i = 0; i < n * d; ++i) h[i] += y[i];
     rmsnorm_forward(h, lw.ffn_norm, c.rms_norm_eps, xn, rstd, n, d);
-    if (c.is_moe_layer(l)) {
-      moe_forward(c, lw, xn, 1, n, moe_, y, ws_, false);
-    } else {
-      const int64_t F = c.intermediate_size;
-      swiglu_mlp_forward(xn, lw.mlp_gate, lw.mlp_up, lw.mlp_down, n, d, F, ws_.get("inf.g", n * F),
-                         ws_.get("inf.u", n * F), ws_.get("inf.act", n * F), y, 0.0f);
-    }
+    if (c.is_moe_layer(l)) moe(lw, xn, n, y);
+    else swiglu(lw.mlp_gate, lw.mlp_up, lw.mlp_down, xn, n, y, "dense");
     for (int64_t i = 0; i < n * d; ++i) h[i] += y[i];
   }
   cache_.length += n;
+}
+
+const std::vector<float>& InferenceSession::forward(const int32_t* tokens, int64_t n) {
+  const ModelConfig& c = model_.config;
+  const int64_t d = c.hidden_size;
+  float* h = ws_.get("inf.h", n * d);
+  run_layers(tokens, n, h);
   // Logits only for the last position.
-  const float* last = h + (n - 1) * d;
-  rmsnorm_forward(last, w.final_norm, c.rms_norm_eps, xn, rstd, 1, d);
-  logits_.resize(V);
-  linear_forward(xn, w.lm_head, logits_.data(), 1, d, V);
+  float* xn = ws_.get("inf.xn", d);
+  float rstd;
+  rmsnorm_forward(h + (n - 1) * d, model_.final_norm, c.rms_norm_eps, xn, &rstd, 1, d);
+  logits_.resize(static_cast<size_t>(c.vocab_size));
+  qmatmul(model_.lm_head, xn, 1, logits_.data());
   return logits_;
+}
+
+void InferenceSession::forward_all(const int32_t* tokens, int64_t n, std::vector<float>& logits) {
+  const ModelConfig& c = model_.config;
+  const int64_t d = c.hidden_size;
+  float* h = ws_.get("inf.h", n * d);
+  run_layers(tokens, n, h);
+  float* xn = ws_.get("inf.xn", n * d);
+  float* rstd = ws_.get("inf.rstd", n);
+  rmsnorm_forward(h, model_.final_norm, c.rms_norm_eps, xn, rstd, n, d);
+  logits.resize(static_cast<size_t>(n * c.vocab_size));
+  qmatmul(model_.lm_head, xn, n, logits.data());
 }
 
 }  // namespace dsmoe

@@ -175,8 +175,8 @@ void model_save_gguf(const Model& model, const std::string& path, QuantType type
   io::write_gguf(path, kvs, tensors);
 }
 
-std::unique_ptr<Model> model_load_gguf(const std::string& path) {
-  io::GgufFile g = io::GgufFile::open(path);
+ModelConfig gguf_read_config(const io::GgufFile& g) {
+  const std::string& path = g.path();
   const std::string arch = g.get_string("general.architecture");
   check(arch == kArch, "{}: general.architecture is '{}', expected '{}'", path, arch, kArch);
 
@@ -245,20 +245,36 @@ std::unique_ptr<Model> model_load_gguf(const std::string& path) {
   check(c.num_hidden_layers <= static_cast<int64_t>(g.tensors().size()),
         "{}: key {} = {} but the file holds only {} tensors", path, key("block_count"), c.num_hidden_layers,
         g.tensors().size());
-  // Check names and shapes before allocating: the model then cannot be larger than the file's tensors.
+  return c;
+}
+
+void gguf_check_tensors(const io::GgufFile& g, const ModelConfig& c) {
+  const std::string& path = g.path();
+  // Names and shapes first: a model built from the file then cannot be larger than its tensors.
   for (const TensorSpec& spec : build_registry(c)) {
     const std::string gname = gguf_tensor_name(spec);
     const io::GgufTensorInfo& t = g.tensor(gname);
     check(t.shape() == spec.shape, "{}: tensor {} has shape {}, expected {}", path, gname, shape_str(t.shape()),
           shape_str(spec.shape));
   }
+  std::set<std::string> expected;
+  for (const TensorSpec& spec : build_registry(c)) expected.insert(gguf_tensor_name(spec));
+  if (c.tie_word_embeddings) expected.insert("output.weight");  // the tied copy written for llama.cpp
+  for (const io::GgufTensorInfo& t : g.tensors())
+    check(expected.count(t.name) > 0, "{}: unexpected tensor {} (not part of a deepseek model with this config)", path,
+          t.name);
+}
+
+std::unique_ptr<Model> model_load_gguf(const std::string& path) {
+  io::GgufFile g = io::GgufFile::open(path);
+  const ModelConfig c = gguf_read_config(g);
+  gguf_check_tensors(g, c);
+  const int64_t hd = c.head_dim();
   auto model = std::make_unique<Model>(c);
-  std::set<std::string> used;
   std::vector<float> tmp;
   for (const TensorSpec& spec : model->params.registry) {
     const std::string gname = gguf_tensor_name(spec);
     const io::GgufTensorInfo& t = g.tensor(gname);
-    used.insert(gname);
     float* dst = model->params.ptr(spec);
     if (spec.role == TensorRole::attn_q || spec.role == TensorRole::attn_k) {
       tmp.resize(static_cast<size_t>(spec.numel()));
@@ -268,10 +284,6 @@ std::unique_ptr<Model> model_load_gguf(const std::string& path) {
       g.read_f32(t, dst);
     }
   }
-  if (c.tie_word_embeddings) used.insert("output.weight");  // the tied copy written for llama.cpp
-  for (const io::GgufTensorInfo& t : g.tensors())
-    check(used.count(t.name) > 0, "{}: unexpected tensor {} (not part of a deepseek model with this config)", path,
-          t.name);
   return model;
 }
 

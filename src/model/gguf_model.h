@@ -32,6 +32,14 @@ void gguf_unpermute_qk(const float* src, float* dst, int64_t n_head, int64_t hea
 void model_save_gguf(const Model& model, const std::string& path, QuantType type = QuantType::F32,
                      const std::string& name = "dsmoe");
 
+namespace io {
+class GgufFile;
+}
+// The model config a deepseek GGUF describes (deepseek.* keys, cross-checked with dsmoe.config when present).
+ModelConfig gguf_read_config(const io::GgufFile& file);
+// Every tensor the config needs is present with its shape, and no other tensor is: errors name the tensor.
+void gguf_check_tensors(const io::GgufFile& file, const ModelConfig& config);
+
 // Read a deepseek GGUF (any mix of F32/F16/BF16/Q8_0/Q4_0 tensors) into an F32 model.
 std::unique_ptr<Model> model_load_gguf(const std::string& path);
 

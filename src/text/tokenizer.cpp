@@ -344,6 +344,21 @@ bool json_bool(const nlohmann::json& j, const char* key, bool dflt) {
   return it->get<bool>();
 }
 
+// tokenizer.json without model.vocab and model.merges, copied piece by piece so the large parts are never copied.
+nlohmann::json json_outline(const nlohmann::json& tj) {
+  nlohmann::json out = nlohmann::json::object();
+  for (auto it = tj.begin(); it != tj.end(); ++it) {
+    if (it.key() != "model") {
+      out[it.key()] = it.value();
+      continue;
+    }
+    nlohmann::json& model = out["model"] = nlohmann::json::object();
+    for (auto m = it->begin(); m != it->end(); ++m)
+      if (m.key() != "vocab" && m.key() != "merges") model[m.key()] = m.value();
+  }
+  return out;
+}
+
 std::optional<std::string> json_opt_string(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
@@ -368,6 +383,8 @@ struct Tokenizer::Impl {
   std::vector<uint8_t> has_piece;
   std::vector<std::string> bytes;   // id -> decoded bytes
   PairMap merges;
+  std::vector<std::pair<int32_t, int32_t>> merge_list;  // rank order, for merges()
+  nlohmann::json outline;                               // for outline_json()
   int32_t unk_id = -1;
   std::string prefix, suffix;  // continuing_subword_prefix, end_of_word_suffix
   bool fuse_unk = false, byte_fallback = false, ignore_merges = false;
@@ -483,6 +500,7 @@ void Tokenizer::Impl::load_model(const nlohmann::json& m) {
   auto mg = m.find("merges");
   check(mg != m.end() && mg->is_array(), "model has no \"merges\" array");
   merges.reserve(mg->size());
+  merge_list.reserve(mg->size());
   std::string a, b;
   for (size_t rank = 0; rank < mg->size(); ++rank) {
     const auto& e = (*mg)[rank];
@@ -508,6 +526,7 @@ void Tokenizer::Impl::load_model(const nlohmann::json& m) {
     auto im = vocab.find(merged);
     check(im != vocab.end(), "merge #{} ({:?} {:?}): the merged token {:?} is not in the vocab", rank, a, b, merged);
     merges.insert_or_assign(ia->second, ib->second, {static_cast<int32_t>(rank), im->second});
+    merge_list.emplace_back(ia->second, ib->second);
   }
 }
 
@@ -898,6 +917,7 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& tj, const nlohmann::json& c
     for (int64_t id = 0; id < impl->vocab_size; ++id)
       if (impl->has_piece[id]) impl->bytes[id] = impl->decode_token(static_cast<int32_t>(id), false);
     impl->fingerprint = sha256_hex(tj.dump());
+    impl->outline = json_outline(tj);
   } catch (const nlohmann::json::exception& e) {
     fail("{}: malformed tokenizer: {}", source, e.what());
   } catch (const Error& e) {
@@ -985,6 +1005,17 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view piece) const {
   if (auto v = m.vocab.find(piece); v != m.vocab.end()) return v->second;
   return std::nullopt;
 }
+
+Tokenizer::TokenKind Tokenizer::token_kind(int32_t id) const {
+  const Impl& m = *impl_;
+  if (id < 0 || id >= m.vocab_size || !m.has_piece[id]) return TokenKind::Missing;
+  auto it = m.added_by_id.find(id);
+  if (it == m.added_by_id.end()) return TokenKind::Normal;
+  return m.added[it->second].special ? TokenKind::Special : TokenKind::Added;
+}
+
+const std::vector<std::pair<int32_t, int32_t>>& Tokenizer::merges() const { return impl_->merge_list; }
+const nlohmann::json& Tokenizer::outline_json() const { return impl_->outline; }
 
 int32_t Tokenizer::bos_id() const { return impl_->bos; }
 int32_t Tokenizer::eos_id() const { return impl_->eos; }

@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -57,6 +58,15 @@ class Tokenizer {
   // each pre-token in the form the model sees (byte-level alphabet). Added tokens are atomic: they are not
   // passed to fn, and no pre-token spans across one.
   void pre_tokenize(std::string_view text, const std::function<void(std::string_view)>& fn) const;
+
+  // Views for exporters (the GGUF vocabulary, text/gguf_vocab.h). Cheap: nothing is copied.
+  enum class TokenKind { Missing, Normal, Added, Special };  // Added/Special: an "added_tokens" entry
+  TokenKind token_kind(int32_t id) const;                     // Missing: no token has this id
+  // The model's merges as (left id, right id) in rank order, as listed (a repeated pair each time).
+  const std::vector<std::pair<int32_t, int32_t>>& merges() const;
+  // tokenizer.json as loaded minus model.vocab and model.merges (the large parts; token_piece() and merges()
+  // give them): the normalizer, pre_tokenizer and decoder blocks, the model options, added_tokens.
+  const nlohmann::json& outline_json() const;
 
  private:
   struct Impl;
