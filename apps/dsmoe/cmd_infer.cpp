@@ -13,12 +13,19 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "model_loading.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "infer/engine.h"
 #include "model/checkpoint.h"
 #include "model/gguf_model.h"
+#include "text/gguf_vocab.h"
 #include "text/tokenizer.h"
+#include "core/progress.h"
+#include "model/config.h"
+#include "train/run_config.h"
+#include "io/gguf.h"
+#include <map>
 #include "train/data.h"
 
 #include <cstdio>
@@ -30,9 +37,10 @@ namespace {
 namespace fs = std::filesystem;
 
 struct BenchArgs {
-  std::string model, output = "md";
+  std::string model, output = "md", kv_type = "f32";
   int64_t n_prompt = 512, n_gen = 128, reps = 5;
   int threads = 0;
+  bool no_mmap = false;
 };
 
 struct Stats {
@@ -72,8 +80,10 @@ struct Stats {
 
 int run_bench(const BenchArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
-  auto model = model_load_any(a.model);
-  const ModelConfig& c = model->config;
+  const QuantType kv_type = quant_type_from_name(a.kv_type);
+  LoadedModel loaded = load_for_inference(a.model, "", LoadOptions{!a.no_mmap, false});
+  const InferModel& model = *loaded.model;
+  const ModelConfig& c = model.config;
   Rng rng(1);
   auto random_tokens = [&](int64_t n) {
     std::vector<int32_t> t(n);
@@ -81,7 +91,10 @@ int run_bench(const BenchArgs& a) {
     return t;
   };
   const int64_t context = std::max<int64_t>(a.n_prompt, a.n_gen) + 1;
-  InferenceSession session(*model, std::min(context, c.max_position_embeddings));
+  InferenceSession session(model, std::min(context, c.max_position_embeddings), kv_type);
+  // What bounds decoding: the bytes of weights one token reads (llama.cpp's roofline figure).
+  fmt::print(stderr, "weights {:.1f} MB, read per decoded token {:.1f} MB ({})\n", model.weight_bytes() / 1e6,
+             model.active_bytes_per_token() / 1e6, model.type_summary);
   auto now = [] { return std::chrono::steady_clock::now(); };
   auto ns_since = [&](auto t0) { return std::chrono::duration<double, std::nano>(now() - t0).count(); };
   Stats pp, tg;
@@ -103,7 +116,7 @@ int run_bench(const BenchArgs& a) {
       if (r >= 0) tg.ns.push_back(ns_since(t0));
     }
   }
-  const std::string type = fmt::format("deepseek {:.2f}B F32", c.n_params() / 1e9);
+  const std::string type = fmt::format("deepseek {:.2f}B {}", c.n_params() / 1e9, model.type_summary);
   const std::string file = fs::path(a.model).filename().string();
   if (a.output == "json") {
     nlohmann::json out = nlohmann::json::array();
@@ -118,7 +131,7 @@ int run_bench(const BenchArgs& a) {
     return 0;
   }
   fmt::print("| model | size | params | threads | test | t/s |\n|---|---:|---:|---:|---:|---:|\n");
-  const double size_gib = model->params.arena.size() * 4.0 / (1ull << 30);
+  const double size_gib = model.weight_bytes() / static_cast<double>(1ull << 30);
   if (!pp.ns.empty())
     fmt::print("| {} | {:.2f} GiB | {:.2f} B | {} | pp{} | {:.2f} ± {:.2f} |\n", type, size_gib, c.n_params() / 1e9,
                num_threads(), a.n_prompt, pp.avg_ts(), pp.sd_ts());
@@ -128,17 +141,82 @@ int run_bench(const BenchArgs& a) {
   return 0;
 }
 
+// ---- dsmoe quantize / dsmoe synth: stream a model into a GGUF file ----
 struct QuantizeArgs {
-  std::string model, type = "q8_0", out;
+  std::string model, type = "q8_0", out, tokenizer;
+  bool all_same_type = false;
 };
+
+// Tokenizer metadata to embed: --tokenizer DIR, else the HF directory's tokenizer.json; none is a warning (the
+// file then runs in dsmoe with --tokenizer, but llama.cpp needs the metadata).
+std::vector<io::GgufKV> tokenizer_kvs_for(const std::string& tokenizer_dir, const std::string& model_dir,
+                                          int64_t vocab_size) {
+  std::string dir = tokenizer_dir;
+  if (dir.empty() && !model_dir.empty() && fs::exists(fs::path(model_dir) / "tokenizer.json")) dir = model_dir;
+  if (dir.empty()) {
+    fmt::print(stderr, "warning: no tokenizer given: the GGUF file holds no tokenizer metadata (llama.cpp needs it)\n");
+    return {};
+  }
+  return text::tokenizer_to_gguf(text::Tokenizer::load(dir), vocab_size);
+}
+
+void write_streaming(const ModelConfig& c, const GgufTensorSource& source, const std::string& out,
+                     GgufWriteOptions options) {
+  check(fs::path(out).extension() == ".gguf", "--out {} should end in .gguf", out);
+  size_t total = 0;
+  for (const TensorSpec& spec : build_registry(c)) {
+    const QuantType t = gguf_tensor_type(spec, options);
+    total += quant_row_bytes(t, spec.shape.back()) * static_cast<size_t>(spec.numel() / spec.shape.back());
+  }
+  Progress progress("writing " + fs::path(out).filename().string(), static_cast<int64_t>(total));
+  options.progress = [&](size_t done, size_t) { progress.update(static_cast<int64_t>(done)); };
+  gguf_write_model(c, source, out, options);
+  progress.finish();
+  std::map<std::string, int> types;
+  for (const TensorSpec& spec : build_registry(c)) ++types[quant_type_name(gguf_tensor_type(spec, options))];
+  std::string mix;
+  for (const auto& [t, n] : types) mix += fmt::format("{}{} x{}", mix.empty() ? "" : ", ", t, n);
+  fmt::print("wrote {} ({:.2f} GB; tensors: {})\n", out, fs::file_size(out) / 1e9, mix);
+}
+
 int run_quantize(const QuantizeArgs& a) {
-  check(fs::path(a.out).extension() == ".gguf", "--out {} should end in .gguf", a.out);
-  const QuantType type = quant_type_from_name(a.type);
-  auto model = model_load_any(a.model);
-  // This first version holds the F32 model in memory while writing (peak RSS ~ F32 size); norms and the router
-  // stay F32 whatever the type.
-  model_save_gguf(*model, a.out, type, fs::path(a.model).filename().string());
-  fmt::print("wrote {} ({}, {:.2f} GB)\n", a.out, quant_type_name(type), fs::file_size(a.out) / 1e9);
+  GgufWriteOptions options;
+  options.type = quant_type_from_name(a.type);
+  options.keep_8bit = !a.all_same_type;
+  options.name = fs::path(a.model).filename().string();
+  StreamingModelSource src = open_streaming_source(a.model);
+  options.source_in_gguf_layout = src.gguf_layout;
+  options.extra_kvs = !a.tokenizer.empty() || !src.gguf_layout
+                          ? tokenizer_kvs_for(a.tokenizer, src.gguf_layout ? "" : a.model, src.config.vocab_size)
+                          : src.tokenizer_kvs;
+  write_streaming(src.config, src.source, a.out, options);
+  return 0;
+}
+
+struct SynthArgs {
+  std::string preset, config, type = "q4_0", out, tokenizer;
+  uint64_t seed = 1;
+  bool all_same_type = false;
+};
+
+int run_synth(const SynthArgs& a) {
+  check(a.preset.empty() != a.config.empty(), "give exactly one of --preset NAME or --config config.json");
+  ModelConfig c;
+  if (a.preset.empty()) {
+    c = config_from_file(a.config);
+  } else {
+    nlohmann::json j = model_preset_config(a.preset);
+    j.erase("vocab_from_tokenizer");
+    c = config_from_json(j, "preset " + a.preset);
+  }
+  GgufWriteOptions options;
+  options.type = quant_type_from_name(a.type);
+  options.keep_8bit = !a.all_same_type;
+  options.name = a.preset.empty() ? fs::path(a.config).stem().string() : a.preset + "-random";
+  options.extra_kvs = tokenizer_kvs_for(a.tokenizer, "", c.vocab_size);
+  fmt::print(stderr, "random weights for {} ({:.2f} B parameters) as {}\n", options.name, c.n_params() / 1e9,
+             quant_type_name(options.type));
+  write_streaming(c, random_tensor_source(c, a.seed), a.out, options);
   return 0;
 }
 
@@ -147,17 +225,22 @@ int run_quantize(const QuantizeArgs& a) {
 // float32 log-softmax rows [tokens, vocab] in evaluation order.
 struct PerplexityArgs {
   std::string model, text, data, tokenizer, save_logits, kld_base;
-  int64_t seq_len = 0, batch = 4;
+  int64_t seq_len = 0;
+  bool no_mmap = false;
 };
 int run_perplexity(const PerplexityArgs& a) {
   check(a.text.empty() != a.data.empty(), "give exactly one of --text FILE or --data TOKENS.bin");
   check(a.seq_len > 0, "--ctx/--seq-len must be > 0");
-  auto model = model_load_any(a.model);
-  const int64_t V = model->config.vocab_size, S = a.seq_len;
+  LoadedModel loaded = load_for_inference(a.model, a.tokenizer, LoadOptions{!a.no_mmap, false});
+  const InferModel& model = *loaded.model;
+  const int64_t V = model.config.vocab_size, S = a.seq_len;
+  check(S <= model.config.max_position_embeddings, "--ctx {} exceeds max_position_embeddings {}", S,
+        model.config.max_position_embeddings);
   std::vector<int32_t> stream;
   if (!a.text.empty()) {
-    const std::string dir = !a.tokenizer.empty() ? a.tokenizer : a.model;
-    const text::Tokenizer tok = text::Tokenizer::load(dir);
+    check(loaded.tokenizer.has_value(), "--text needs a tokenizer (--tokenizer DIR, the model dir's tokenizer.json "
+                                        "or GGUF tokenizer metadata)");
+    const text::Tokenizer& tok = *loaded.tokenizer;
     std::ifstream in(a.text, std::ios::binary);
     check(in.good(), "cannot open {}", a.text);
     const std::string content((std::istreambuf_iterator<char>(in)), {});
@@ -193,25 +276,22 @@ int run_perplexity(const PerplexityArgs& a) {
     check(bt == n_tokens && bv == V, "{}: holds {} tokens x {} vocab, this evaluation {} x {}", a.kld_base, bt, bv,
           n_tokens, V);
   }
-  Activations acts;
-  std::vector<float> logp(V), base_row(V);
+  // One window per prefill through the inference engine, so quantized models run on their quantized weights.
+  InferenceSession session(model, S);
+  std::vector<float> logits, logp(V), base_row(V);
   double nll = 0, kld = 0;
   int64_t same_top = 0;
-  for (int64_t w0 = 0; w0 < n_windows; w0 += a.batch) {
-    const int64_t B = std::min(a.batch, n_windows - w0);
-    std::vector<int32_t> in(B * S);
-    for (int64_t b = 0; b < B; ++b)
-      std::copy(stream.begin() + (w0 + b) * S, stream.begin() + (w0 + b) * S + S, in.begin() + b * S);
-    model_forward(*model, in.data(), B, S, acts, false);
-    for (int64_t t = 0; t < B * S; ++t) {
-      const float* row = acts.logits.data() + t * V;
+  for (int64_t w = 0; w < n_windows; ++w) {
+    session.reset();
+    session.forward_all(stream.data() + w * S, S, logits);
+    for (int64_t s = 0; s < S; ++s) {
+      const float* row = logits.data() + s * V;
       const float mx = *std::max_element(row, row + V);
       double sum = 0;
       for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
       const float log_z = static_cast<float>(std::log(sum)) + mx;
       for (int64_t v = 0; v < V; ++v) logp[v] = row[v] - log_z;
-      const int64_t b = t / S, s = t % S;
-      nll -= logp[stream[(w0 + b) * S + s + 1]];
+      nll -= logp[stream[w * S + s + 1]];
       if (save) check(std::fwrite(logp.data(), 4, V, save) == static_cast<size_t>(V), "write failed for {}", a.save_logits);
       if (base.is_open()) {
         base.read(reinterpret_cast<char*>(base_row.data()), V * 4);
@@ -245,6 +325,8 @@ void add_infer_commands(CLI::App& app, std::vector<Command>& commands) {
   bench->add_option("-r,--repetitions", b->reps, "repetitions after a warm-up")->check(CLI::PositiveNumber);
   bench->add_option("-t,--threads", b->threads, "threads")->check(CLI::NonNegativeNumber);
   bench->add_option("-o,--output", b->output, "md | json")->check(CLI::IsMember({"md", "json"}));
+  bench->add_option("--kv-type", b->kv_type, "KV cache type: f32 | f16")->check(CLI::IsMember({"f32", "f16"}));
+  bench->add_flag("--no-mmap", b->no_mmap, "read the GGUF weights into memory instead of mapping the file");
   commands.push_back({bench, [b] { return run_bench(*b); }});
 
   auto q = std::make_shared<QuantizeArgs>();
@@ -253,7 +335,22 @@ void add_infer_commands(CLI::App& app, std::vector<Command>& commands) {
   quantize->add_option("--type", q->type, "f32 | f16 | bf16 | q8_0 | q4_0")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
   quantize->add_option("--out", q->out, "output .gguf file")->required();
+  quantize->add_option("--tokenizer", q->tokenizer, "tokenizer directory to embed (default: the model dir's)");
+  quantize->add_flag("--all-same-type", q->all_same_type,
+                     "use --type for every matrix (default: embeddings, lm_head, shared experts stay >= 8 bits)");
   commands.push_back({quantize, [q] { return run_quantize(*q); }});
+
+  auto sy = std::make_shared<SynthArgs>();
+  CLI::App* synth = app.add_subcommand("synth", "write a random-weight model of a given config as a GGUF file");
+  synth->add_option("--preset", sy->preset, "deepseek-moe-16b-base | deepseek-moe-16b-chat | bench-infer | ...");
+  synth->add_option("--config", sy->config, "HF config.json instead of a preset")->check(CLI::ExistingFile);
+  synth->add_option("--type", sy->type, "f32 | f16 | bf16 | q8_0 | q4_0")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
+  synth->add_option("--out", sy->out, "output .gguf file")->required();
+  synth->add_option("--tokenizer", sy->tokenizer, "tokenizer directory to embed as GGUF metadata");
+  synth->add_option("--seed", sy->seed, "random seed");
+  synth->add_flag("--all-same-type", sy->all_same_type, "use --type for every matrix");
+  commands.push_back({synth, [sy] { return run_synth(*sy); }});
 
   auto pa = std::make_shared<PerplexityArgs>();
   CLI::App* ppl = app.add_subcommand("perplexity", "perplexity, and KL divergence against a base model's log-probs");
@@ -262,7 +359,7 @@ void add_infer_commands(CLI::App& app, std::vector<Command>& commands) {
   ppl->add_option("--data", pa->data, "token file (flat little-endian uint32)");
   ppl->add_option("--tokenizer", pa->tokenizer, "tokenizer directory for --text");
   ppl->add_option("--ctx,--seq-len", pa->seq_len, "window length (windows of N+1 tokens, stride N)")->required();
-  ppl->add_option("--batch", pa->batch, "windows per forward pass")->check(CLI::PositiveNumber);
+  ppl->add_flag("--no-mmap", pa->no_mmap, "read the GGUF weights into memory instead of mapping the file");
   ppl->add_option("--save-logits", pa->save_logits, "write the log-probabilities to FILE (for --kld-base)");
   ppl->add_option("--kld-base", pa->kld_base, "compare with log-probabilities saved from a base model");
   commands.push_back({ppl, [pa] { return run_perplexity(*pa); }});

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "model_loading.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "infer/engine.h"
@@ -85,8 +86,9 @@ int run_eval(const EvalArgs& a) {
 
 // ---- dsmoe generate ----
 struct GenerateArgs {
-  std::string model, prompt_ids, prompt, tokenizer;
+  std::string model, prompt_ids, prompt, tokenizer, kv_type = "f32";
   int64_t max_new_tokens = 32;
+  bool no_mmap = false, verbose = false;
   SamplingParams sampling = greedy_defaults();
   std::vector<std::string> stops;
   bool ids = false, ignore_eos = false;
@@ -97,28 +99,28 @@ struct GenerateArgs {
   }
 };
 int run_generate(const GenerateArgs& a) {
-  auto model = model_load_any(a.model);
-  const int64_t V = model->config.vocab_size;
-  // Text prompts need a tokenizer: --tokenizer DIR, or the tokenizer.json beside the model's weights.
-  std::optional<text::Tokenizer> tok;
-  const std::string tok_dir = !a.tokenizer.empty() ? a.tokenizer
-                              : fs::exists(fs::path(a.model) / "tokenizer.json") ? a.model : "";
-  if (!tok_dir.empty()) tok.emplace(text::Tokenizer::load(tok_dir));
   check(a.prompt.empty() != a.prompt_ids.empty(), "give exactly one of --prompt TEXT or --prompt-ids IDS");
-  check(a.prompt.empty() || tok, "--prompt needs a tokenizer (--tokenizer DIR or tokenizer.json in the model dir)");
+  const QuantType kv_type = quant_type_from_name(a.kv_type);
+  LoadedModel loaded = load_for_inference(a.model, a.tokenizer, LoadOptions{!a.no_mmap, a.verbose});
+  const InferModel& model = *loaded.model;
+  const int64_t V = model.config.vocab_size;
+  // Text prompts need a tokenizer: --tokenizer DIR, the model directory's tokenizer.json, or GGUF metadata.
+  const std::optional<text::Tokenizer>& tok = loaded.tokenizer;
+  check(a.prompt.empty() || tok, "--prompt needs a tokenizer (--tokenizer DIR, tokenizer.json in the model dir, or "
+                                 "GGUF tokenizer metadata)");
   check(a.stops.empty() || tok, "--stop needs a tokenizer");
   std::vector<int32_t> tokens = a.prompt.empty() ? parse_ids(a.prompt_ids) : tok->encode(a.prompt, true);
   check(!tokens.empty(), "the prompt is empty");
   for (int32_t t : tokens) check(t < V, "prompt token {} is >= vocab_size {}", t, V);
   const int64_t context = static_cast<int64_t>(tokens.size()) + a.max_new_tokens;
-  check(context <= model->config.max_position_embeddings,
+  check(context <= model.config.max_position_embeddings,
         "prompt ({}) + --max-new-tokens ({}) exceeds max_position_embeddings {}", tokens.size(), a.max_new_tokens,
-        model->config.max_position_embeddings);
+        model.config.max_position_embeddings);
   Sampler sampler(a.sampling);
-  const int32_t eos = model->config.eos_token_id;
+  const int32_t eos = model.config.eos_token_id;
   // Batched prefill of the prompt, then one cached decode step per new token; text streams as it is generated,
   // holding back bytes that could start a stop string.
-  InferenceSession session(*model, context);
+  InferenceSession session(model, context, kv_type);
   const size_t n_prompt = tokens.size();
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<float>* logits = &session.forward(tokens.data(), static_cast<int64_t>(n_prompt));
@@ -245,6 +247,9 @@ void add_model_commands(CLI::App& app, std::vector<Command>& commands) {
   gen_cmd->add_option("--stop", gen->stops, "stop string (repeatable)");
   gen_cmd->add_flag("--ignore-eos", gen->ignore_eos, "keep going after the end-of-sequence token");
   gen_cmd->add_flag("--ids", gen->ids, "print only the ids (prompt and continuation)");
+  gen_cmd->add_option("--kv-type", gen->kv_type, "KV cache type: f32 | f16")->check(CLI::IsMember({"f32", "f16"}));
+  gen_cmd->add_flag("--no-mmap", gen->no_mmap, "read the GGUF weights into memory instead of mapping the file");
+  gen_cmd->add_flag("--verbose,-v", gen->verbose, "print the memory the model needs before loading");
 
   auto info_path = std::make_shared<std::string>();
   CLI::App* info_cmd = app.add_subcommand("info", "describe a model directory or config.json");

@@ -1,20 +1,49 @@
 #include "model_loading.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 
-#include "model/checkpoint.h"
+#include <fmt/core.h>
+
+#include "core/error.h"
+#include "io/gguf.h"
+#include "text/gguf_vocab.h"
 
 namespace dsmoe::cli {
 namespace fs = std::filesystem;
 
+namespace {
+double gib(size_t bytes) { return static_cast<double>(bytes) / (1ull << 30); }
+
+size_t physical_memory() {
+  return static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGE_SIZE));
+}
+}  // namespace
+
 LoadedModel load_for_inference(const std::string& model_path, const std::string& tokenizer_dir,
                                const LoadOptions& options) {
+  const bool gguf = fs::path(model_path).extension() == ".gguf";
+  const size_t need = infer_model_bytes_needed(model_path);
+  const size_t have = physical_memory();
+  // With mmap the kernel could page weights in and out, but every decoded token reads most of them: a model
+  // larger than RAM would run at disk speed. Refuse it plainly instead.
+  check(need <= have, "{}: the weights need {:.2f} GiB but this machine has {:.2f} GiB of memory", model_path,
+        gib(need), gib(have));
+  if (options.verbose)
+    fmt::print(stderr, "loading {}: {:.2f} GiB of weights ({}; {:.2f} GiB of memory)\n", model_path, gib(need),
+               gguf ? (options.use_mmap ? "GGUF, mmap" : "GGUF, read into memory") : "safetensors -> F32",
+               gib(have));
   LoadedModel loaded;
-  loaded.model = model_load_any(model_path);
-  const std::string dir = !tokenizer_dir.empty()                                ? tokenizer_dir
-                          : fs::exists(fs::path(model_path) / "tokenizer.json") ? model_path
-                                                                                : "";
-  if (!dir.empty()) loaded.tokenizer.emplace(text::Tokenizer::load(dir));
+  loaded.model = infer_model_load(model_path, InferLoadOptions{options.use_mmap});
+  if (!tokenizer_dir.empty()) {
+    loaded.tokenizer.emplace(text::Tokenizer::load(tokenizer_dir));
+  } else if (!gguf && fs::exists(fs::path(model_path) / "tokenizer.json")) {
+    loaded.tokenizer.emplace(text::Tokenizer::load(model_path));
+  } else if (gguf) {
+    const io::GgufFile file = io::GgufFile::open(model_path);
+    if (text::gguf_has_tokenizer(file)) loaded.tokenizer.emplace(text::tokenizer_from_gguf(file));
+  }
   return loaded;
 }
 

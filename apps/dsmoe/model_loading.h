@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "model/model.h"
+#include "infer/infer_model.h"
 #include "text/tokenizer.h"
 
 namespace dsmoe::cli {
@@ -17,11 +17,12 @@ struct LoadOptions {
 };
 
 struct LoadedModel {
-  std::unique_ptr<Model> model;
+  std::unique_ptr<InferModel> model;
   std::optional<text::Tokenizer> tokenizer;  // empty when none was found
 };
 
-// Loads the weights; loads a tokenizer when one is available (tokenizer_dir non-empty makes it required).
+// Checks that the weights fit in this machine's memory (one error line with both figures if not), prints what
+// they need, loads them, and loads a tokenizer when one is available (tokenizer_dir non-empty makes it required).
 LoadedModel load_for_inference(const std::string& model_path, const std::string& tokenizer_dir,
                                const LoadOptions& options = {});
 

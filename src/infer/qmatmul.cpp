@@ -66,10 +66,9 @@ void qmatmul(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy)
   if (ldy == 0) ldy = w.rows;
   check(!w.empty() && n >= 0 && ldy >= w.rows, "qmatmul: bad arguments");
   if (n == 0) return;
-  if (w.type == QuantType::F32) {
-    const float* W = reinterpret_cast<const float*>(w.data);
-    if (n == 1 && ldy == w.rows) gemv(W, x, y, w.rows, w.cols, 0.0f);
-    else gemm(false, true, n, w.rows, w.cols, 1.0f, x, w.cols, W, w.cols, 0.0f, y, ldy);
+  if (w.type == QuantType::F32 && n > 1) {
+    gemm(false, true, n, w.rows, w.cols, 1.0f, x, w.cols, reinterpret_cast<const float*>(w.data), w.cols, 0.0f, y,
+         ldy);
     return;
   }
   if (n <= kQmatmulDotMaxRows) dot_rows(w, x, n, y, ldy);

@@ -3,12 +3,17 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <cmath>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "io/mapped.h"
+#include "io/safetensors.h"
 
 namespace dsmoe {
 
@@ -90,8 +95,22 @@ void gguf_unpermute_qk(const float* src, float* dst, int64_t n_head, int64_t hd,
                     static_cast<size_t>(cols) * sizeof(float));
 }
 
-void model_save_gguf(const Model& model, const std::string& path, QuantType type, const std::string& name) {
-  const ModelConfig& c = model.config;
+QuantType gguf_tensor_type(const TensorSpec& spec, const GgufWriteOptions& options) {
+  if (always_f32(spec.role) || spec.shape.size() < 2) return QuantType::F32;
+  QuantType t = options.type;
+  // Below 8 bits, the tensors every token uses (embeddings, lm_head, shared experts) keep 8 bits by default: they
+  // are a small share of the bytes of a fine-grained MoE and carry the largest share of its quality.
+  const bool every_token = spec.role == TensorRole::embedding || spec.role == TensorRole::lm_head ||
+                           spec.role == TensorRole::shared_gate || spec.role == TensorRole::shared_up ||
+                           spec.role == TensorRole::shared_down;
+  if (options.keep_8bit && every_token && t == QuantType::Q4_0) t = QuantType::Q8_0;
+  // A row length that is not a multiple of the block size falls back to F16, as llama.cpp's converter does.
+  if (spec.shape.back() % quant_block_size(t) != 0) t = QuantType::F16;
+  return t;
+}
+
+void gguf_write_model(const ModelConfig& c, const GgufTensorSource& source, const std::string& path,
+                      const GgufWriteOptions& options) {
   check(c.moe_layer_freq == 1 || c.n_routed_experts == 0,
         "{}: llama.cpp's deepseek layout cannot represent moe_layer_freq = {} (every layer after the leading dense "
         "ones is MoE)", path, c.moe_layer_freq);
@@ -109,9 +128,9 @@ void model_save_gguf(const Model& model, const std::string& path, QuantType type
     add(key(k), GgufValue::u32(static_cast<uint32_t>(v)));
   };
   add("general.architecture", GgufValue::str(kArch));
-  add("general.name", GgufValue::str(name));
-  add("general.file_type", GgufValue::u32(file_type_of(type)));
-  if (quant_is_block(type)) add("general.quantization_version", GgufValue::u32(2));
+  add("general.name", GgufValue::str(options.name));
+  add("general.file_type", GgufValue::u32(file_type_of(options.type)));
+  if (quant_is_block(options.type)) add("general.quantization_version", GgufValue::u32(2));
   u32("context_length", c.max_position_embeddings);
   u32("embedding_length", c.hidden_size);
   u32("block_count", c.num_hidden_layers);
@@ -131,48 +150,77 @@ void model_save_gguf(const Model& model, const std::string& path, QuantType type
   u32("vocab_size", c.vocab_size);
   u32("attention.key_length", hd);
   u32("attention.value_length", hd);
-  if (c.bos_token_id >= 0) add("tokenizer.ggml.bos_token_id", GgufValue::u32(static_cast<uint32_t>(c.bos_token_id)));
-  if (c.eos_token_id >= 0) add("tokenizer.ggml.eos_token_id", GgufValue::u32(static_cast<uint32_t>(c.eos_token_id)));
+  bool has_tokenizer = false;
+  for (const GgufKV& kv : options.extra_kvs) has_tokenizer |= kv.key.rfind("tokenizer.", 0) == 0;
+  if (!has_tokenizer) {  // the ids alone, so BOS/EOS survive without a tokenizer
+    if (c.bos_token_id >= 0) add("tokenizer.ggml.bos_token_id", GgufValue::u32(static_cast<uint32_t>(c.bos_token_id)));
+    if (c.eos_token_id >= 0) add("tokenizer.ggml.eos_token_id", GgufValue::u32(static_cast<uint32_t>(c.eos_token_id)));
+  }
+  for (const GgufKV& kv : options.extra_kvs) kvs.push_back(kv);
   add("dsmoe.config", GgufValue::str(config_to_json(c).dump()));
 
+  // Every tensor to write, with its name (a tied lm_head is written again as `output`: llama.cpp's deepseek needs
+  // it). The produce callbacks point into this vector (reserved: no moves).
+  const std::vector<TensorSpec> registry = build_registry(c);
+  std::vector<std::pair<TensorSpec, std::string>> items;
+  items.reserve(registry.size() + 1);
+  for (const TensorSpec& spec : registry) items.emplace_back(spec, gguf_tensor_name(spec));
+  if (c.tie_word_embeddings) {
+    TensorSpec out = registry.front();
+    check(out.role == TensorRole::embedding, "{}: registry does not start with the embedding", path);
+    out.role = TensorRole::lm_head;
+    items.emplace_back(out, "output.weight");
+  }
+  size_t total_bytes = 0, done_bytes = 0;
   std::vector<io::GgufTensorToWrite> tensors;
-  auto add_tensor = [&](const TensorSpec& spec, const std::string& gname) {
+  for (const auto& [spec_ref, gname] : items) {
+    const TensorSpec* sp = &spec_ref;
     io::GgufTensorToWrite t;
     t.name = gname;
-    t.ne.assign(spec.shape.rbegin(), spec.shape.rend());
-    t.type = always_f32(spec.role) || spec.shape.size() < 2 ? QuantType::F32 : type;
-    if (spec.shape.back() % quant_block_size(t.type) != 0) t.type = QuantType::F16;
-    const TensorSpec* sp = &spec;
+    t.ne.assign(sp->shape.rbegin(), sp->shape.rend());
+    t.type = gguf_tensor_type(*sp, options);
+    total_bytes += io::gguf_tensor_bytes(t.type, t.ne);
     const QuantType tt = t.type;
-    t.produce = [&model, sp, tt, hd](std::vector<uint8_t>& out) {
+    t.produce = [&source, &options, &done_bytes, &total_bytes, sp, tt, hd](std::vector<uint8_t>& out) {
       const TensorSpec& s = *sp;
-      const float* src = model.params.ptr(s);
-      std::vector<float> permuted;
-      if (s.role == TensorRole::attn_q || s.role == TensorRole::attn_k) {
-        permuted.resize(static_cast<size_t>(s.numel()));
-        gguf_permute_qk(src, permuted.data(), s.shape[0] / hd, hd, s.shape[1]);
-        src = permuted.data();
+      // The source fills HF layout (for a tied `output`, the embedding); Q/K rows are then permuted.
+      std::vector<float> src(static_cast<size_t>(s.numel()));
+      source(s, src.data());
+      if (!options.source_in_gguf_layout && (s.role == TensorRole::attn_q || s.role == TensorRole::attn_k)) {
+        std::vector<float> permuted(src.size());
+        gguf_permute_qk(src.data(), permuted.data(), s.shape[0] / hd, hd, s.shape[1]);
+        src.swap(permuted);
       }
       const int64_t cols = s.shape.back();
       const int64_t rows = s.numel() / cols;
       const size_t row_bytes = quant_row_bytes(tt, cols);
       out.resize(row_bytes * static_cast<size_t>(rows));
-      for (int64_t r = 0; r < rows; ++r) quantize_row(tt, src + r * cols, out.data() + r * row_bytes, cols);
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) quantize_row(tt, src.data() + r * cols, out.data() + r * row_bytes, cols);
+      done_bytes += out.size();
+      if (options.progress) options.progress(done_bytes, total_bytes);
     };
     tensors.push_back(std::move(t));
-  };
-  // Every tensor to write, with its name; the produce callbacks point into this vector (reserved: no moves).
-  std::vector<std::pair<TensorSpec, std::string>> items;
-  items.reserve(model.params.registry.size() + 1);
-  for (const TensorSpec& spec : model.params.registry) items.emplace_back(spec, gguf_tensor_name(spec));
-  if (c.tie_word_embeddings) {  // llama.cpp's deepseek needs `output`: write the shared matrix again
-    TensorSpec out = model.params.registry.front();
-    check(out.role == TensorRole::embedding, "{}: registry does not start with the embedding", path);
-    out.role = TensorRole::lm_head;
-    items.emplace_back(out, "output.weight");
   }
-  for (const auto& item : items) add_tensor(item.first, item.second);
   io::write_gguf(path, kvs, tensors);
+}
+
+void model_save_gguf(const Model& model, const std::string& path, QuantType type, const std::string& name) {
+  GgufWriteOptions options;
+  options.type = type;
+  options.keep_8bit = false;  // exactly the type asked for (tests, round trips)
+  options.name = name;
+  gguf_write_model(model.config, model_tensor_source(model), path, options);
+}
+
+GgufTensorSource model_tensor_source(const Model& model) {
+  return [&model](const TensorSpec& spec, float* dst) {
+    const TensorSpec* own = model.params.find(spec.name);
+    // A tied model has no lm_head tensor: `output` is the embedding.
+    if (spec.role == TensorRole::lm_head && own == nullptr) own = &model.params.registry.front();
+    check(own != nullptr, "model has no tensor {}", spec.name);
+    std::copy(model.params.ptr(*own), model.params.ptr(*own) + own->numel(), dst);
+  };
 }
 
 ModelConfig gguf_read_config(const io::GgufFile& g) {
@@ -285,6 +333,78 @@ std::unique_ptr<Model> model_load_gguf(const std::string& path) {
     }
   }
   return model;
+}
+
+StreamingModelSource open_streaming_source(const std::string& path) {
+  StreamingModelSource src;
+  namespace fs = std::filesystem;
+  if (fs::path(path).extension() == ".gguf") {
+    check(fs::is_regular_file(path), "model file {} does not exist", path);
+    auto file = std::make_shared<io::GgufFile>(io::GgufFile::open(path));
+    src.config = gguf_read_config(*file);
+    gguf_check_tensors(*file, src.config);
+    src.gguf_layout = true;
+    for (const GgufKV& kv : file->kvs())
+      if (kv.key.rfind("tokenizer.", 0) == 0) src.tokenizer_kvs.push_back(kv);
+    src.source = [file](const TensorSpec& spec, float* dst) {
+      std::string name = gguf_tensor_name(spec);
+      if (spec.role == TensorRole::lm_head && file->find_tensor("output.weight")) name = "output.weight";
+      const io::GgufTensorInfo& t = file->tensor(name);
+      file->read_f32(t, dst);
+      io::release_pages(t.data, t.nbytes);
+    };
+    return src;
+  }
+  const std::string config_path = (fs::path(path) / "config.json").string();
+  check(fs::exists(config_path), "{} is neither a .gguf file nor a directory with config.json", path);
+  src.config = config_from_file(config_path);
+  auto archive = std::make_shared<io::SafetensorsArchive>(io::SafetensorsArchive::open(path));
+  // Every tensor present with its shape before anything is written.
+  for (const TensorSpec& spec : build_registry(src.config))
+    for (int64_t e = 0; e < std::max<int64_t>(1, spec.n_stacked); ++e) {
+      const std::string name = spec.n_stacked ? spec.hf_name(e) : spec.hf_name();
+      const io::TensorInfo& t = archive->get(name);
+      check(t.shape == spec.hf_shape(), "{}: tensor {} has shape {}, expected {}", t.file, name, shape_str(t.shape),
+            shape_str(spec.hf_shape()));
+    }
+  src.source = [archive](const TensorSpec& spec, float* dst) {
+    const int64_t n = std::max<int64_t>(1, spec.n_stacked);
+    const int64_t slice = spec.numel() / n;
+    for (int64_t e = 0; e < n; ++e) {
+      const io::TensorInfo& t = archive->get(spec.n_stacked ? spec.hf_name(e) : spec.hf_name());
+      archive->read_f32(t, dst + e * slice);
+      io::release_pages(t.data, t.nbytes);
+    }
+  };
+  return src;
+}
+
+GgufTensorSource random_tensor_source(const ModelConfig& config, uint64_t seed) {
+  // Each tensor draws from its own streams (seed, tensor, chunk of 64K values) so chunks fill in parallel and the
+  // result does not depend on the thread count. Values: the sum of four 16-bit uniforms, centred and scaled to
+  // unit variance (Irwin-Hall, close to normal), times initializer_range; norms are 1.
+  auto index = std::make_shared<std::map<std::string, uint64_t>>();
+  const std::vector<TensorSpec> registry = build_registry(config);
+  for (size_t i = 0; i < registry.size(); ++i) (*index)[registry[i].name] = i;
+  const float scale = static_cast<float>(config.initializer_range) * std::sqrt(3.0f) / 65536.0f;
+  return [index, seed, scale](const TensorSpec& spec, float* dst) {
+    const int64_t n = spec.numel();
+    if (spec.shape.size() == 1) {
+      std::fill(dst, dst + n, 1.0f);
+      return;
+    }
+    const uint64_t tensor = index->at(spec.name) + (spec.role == TensorRole::lm_head ? 1000003 : 0);
+    constexpr int64_t kChunk = 1 << 16;
+#pragma omp parallel for schedule(static)
+    for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+      Rng rng((seed * 0x9E3779B97F4A7C15ull) ^ (tensor << 40) ^ static_cast<uint64_t>(c0 / kChunk));
+      for (int64_t j = c0; j < std::min(n, c0 + kChunk); ++j) {
+        const uint64_t r = rng.next_u64();
+        const float sum = static_cast<float>((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48));
+        dst[j] = (sum - 2.0f * 65535.0f) * scale;
+      }
+    }
+  };
 }
 
 }  // namespace dsmoe

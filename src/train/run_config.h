@@ -106,7 +106,8 @@ std::string run_config_help();
 const std::vector<std::string>& run_preset_names();
 nlohmann::json run_preset(const std::string& name);          // run fields (throws for unknown names)
 bool model_preset_exists(const std::string& name);
-// HF config.json of a preset model. Small presets carry "vocab_from_tokenizer": true (their vocabulary is sized to
+// Model presets: the run presets' models plus deepseek-moe-16b-base/-chat (the released configs) and bench-infer
+// (the inference benchmark model). HF config.json of a preset model. Small presets carry "vocab_from_tokenizer": true (their vocabulary is sized to
 // the run's tokenizer); the others keep their vocabulary (a tokenizer may use fewer rows). Callers strip the key.
 nlohmann::json model_preset_config(const std::string& name);
 
