@@ -308,7 +308,8 @@ int run_perplexity(const PerplexityArgs& a) {
   fmt::print("perplexity {:.4f}  (nll {:.6f} over {} tokens, {} windows of {})\n", std::exp(nll / n_tokens),
              nll / n_tokens, n_tokens, n_windows, S);
   if (base.is_open())
-    fmt::print("vs {}: mean KLD {:.6f}, same top token {:.2f}%\n", a.kld_base, kld / n_tokens,
+    // KL divergence is >= 0; between two nearly identical models the f32 log-probs can make the sum a hair negative.
+    fmt::print("vs {}: mean KLD {:.6f}, same top token {:.2f}%\n", a.kld_base, std::max(0.0, kld / n_tokens),
                100.0 * same_top / n_tokens);
   return 0;
 }
