@@ -72,25 +72,35 @@ TEST(IntegerDot, ActivationQuantizationErrorBound) {
   const std::vector<float> x = random_vector(256, 3.0f, 1);
   std::vector<int8_t> q(256);
   std::vector<float> d(8);
-  quantize_act_q8(x.data(), q.data(), d.data(), 256);
+  std::vector<int32_t> sum(8);
+  quantize_act_q8(x.data(), q.data(), d.data(), sum.data(), 256);
+  for (int64_t b = 0; b < 8; ++b) {
+    int32_t want = 0;
+    for (int j = 0; j < 32; ++j) want += q[b * 32 + j];
+    EXPECT_EQ(sum[b], want);
+  }
   for (int64_t i = 0; i < 256; ++i) {
     EXPECT_LE(std::fabs(x[i] - q[i] * d[i / 32]), 0.5f * d[i / 32] * 1.0001f) << i;
     EXPECT_LE(std::abs(static_cast<int>(q[i])), 127);
   }
 }
 
-TEST(IntegerDot, ScalarEqualsAvx2BitForBit) {
+TEST(IntegerDot, ScalarEqualsSimdBitForBit) {
   if (!quant_have_avx2()) GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C: only the scalar path runs";
+  std::printf("integer dot kernel: %s\n", quant_dot_q8act_kernel());
   for (QuantType t : {QuantType::Q8_0, QuantType::Q4_0})
-    for (int64_t n : {32, 64, 1024, 2816}) {
+    for (int64_t n : {32, 64, 256, 288, 1024, 1408, 2816}) {
       const std::vector<float> w = random_vector(n, 1.0f, 10 + n), x = random_vector(n, 2.0f, 20 + n);
       const std::vector<uint8_t> row = quantized(t, w, 1, n);
       std::vector<int8_t> xq(n);
       std::vector<float> xd(n / 32);
-      quantize_act_q8(x.data(), xq.data(), xd.data(), n);
-      const float a = quant_dot_q8act_scalar(t, row.data(), xq.data(), xd.data(), n);
-      const float b = quant_dot_q8act(t, row.data(), xq.data(), xd.data(), n);
+      std::vector<int32_t> xs(n / 32);
+      quantize_act_q8(x.data(), xq.data(), xd.data(), xs.data(), n);
+      const float a = quant_dot_q8act_scalar(t, row.data(), xq.data(), xd.data(), xs.data(), n);
+      const float b = quant_dot_q8act(t, row.data(), xq.data(), xd.data(), xs.data(), n);
+      const float c = quant_dot_q8act_avx2(t, row.data(), xq.data(), xd.data(), xs.data(), n);
       EXPECT_EQ(std::memcmp(&a, &b, 4), 0) << quant_type_name(t) << " n=" << n << ": " << a << " vs " << b;
+      EXPECT_EQ(std::memcmp(&a, &c, 4), 0) << quant_type_name(t) << " n=" << n << " (AVX2): " << a << " vs " << c;
       // And the integer dot is the dot of the dequantized operands (exact up to f32 rounding).
       std::vector<float> wd(n);
       dequantize_row(t, row.data(), wd.data(), n);

@@ -358,14 +358,19 @@ float quant_dot(QuantType t, const uint8_t* row, const float* x, int64_t n) {
 
 // ---- integer dot products against 8-bit activations ----
 
-DSMOE_NO_FP_CONTRACT void quantize_act_q8(const float* x, int8_t* xq, float* xd, int64_t n) {
+DSMOE_NO_FP_CONTRACT void quantize_act_q8(const float* x, int8_t* xq, float* xd, int32_t* xsum, int64_t n) {
   check_blocks(QuantType::Q8_0, n);
   for (int64_t b = 0; b < n / 32; ++b, x += 32, xq += 32) {
     float amax = 0.0f;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
     const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     xd[b] = d;
-    for (int j = 0; j < 32; ++j) xq[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+    int32_t sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      xq[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+      sum += xq[j];
+    }
+    xsum[b] = sum;
   }
 }
 
@@ -375,65 +380,180 @@ inline int block_weight(QuantType t, const uint8_t* block, int j) {
   if (t == QuantType::Q8_0) return static_cast<int8_t>(block[2 + j]);
   return (j < 16 ? (block[2 + j] & 0x0f) : (block[2 + j - 16] >> 4)) - 8;
 }
+
+// Not auto-vectorised: GCC 12 with -march=native on AVX512-VNNI CPUs turns this signed x signed int8 reduction into
+// vpdpbusd, which reads one operand as unsigned (a wrong sum whenever a weight is negative; found by
+// IntegerDot.ScalarEqualsSimdBitForBit). The SIMD kernels below do the unsigned forms explicitly.
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-vectorize")))
+#endif
+int32_t block_dot(QuantType t, const uint8_t* block, const int8_t* xq) {
+  int32_t sum = 0;
+  for (int j = 0; j < 32; ++j) sum += block_weight(t, block, j) * xq[j];
+  return sum;
+}
 }  // namespace
 
-float quant_dot_q8act_scalar(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, int64_t n) {
+float quant_dot_q8act_scalar(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
+                             int64_t n) {
   check(quant_is_block(t), "integer dot products need a Q8_0 or Q4_0 row, not {}", quant_type_name(t));
   check_blocks(t, n);
+  (void)xsum;  // the SIMD paths use it for their unsigned-weight forms; the sums here are already signed
   const size_t bb = quant_block_bytes(t);
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int64_t b = 0; b < n / 32; ++b, row += bb, xq += 32) {
-    const float dd = f16_to_f32(load_u16(row)) * xd[b];
-    for (int l = 0; l < 8; ++l) {
-      int32_t lane = 0;
-      for (int j = 4 * l; j < 4 * l + 4; ++j) lane += block_weight(t, row, j) * xq[j];
-      acc[l] = std::fmaf(dd, static_cast<float>(lane), acc[l]);
-    }
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const uint8_t* block = row + b * bb;
+    const float dd = f16_to_f32(load_u16(block)) * xd[b];
+    acc[b % 8] = std::fmaf(dd, static_cast<float>(block_dot(t, block, xq + 32 * b)), acc[b % 8]);
   }
   return hsum8(acc);
 }
 
 #if defined(DSMOE_QUANT_X86)
 namespace {
-// Lane l of the result = sum of w[j]*x[j] over j = 4l..4l+3 (maddubs pairs, then madd pairs: exact, no overflow
-// since |w|, |x| <= 127 after the sign trick moves the sign onto x).
-__attribute__((target("avx2,fma,f16c"))) inline __m256i dot_i8_lanes(__m256i w, __m256i x) {
-  const __m256i ax = _mm256_sign_epi8(x, w);  // x * sign(w)
-  const __m256i aw = _mm256_sign_epi8(w, w);  // |w|
-  const __m256i pairs = _mm256_maddubs_epi16(aw, ax);
-  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+// Eight blocks at a time: each block's exact integer dot product as 8 int32 partial sums (one 256-bit product),
+// the eight blocks' partial sums reduced to one int32 each by a horizontal-add tree, then one vector multiply-add
+// with the eight scales. Variants differ only in the 8-bit product: AVX2 (maddubs + madd, weights made unsigned
+// by the sign trick or, for Q4_0, already unsigned) or VNNI's dpbusd (u8 x s8 -> s32 in one instruction).
+//
+// Unsigned weight forms subtract a multiple of the activation block sum afterwards: Q4_0 stores q + 8 (0..15),
+// Q8_0 under VNNI is read as w ^ 0x80 = w + 128.
+
+#define DSMOE_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define DSMOE_TARGET_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
+
+// Sum of the 8 lanes of each of v[0..7] -> lane k of the result (exact int32).
+#define DSMOE_HADD_TREE(v)                                                                            \
+  ({                                                                                                  \
+    const __m256i s01 = _mm256_hadd_epi32(v[0], v[1]), s23 = _mm256_hadd_epi32(v[2], v[3]);         \
+    const __m256i s45 = _mm256_hadd_epi32(v[4], v[5]), s67 = _mm256_hadd_epi32(v[6], v[7]);         \
+    const __m256i t0 = _mm256_hadd_epi32(s01, s23), t1 = _mm256_hadd_epi32(s45, s67);               \
+    const __m128i u0 = _mm_add_epi32(_mm256_castsi256_si128(t0), _mm256_extracti128_si256(t0, 1));  \
+    const __m128i u1 = _mm_add_epi32(_mm256_castsi256_si128(t1), _mm256_extracti128_si256(t1, 1));  \
+    _mm256_set_m128i(u1, u0);                                                                         \
+  })
+
+// The 8 fp16 weight scales of blocks b0..b0+7 times the activation scales.
+#define DSMOE_SCALES(row, bb, b0, xd)                                                                                 \
+  _mm256_mul_ps(_mm256_cvtph_ps(_mm_set_epi16(                                                                       \
+                    static_cast<short>(load_u16(row + (b0 + 7) * bb)), static_cast<short>(load_u16(row + (b0 + 6) * bb)), \
+                    static_cast<short>(load_u16(row + (b0 + 5) * bb)), static_cast<short>(load_u16(row + (b0 + 4) * bb)), \
+                    static_cast<short>(load_u16(row + (b0 + 3) * bb)), static_cast<short>(load_u16(row + (b0 + 2) * bb)), \
+                    static_cast<short>(load_u16(row + (b0 + 1) * bb)), static_cast<short>(load_u16(row + (b0)*bb)))), \
+                _mm256_loadu_ps(xd + b0))
+
+// Q4_0 block -> 32 unsigned nibbles in weight order (low nibbles = weights 0-15, high = 16-31).
+#define DSMOE_Q4_NIBBLES(block)                                                                              \
+  ({                                                                                                         \
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>((block) + 2));                  \
+    const __m128i m = _mm_set1_epi8(0x0f);                                                                   \
+    _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), m), _mm_and_si128(bytes, m));                 \
+  })
+
+template <QuantType kType, bool kVnni>
+DSMOE_TARGET_VNNI inline __m256i block_lanes_vnni(const uint8_t* block, const int8_t* xq) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+  __m256i w;
+  if constexpr (kType == QuantType::Q8_0)
+    w = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2)), _mm256_set1_epi8(-128));
+  else
+    w = DSMOE_Q4_NIBBLES(block);
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x);
 }
 
-__attribute__((target("avx2,fma,f16c"))) float dot_q8act_avx2(QuantType t, const uint8_t* row, const int8_t* xq,
-                                                               const float* xd, int64_t n) {
-  const size_t bb = quant_block_bytes(t);
-  __m256 acc = _mm256_setzero_ps();
-  const __m128i mask = _mm_set1_epi8(0x0f);
-  const __m256i eight = _mm256_set1_epi8(8);
-  for (int64_t b = 0; b < n / 32; ++b, row += bb, xq += 32) {
-    __m256i w;
-    if (t == QuantType::Q8_0) {
-      w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2));
-    } else {
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2));
-      const __m128i lo = _mm_and_si128(bytes, mask), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
-      w = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
-    }
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
-    const __m256 lanes = _mm256_cvtepi32_ps(dot_i8_lanes(w, x));
-    const float dd = _cvtsh_ss(load_u16(row)) * xd[b];
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), lanes, acc);
+template <QuantType kType>
+DSMOE_TARGET_AVX2 inline __m256i block_lanes_avx2(const uint8_t* block, const int8_t* xq) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+  const __m256i ones = _mm256_set1_epi16(1);
+  if constexpr (kType == QuantType::Q8_0) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
+  } else {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(DSMOE_Q4_NIBBLES(block), x), ones);
   }
-  return hsum_avx(acc);
+}
+
+// The shift that turns the unsigned-weight sum back into the signed one: sum -= xsum << shift.
+template <QuantType kType, bool kVnni>
+constexpr int unsigned_shift() {
+  if constexpr (kType == QuantType::Q4_0) return 3;  // q + 8
+  else return kVnni ? 7 : -1;                        // w + 128 under VNNI; the sign trick needs none
+}
+
+#define DSMOE_DOT_BODY(LANES)                                                                              \
+  constexpr size_t bb = kType == QuantType::Q8_0 ? 34 : 18;                                              \
+  constexpr int shift = unsigned_shift<kType, kVnni>();                                                  \
+  const int64_t nb = n / 32, nb8 = nb - nb % 8;                                                          \
+  __m256 acc = _mm256_setzero_ps();                                                                      \
+  for (int64_t b0 = 0; b0 < nb8; b0 += 8) {                                                              \
+    __m256i v[8];                                                                                        \
+    for (int k = 0; k < 8; ++k) v[k] = LANES(row + (b0 + k) * bb, xq + (b0 + k) * 32);                   \
+    __m256i sums = DSMOE_HADD_TREE(v);                                                                   \
+    if constexpr (shift >= 0)                                                                            \
+      sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(                                                   \
+                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum + b0)), shift)); \
+    acc = _mm256_fmadd_ps(DSMOE_SCALES(row, bb, b0, xd), _mm256_cvtepi32_ps(sums), acc);                \
+  }                                                                                                      \
+  alignas(32) float lanes[8];                                                                            \
+  _mm256_store_ps(lanes, acc);                                                                           \
+  for (int64_t b = nb8; b < nb; ++b) {                                                                   \
+    const uint8_t* block = row + b * bb;                                                                 \
+    lanes[b % 8] = std::fmaf(f16_to_f32(load_u16(block)) * xd[b],                                        \
+                             static_cast<float>(block_dot(kType, block, xq + 32 * b)), lanes[b % 8]);    \
+  }                                                                                                      \
+  return hsum8(lanes);
+
+template <QuantType kType, bool kVnni = true>
+DSMOE_TARGET_VNNI float dot_q8act_vnni(const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
+                                       int64_t n) {
+  DSMOE_DOT_BODY((block_lanes_vnni<kType, true>))
+}
+
+template <QuantType kType, bool kVnni = false>
+DSMOE_TARGET_AVX2 float dot_q8act_avx2(const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
+                                       int64_t n) {
+  DSMOE_DOT_BODY(block_lanes_avx2<kType>)
+}
+
+bool have_vnni() {
+  static const bool have = quant_have_avx2() && __builtin_cpu_supports("avx512f") &&
+                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  return have;
 }
 }  // namespace
 #endif
 
-float quant_dot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, int64_t n) {
+float quant_dot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
+                      int64_t n) {
 #if defined(DSMOE_QUANT_X86)
-  if (quant_have_avx2() && quant_is_block(t) && n % 32 == 0) return dot_q8act_avx2(t, row, xq, xd, n);
+  if (quant_is_block(t) && n % 32 == 0) {
+    if (have_vnni())
+      return t == QuantType::Q8_0 ? dot_q8act_vnni<QuantType::Q8_0>(row, xq, xd, xsum, n)
+                                  : dot_q8act_vnni<QuantType::Q4_0>(row, xq, xd, xsum, n);
+    if (quant_have_avx2())
+      return t == QuantType::Q8_0 ? dot_q8act_avx2<QuantType::Q8_0>(row, xq, xd, xsum, n)
+                                  : dot_q8act_avx2<QuantType::Q4_0>(row, xq, xd, xsum, n);
+  }
 #endif
-  return quant_dot_q8act_scalar(t, row, xq, xd, n);
+  return quant_dot_q8act_scalar(t, row, xq, xd, xsum, n);
+}
+
+float quant_dot_q8act_avx2(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
+                           int64_t n) {
+#if defined(DSMOE_QUANT_X86)
+  if (quant_have_avx2() && quant_is_block(t) && n % 32 == 0)
+    return t == QuantType::Q8_0 ? dot_q8act_avx2<QuantType::Q8_0>(row, xq, xd, xsum, n)
+                                : dot_q8act_avx2<QuantType::Q4_0>(row, xq, xd, xsum, n);
+#endif
+  return quant_dot_q8act_scalar(t, row, xq, xd, xsum, n);
+}
+
+const char* quant_dot_q8act_kernel() {
+#if defined(DSMOE_QUANT_X86)
+  if (have_vnni()) return "AVX512-VNNI";
+  if (quant_have_avx2()) return "AVX2";
+#endif
+  return "scalar";
 }
 
 }  // namespace dsmoe

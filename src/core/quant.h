@@ -50,11 +50,19 @@ bool quant_have_avx2();  // the CPU supports avx2, fma and f16c (checked once wi
 
 // ---- integer dot products for decoding (ggml's vec_dot_q8_0_q8_0 / vec_dot_q4_0_q8_0 scheme) ----
 // The activation vector is quantized once per matrix-vector product to 8 bits per 32-block (xq int8 [n], xd f32
-// scale [n/32], amax/127 like Q8_0 but the scale kept in f32), so each weight block costs one 32-wide int8 dot
-// product instead of 32 float multiply-adds. Order (both paths): per block, lane l (0..7) sums the integer products
-// of weights 4l..4l+3 exactly; acc[l] = fmaf(d_w * d_x, lane_l, acc[l]); the result is hsum8(acc) (ggml's order).
-void quantize_act_q8(const float* x, int8_t* xq, float* xd, int64_t n);  // n a multiple of 32
-float quant_dot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, int64_t n);  // Q8_0/Q4_0
-float quant_dot_q8act_scalar(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, int64_t n);
+// scale [n/32] = amax/127 like Q8_0 but kept in f32, xsum int32 [n/32] = the block's sum of xq), so each weight
+// block costs one 32-wide int8 dot product instead of 32 float multiply-adds.
+// Order (every path): per block b, the exact integer dot product s_b; acc[b % 8] = fmaf(d_w,b * d_x,b, s_b,
+// acc[b % 8]); the result is hsum8(acc) (ggml's 8-lane order). So the scalar reference and the SIMD kernels
+// (AVX2, AVX512-VNNI; chosen at run time) return identical bits.
+void quantize_act_q8(const float* x, int8_t* xq, float* xd, int32_t* xsum, int64_t n);  // n a multiple of 32
+float quant_dot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
+                      int64_t n);  // Q8_0 / Q4_0 rows
+float quant_dot_q8act_scalar(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
+                             int64_t n);
+// The AVX2 kernel alone (scalar without AVX2), so tests cover it on VNNI machines too.
+float quant_dot_q8act_avx2(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
+                           int64_t n);
+const char* quant_dot_q8act_kernel();  // "AVX512-VNNI", "AVX2" or "scalar": what quant_dot_q8act runs here
 
 }  // namespace dsmoe

@@ -27,6 +27,7 @@ namespace {
 thread_local std::vector<float> t_panel;
 thread_local std::vector<int8_t> t_xq;
 thread_local std::vector<float> t_xd;
+thread_local std::vector<int32_t> t_xsum;
 
 // n <= kQmatmulDotMaxRows rows of x against every weight row.
 void dot_rows(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy) {
@@ -34,12 +35,16 @@ void dot_rows(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy
   if (quant_is_block(w.type)) {
     t_xq.resize(static_cast<size_t>(n * K));
     t_xd.resize(static_cast<size_t>(n * K / 32));
-    for (int64_t i = 0; i < n; ++i) quantize_act_q8(x + i * K, t_xq.data() + i * K, t_xd.data() + i * K / 32, K);
+    t_xsum.resize(static_cast<size_t>(n * K / 32));
+    for (int64_t i = 0; i < n; ++i)
+      quantize_act_q8(x + i * K, t_xq.data() + i * K, t_xd.data() + i * K / 32, t_xsum.data() + i * K / 32, K);
     const int8_t* xq = t_xq.data();
     const float* xd = t_xd.data();
+    const int32_t* xs = t_xsum.data();
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < w.rows; ++r)
-      for (int64_t i = 0; i < n; ++i) y[i * ldy + r] = quant_dot_q8act(w.type, w.row(r), xq + i * K, xd + i * K / 32, K);
+      for (int64_t i = 0; i < n; ++i)
+        y[i * ldy + r] = quant_dot_q8act(w.type, w.row(r), xq + i * K, xd + i * K / 32, xs + i * K / 32, K);
     return;
   }
 #pragma omp parallel for schedule(static)
