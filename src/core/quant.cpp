@@ -496,10 +496,13 @@ constexpr int unsigned_shift() {
   }                                                                                                      \
   alignas(32) float lanes[8];                                                                            \
   _mm256_store_ps(lanes, acc);                                                                           \
-  for (int64_t b = nb8; b < nb; ++b) {                                                                   \
+  for (int64_t b = nb8; b < nb; ++b) { /* the last nb % 8 blocks one by one, same sums */               \
     const uint8_t* block = row + b * bb;                                                                 \
-    lanes[b % 8] = std::fmaf(f16_to_f32(load_u16(block)) * xd[b],                                        \
-                             static_cast<float>(block_dot(kType, block, xq + 32 * b)), lanes[b % 8]);    \
+    alignas(32) int32_t part[8];                                                                         \
+    _mm256_store_si256(reinterpret_cast<__m256i*>(part), LANES(block, xq + 32 * b));                     \
+    int32_t sum = part[0] + part[1] + part[2] + part[3] + part[4] + part[5] + part[6] + part[7];         \
+    if constexpr (shift >= 0) sum -= xsum[b] << shift;                                                   \
+    lanes[b % 8] = std::fmaf(f16_to_f32(load_u16(block)) * xd[b], static_cast<float>(sum), lanes[b % 8]); \
   }                                                                                                      \
   return hsum8(lanes);
 

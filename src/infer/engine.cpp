@@ -86,9 +86,14 @@ void InferenceSession::attention(int64_t layer, const float* x, int64_t n, float
   float* kn = ws_.get("inf.k", n * kvd);
   float* vn = ws_.get("inf.v", n * kvd);
   float* out = ws_.get("inf.attn", n * qd);
-  qmatmul(w.wq, x, n, q);
-  qmatmul(w.wk, x, n, kn);
-  qmatmul(w.wv, x, n, vn);
+  if (n == 1) {
+    const QMatVec jobs[] = {{&w.wq, x, q}, {&w.wk, x, kn}, {&w.wv, x, vn}};
+    qmatvec_many(jobs, 3);
+  } else {
+    qmatmul(w.wq, x, n, q);
+    qmatmul(w.wk, x, n, kn);
+    qmatmul(w.wv, x, n, vn);
+  }
   // RoPE at absolute positions, and append K, V to the cache in its type.
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t h = 0; h < H; ++h) rope(q + i * qd + h * hd, P + i);
@@ -161,8 +166,13 @@ void InferenceSession::swiglu(const QMatrix& gate, const QMatrix& up, const QMat
   const int64_t F = gate.rows;
   float* g = ws_.get(std::string(tag) + ".g", n * F);
   float* u = ws_.get(std::string(tag) + ".u", n * F);
-  qmatmul(gate, x, n, g);
-  qmatmul(up, x, n, u);
+  if (n == 1) {
+    const QMatVec jobs[] = {{&gate, x, g}, {&up, x, u}};
+    qmatvec_many(jobs, 2);
+  } else {
+    qmatmul(gate, x, n, g);
+    qmatmul(up, x, n, u);
+  }
   swiglu_forward(g, u, g, n * F);
   qmatmul(down, g, n, y);
 }
@@ -178,11 +188,34 @@ void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float
   const RoutingPlan plan = routing_plan_build(probs, n, E, k, c.norm_topk_prob, 0.0);
   const int64_t A = plan.rows();
   float* rows_out = ws_.get("moe.rows_out", A * d);  // [A, d] expert outputs in expert-sorted order
+  const bool shared = !w.sh_gate.empty();
   if (n == 1) {
-    // Decode: experts one after another, each product row-parallel over the threads.
+    // Decode: the k selected experts and the shared ones as two batches of matrix-vector products (gate and up
+    // of all, then down of all), each batch one parallel region over all its rows.
+    const int64_t Fs = shared ? w.sh_gate.rows : 0;
+    float* gu = ws_.get("moe.gu", 2 * (k * Fe + Fs));  // [gate | up] per selected expert, then the shared ones
+    std::vector<QMatVec> jobs;
+    std::vector<int64_t> chosen;
     for (int64_t e = 0; e < E; ++e)
-      if (plan.rows_of(e) > 0)
-        swiglu(w.exp_gate[e], w.exp_up[e], w.exp_down[e], x, 1, rows_out + plan.expert_offsets[e] * d, "moe.e");
+      if (plan.rows_of(e) > 0) chosen.push_back(e);
+    for (size_t i = 0; i < chosen.size(); ++i) {
+      jobs.push_back({&w.exp_gate[chosen[i]], x, gu + 2 * i * Fe});
+      jobs.push_back({&w.exp_up[chosen[i]], x, gu + (2 * i + 1) * Fe});
+    }
+    float* gs = gu + 2 * k * Fe;
+    if (shared) {
+      jobs.push_back({&w.sh_gate, x, gs});
+      jobs.push_back({&w.sh_up, x, gs + Fs});
+    }
+    qmatvec_many(jobs.data(), jobs.size());
+    for (size_t i = 0; i < chosen.size(); ++i) swiglu_forward(gu + 2 * i * Fe, gu + (2 * i + 1) * Fe, gu + 2 * i * Fe, Fe);
+    if (shared) swiglu_forward(gs, gs + Fs, gs, Fs);
+    jobs.clear();
+    for (size_t i = 0; i < chosen.size(); ++i)
+      jobs.push_back({&w.exp_down[chosen[i]], gu + 2 * i * Fe, rows_out + plan.expert_offsets[chosen[i]] * d});
+    if (shared) jobs.push_back({&w.sh_down, gs, y});
+    else std::fill(y, y + d, 0.0f);
+    qmatvec_many(jobs.data(), jobs.size());
   } else {
     // Prefill: experts in parallel, one thread each, products single-threaded inside (gathered rows per thread).
     float* xe_all = ws_.get("moe.xe", A * d);
@@ -201,8 +234,10 @@ void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float
       qmatmul(w.exp_down[e], g, r, rows_out + r0 * d);
     }
   }
-  if (!w.sh_gate.empty()) swiglu(w.sh_gate, w.sh_up, w.sh_down, x, n, y, "moe.shared");
-  else std::fill(y, y + n * d, 0.0f);
+  if (n > 1) {
+    if (shared) swiglu(w.sh_gate, w.sh_up, w.sh_down, x, n, y, "moe.shared");
+    else std::fill(y, y + n * d, 0.0f);
+  }
   for (int64_t t = 0; t < n; ++t)
     for (int64_t j = 0; j < k; ++j) {
       const int32_t row = plan.slot_row[t * k + j];

@@ -80,6 +80,58 @@ void qmatmul(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy)
   else panel_gemm(w, x, n, y, ldy);
 }
 
+void qmatvec_many(const QMatVec* jobs, size_t count) {
+  // Each distinct input gets a slot in the 8-bit scratch, quantized once when some block-type matrix reads it.
+  std::vector<const float*> inputs;
+  std::vector<size_t> slot_offset;  // per input, in elements
+  std::vector<bool> quantized;
+  std::vector<size_t> input_of(count);
+  size_t total = 0;
+  for (size_t j = 0; j < count; ++j) {
+    const auto it = std::find(inputs.begin(), inputs.end(), jobs[j].x);
+    input_of[j] = static_cast<size_t>(it - inputs.begin());
+    if (it == inputs.end()) {
+      inputs.push_back(jobs[j].x);
+      slot_offset.push_back(total);
+      quantized.push_back(false);
+      total += static_cast<size_t>(jobs[j].w->cols);
+    }
+  }
+  t_xq.resize(total);
+  t_xd.resize(total / 32 + 1);
+  t_xsum.resize(total / 32 + 1);
+  for (size_t j = 0; j < count; ++j) {
+    const QMatrix& w = *jobs[j].w;
+    const size_t in = input_of[j], off = slot_offset[in];
+    if (!quant_is_block(w.type) || quantized[in]) continue;
+    quantize_act_q8(jobs[j].x, t_xq.data() + off, t_xd.data() + off / 32, t_xsum.data() + off / 32, w.cols);
+    quantized[in] = true;
+  }
+  // Tasks of up to 32 rows, in job order; a static schedule gives each thread a contiguous, equal share.
+  constexpr int64_t kRows = 32;
+  struct Task {
+    size_t job;
+    int64_t r0, r1;
+  };
+  std::vector<Task> tasks;
+  for (size_t j = 0; j < count; ++j)
+    for (int64_t r0 = 0; r0 < jobs[j].w->rows; r0 += kRows)
+      tasks.push_back({j, r0, std::min(jobs[j].w->rows, r0 + kRows)});
+  const int8_t* xq = t_xq.data();
+  const float* xd = t_xd.data();
+  const int32_t* xs = t_xsum.data();
+#pragma omp parallel for schedule(static)
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    const QMatVec& job = jobs[tasks[t].job];
+    const QMatrix& w = *job.w;
+    const size_t off = slot_offset[input_of[tasks[t].job]];
+    for (int64_t r = tasks[t].r0; r < tasks[t].r1; ++r)
+      job.y[r] = quant_is_block(w.type)
+                     ? quant_dot_q8act(w.type, w.row(r), xq + off, xd + off / 32, xs + off / 32, w.cols)
+                     : quant_dot(w.type, w.row(r), job.x, w.cols);
+  }
+}
+
 void qmatmul_reference(const QMatrix& w, const float* x, int64_t n, float* y) {
   std::vector<float> row(static_cast<size_t>(w.cols));
   for (int64_t r = 0; r < w.rows; ++r) {

@@ -34,6 +34,15 @@ struct QMatrix {
 
 // y[n, rows] = x[n, cols] · Wᵀ  (y row stride ldy >= rows; 0 means rows).
 void qmatmul(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy = 0);
+// Several matrix-vector products (n = 1) in one parallel region, their rows spread evenly over the threads:
+// decoding runs many small products per layer (Q/K/V; the selected experts' gate and up), and one fork/join
+// each would leave the memory bus idle between them. Products sharing an input quantize it once.
+struct QMatVec {
+  const QMatrix* w;
+  const float* x;  // [w->cols]
+  float* y;        // [w->rows]
+};
+void qmatvec_many(const QMatVec* jobs, size_t count);
 // Reference: dequantize W fully and multiply in double. For tests.
 void qmatmul_reference(const QMatrix& w, const float* x, int64_t n, float* y);
 // Row r of W as f32 (embedding lookups).
