@@ -81,7 +81,7 @@ struct Stats {
 int run_bench(const BenchArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
   const QuantType kv_type = quant_type_from_name(a.kv_type);
-  LoadedModel loaded = load_for_inference(a.model, "", LoadOptions{!a.no_mmap, false});
+  LoadedModel loaded = load_for_inference(a.model, "", LoadOptions{!a.no_mmap, false, false});
   const InferModel& model = *loaded.model;
   const ModelConfig& c = model.config;
   Rng rng(1);

@@ -1,6 +1,9 @@
 #include "model_loading.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <filesystem>
 
@@ -16,8 +19,13 @@ namespace fs = std::filesystem;
 namespace {
 double gib(size_t bytes) { return static_cast<double>(bytes) / (1ull << 30); }
 
-size_t physical_memory() {
-  return static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGE_SIZE));
+// Physical memory, or less when an address-space limit (ulimit -v) forbids mapping more.
+size_t usable_memory() {
+  size_t bytes = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGE_SIZE));
+  struct rlimit limit {};
+  if (getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)
+    bytes = std::min<size_t>(bytes, static_cast<size_t>(limit.rlim_cur));
+  return bytes;
 }
 }  // namespace
 
@@ -25,10 +33,10 @@ LoadedModel load_for_inference(const std::string& model_path, const std::string&
                                const LoadOptions& options) {
   const bool gguf = fs::path(model_path).extension() == ".gguf";
   const size_t need = infer_model_bytes_needed(model_path);
-  const size_t have = physical_memory();
+  const size_t have = usable_memory();
   // With mmap the kernel could page weights in and out, but every decoded token reads most of them: a model
   // larger than RAM would run at disk speed. Refuse it plainly instead.
-  check(need <= have, "{}: the weights need {:.2f} GiB but this machine has {:.2f} GiB of memory", model_path,
+  check(need <= have, "{}: the weights need {:.2f} GiB but only {:.2f} GiB of memory is usable here", model_path,
         gib(need), gib(have));
   if (options.verbose)
     fmt::print(stderr, "loading {}: {:.2f} GiB of weights ({}; {:.2f} GiB of memory)\n", model_path, gib(need),
@@ -36,7 +44,9 @@ LoadedModel load_for_inference(const std::string& model_path, const std::string&
                gib(have));
   LoadedModel loaded;
   loaded.model = infer_model_load(model_path, InferLoadOptions{options.use_mmap});
-  if (!tokenizer_dir.empty()) {
+  if (!options.tokenizer) {
+    // none wanted
+  } else if (!tokenizer_dir.empty()) {
     loaded.tokenizer.emplace(text::Tokenizer::load(tokenizer_dir));
   } else if (!gguf && fs::exists(fs::path(model_path) / "tokenizer.json")) {
     loaded.tokenizer.emplace(text::Tokenizer::load(model_path));

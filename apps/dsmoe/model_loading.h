@@ -14,6 +14,7 @@ namespace dsmoe::cli {
 struct LoadOptions {
   bool use_mmap = true;  // --no-mmap reads the weights into memory instead
   bool verbose = true;   // print the memory the model needs before loading (stderr)
+  bool tokenizer = true; // look for a tokenizer (bench needs none)
 };
 
 struct LoadedModel {
@@ -21,7 +22,8 @@ struct LoadedModel {
   std::optional<text::Tokenizer> tokenizer;  // empty when none was found
 };
 
-// Checks that the weights fit in this machine's memory (one error line with both figures if not), prints what
+// Checks that the weights fit in this machine's memory and address-space limit (one error line with both
+// figures if not), prints what
 // they need, loads them, and loads a tokenizer when one is available (tokenizer_dir non-empty makes it required).
 LoadedModel load_for_inference(const std::string& model_path, const std::string& tokenizer_dir,
                                const LoadOptions& options = {});

@@ -177,11 +177,9 @@ std::unique_ptr<InferModel> infer_model_load(const std::string& path, const Infe
 
 size_t infer_model_bytes_needed(const std::string& path) {
   if (is_gguf_path(path)) {
+    // The file size (tensor data plus a little metadata), known without mapping it: mapping is what may fail.
     check(std::filesystem::is_regular_file(path), "model file {} does not exist", path);
-    const io::GgufFile file = io::GgufFile::open(path);
-    size_t total = 0;
-    for (const io::GgufTensorInfo& t : file.tensors()) total += t.nbytes;
-    return total;
+    return std::filesystem::file_size(path);
   }
   const ModelConfig c = config_from_file((std::filesystem::path(path) / "config.json").string());
   size_t total = 0;

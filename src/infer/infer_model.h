@@ -62,8 +62,8 @@ std::unique_ptr<InferModel> infer_model_from_model(std::unique_ptr<Model> model)
 std::unique_ptr<InferModel> infer_model_load_gguf(const std::string& path, const InferLoadOptions& options = {});
 // An HF directory / dsmoe checkpoint (loaded to F32) or a .gguf file.
 std::unique_ptr<InferModel> infer_model_load(const std::string& path, const InferLoadOptions& options = {});
-// Bytes the weights of `path` need in memory (file tensor bytes for GGUF, F32 arena for directories), without
-// loading them.
+// Bytes the weights of `path` need in memory (the file's size for GGUF, the F32 arena for directories), without
+// loading or mapping them.
 size_t infer_model_bytes_needed(const std::string& path);
 
 }  // namespace dsmoe

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# GGUF through the CLI on a small trained model: quantize (HF dir -> GGUF with tokenizer metadata; GGUF -> GGUF),
+# the tokenizer read back from the file, greedy text identical to the HF directory's, --no-mmap, the F16 KV cache,
+# the >= 8-bit default for every-token tensors, synth from a config, bench JSON fields, perplexity on a GGUF, chat on
+# a GGUF, and clear errors (memory limit, bad arguments).
+source "$(dirname "$0")/lib.sh" "$1"
+
+"$DSMOE" train --preset tiny --run-dir R --steps 40 > train.log 2>&1 || { failed "train tiny: $(tail -3 train.log)"; finish; exit 1; }
+mkdir -p M && cp R/latest/config.json R/latest/model.safetensors R/data/tokenizer/* M/ || failed "model dir"
+P="The number"
+gen() { "$DSMOE" generate --temperature 0 -n 12 --ignore-eos --prompt "$P" "$@" 2>/dev/null; }
+hf=$(gen --model M)
+[ -n "$hf" ] && pass "generate on the HF dir: $(printf %q "$hf")" || failed "generate on HF dir"
+
+"$DSMOE" quantize --model M --type f32 --out f32.gguf > q.log 2>&1 && "$DSMOE" quantize --model M --type q8_0 --out q8.gguf >> q.log 2>&1 \
+  && pass "quantize f32 and q8_0" || failed "quantize: $(tail -2 q.log)"
+[ "$(gen --model f32.gguf)" = "$hf" ] && pass "F32 GGUF (tokenizer from its metadata) generates the HF dir's text" \
+  || failed "f32 gguf text: $(gen --model f32.gguf) vs $hf"
+[ "$(gen --model q8.gguf)" = "$hf" ] && pass "Q8_0 GGUF generates the same greedy text" || failed "q8 gguf text: $(gen --model q8.gguf)"
+[ "$(gen --model q8.gguf --no-mmap)" = "$(gen --model q8.gguf)" ] && pass "--no-mmap: same text" || failed "--no-mmap differs"
+[ -n "$(gen --model q8.gguf --kv-type f16)" ] && pass "F16 KV cache generates" || failed "kv f16"
+"$DSMOE" quantize --model q8.gguf --type f16 --out f16.gguf > q2.log 2>&1 && [ "$(gen --model f16.gguf)" = "$hf" ] \
+  && pass "GGUF -> GGUF keeps the tokenizer and the text" || failed "gguf->gguf: $(tail -2 q2.log)"
+
+"$DSMOE" quantize --model M --type q4_0 --out q4.gguf > q4.log 2>&1
+"$DSMOE" quantize --model M --type q4_0 --all-same-type --out q4all.gguf > q4all.log 2>&1
+grep -q "Q8_0 x" q4.log && ! grep -q "Q8_0 x" q4all.log && [ -n "$(gen --model q4.gguf)" ] \
+  && pass "q4_0 keeps embeddings/lm_head/shared experts at Q8_0 unless --all-same-type ($(grep -o 'tensors:.*' q4.log))" \
+  || failed "type policy: $(cat q4.log q4all.log)"
+
+# synth from a config: random weights straight into the target type, with the tokenizer embedded.
+cp M/config.json small.json
+"$DSMOE" synth --config small.json --type q4_0 --tokenizer M --out syn.gguf > syn.log 2>&1 && [ -n "$(gen --model syn.gguf)" ] \
+  && pass "synth --config (q4_0, tokenizer metadata) generates" || failed "synth: $(tail -2 syn.log)"
+"$DSMOE" bench -m q8.gguf -p 16 -n 4 -r 2 -o json > bench.json 2> bench.err
+for f in model_filename model_type n_threads n_prompt n_gen avg_ns stddev_ns avg_ts stddev_ts samples_ts; do
+  grep -q "\"$f\"" bench.json || { failed "bench json lacks $f"; break; }
+done && pass "bench -o json has llama-bench's fields ($(grep -o 'read per decoded token [0-9.]* MB' bench.err))"
+
+"$DSMOE" data synth --out text.txt --bytes 20000 --seed 2 > /dev/null
+"$DSMOE" perplexity -m f32.gguf --text text.txt --ctx 32 > ppl.log 2>&1 && grep -q "^perplexity" ppl.log \
+  && pass "perplexity --text on a GGUF (its tokenizer): $(grep -o 'perplexity [0-9.]*' ppl.log)" || failed "ppl: $(tail -2 ppl.log)"
+printf 'hello\n' | "$DSMOE" chat --model q8.gguf --temperature 0 -n 4 > chat.out 2> chat.err \
+  && pass "chat on a GGUF with its tokenizer" || failed "chat gguf: $(cat chat.err)"
+
+# errors
+# (a sparse 8 GiB file under a 4 GiB address-space limit: refused before it is mapped; OpenBLAS itself needs a few
+# hundred MB of address space to start, so the limit cannot be much smaller)
+truncate -s 8G big.gguf
+(ulimit -v 4000000; exec "$DSMOE" generate --model big.gguf --prompt x -n 1) > out.log 2> err.log
+[ $? -eq 1 ] && grep -q "only .* GiB of memory is usable" err.log && pass "a model larger than usable memory: clear error" \
+  || failed "memory error: $(cat err.log)"
+expect_error "synth needs a preset or config" "exactly one of" "$DSMOE" synth --out x.gguf
+expect_error "unknown preset" "unknown model preset" "$DSMOE" synth --preset nope --out x.gguf
+expect_error "quantize --out must be .gguf" "should end in .gguf" "$DSMOE" quantize --model M --type q8_0 --out x.bin
+expect_error "kv type" "kv-type" "$DSMOE" generate --model q8.gguf --prompt x --kv-type q8_0
+head -c 100000 q8.gguf > cut.gguf
+expect_error "truncated GGUF" "cut.gguf" "$DSMOE" generate --model cut.gguf --prompt x
+finish
