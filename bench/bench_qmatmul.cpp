@@ -21,11 +21,17 @@ int main(int argc, char** argv) {
   CLI::App app{"qmatmul / bandwidth benchmark"};
   int64_t rows = 102400, cols = 1024;
   int threads = 0;
+  bool bandwidth_only = false;
+  app.add_flag("--bandwidth-only", bandwidth_only, "print the memory read bandwidth (GB/s) and stop");
   app.add_option("--rows", rows);
   app.add_option("--cols", cols);
   app.add_option("--threads", threads);
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) set_num_threads(threads);
+  if (bandwidth_only) {
+    fmt::print("{:.1f}\n", memory_read_bandwidth_gbs());
+    return 0;
+  }
   fmt::print("threads {}; memory read bandwidth {:.1f} GB/s\n", num_threads(), memory_read_bandwidth_gbs());
   std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(cols * 8)), y(static_cast<size_t>(rows * 8));
   for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Inference benchmark beside llama.cpp, same machine, same GGUF files, runs interleaved (this machine is noisy):
+# bench-infer (bench/configs/bench-infer.json, random weights) in F32 and Q8_0: pp512 and tg128, plus the memory
+# read bandwidth and the decode roofline (bytes of weights read per token / bandwidth). With --16b also the released
+# 16B config in Q4_0 (synth, ~9.7 GB): resident memory while generating and tg32 of both engines.
+#   bench/run_infer_bench.sh LLAMA_BIN_DIR [--16b] [--rounds N]
+# Build llama.cpp first (fetch it; never commit it): cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON
+#   -DLLAMA_CURL=OFF && cmake --build build --target llama-bench llama-simple
+# OpenBLAS picks its kernels from OPENBLAS_CORETYPE when set (this environment pins Haswell = AVX2); llama.cpp is
+# built for the native CPU (AVX-512 here). When the variable is set, dsmoe's prefill is also measured without it,
+# i.e. with the kernels OpenBLAS selects for this CPU.
+set -eu
+LLAMA=$(realpath "$1"); shift
+BIG=0; ROUNDS=3
+while [ $# -gt 0 ]; do case "$1" in --16b) BIG=1;; --rounds) ROUNDS=$2; shift;; *) echo "unknown flag $1"; exit 1;; esac; shift; done
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DSMOE=$ROOT/build/dsmoe
+WORK=${BENCH_DIR:-$ROOT/build/bench-infer}
+mkdir -p "$WORK"
+PY=/usr/bin/python3
+for t in f32 q8_0; do
+  [ -f "$WORK/bench-infer-$t.gguf" ] || "$DSMOE" synth --preset bench-infer --type $t --out "$WORK/bench-infer-$t.gguf" > /dev/null 2>&1
+done
+bw=0
+for i in 1 2 3; do b=$("$ROOT/build/bench_qmatmul" --bandwidth-only); bw=$($PY -c "print(max($bw, $b))"); done
+echo "memory read bandwidth (best of 3 x best-of-5, 2 threads): $bw GB/s"
+
+avg() { $PY -c "import json,sys; r=json.load(open(sys.argv[1])); print(' '.join('%.2f' % x['avg_ts'] for x in r))" "$1"; }
+median() { $PY -c "import statistics,sys; print('%.1f' % statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+for t in f32 q8_0; do
+  f="$WORK/bench-infer-$t.gguf"
+  L_pp=(); L_tg=(); D_pp=(); D_tg=(); N_pp=()
+  for r in $(seq "$ROUNDS"); do
+    "$LLAMA/llama-bench" -m "$f" -p 512 -n 128 -r 3 -t 2 -o json > "$WORK/l.json" 2> /dev/null
+    read -r lp lt < <(avg "$WORK/l.json"); L_pp+=("$lp"); L_tg+=("$lt")
+    "$DSMOE" bench -m "$f" -p 512 -n 128 -r 3 -t 2 -o json > "$WORK/d.json" 2> "$WORK/d.err"
+    read -r dp dt < <(avg "$WORK/d.json"); D_pp+=("$dp"); D_tg+=("$dt")
+    if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+      env -u OPENBLAS_CORETYPE "$DSMOE" bench -m "$f" -p 512 -n 0 -r 3 -t 2 -o json > "$WORK/n.json" 2> /dev/null
+      N_pp+=("$(avg "$WORK/n.json")")
+    fi
+  done
+  mb=$(grep -o 'read per decoded token [0-9.]*' "$WORK/d.err" | grep -o '[0-9.]*$')
+  lpp=$(median "${L_pp[@]}"); ltg=$(median "${L_tg[@]}"); dpp=$(median "${D_pp[@]}"); dtg=$(median "${D_tg[@]}")
+  roof=$($PY -c "print('%.1f' % ($bw * 1000 / $mb))")
+  echo
+  echo "## bench-infer $t (2 threads; median of $ROUNDS interleaved rounds, each the mean of 3 repetitions)"
+  echo "| test | llama.cpp t/s | dsmoe t/s | ratio |"
+  echo "|---|---:|---:|---:|"
+  echo "| pp512 | $lpp | $dpp | $($PY -c "print('%.2f' % ($dpp / $lpp))")× |"
+  [ ${#N_pp[@]} -gt 0 ] && { npp=$(median "${N_pp[@]}"); echo "| pp512, OpenBLAS kernels for this CPU (OPENBLAS_CORETYPE unset) | $lpp | $npp | $($PY -c "print('%.2f' % ($npp / $lpp))")× |"; }
+  echo "| tg128 | $ltg | $dtg | $($PY -c "print('%.2f' % ($dtg / $ltg))")× |"
+  echo "decode reads $mb MB of weights per token: roofline $roof t/s at $bw GB/s; dsmoe at $($PY -c "print('%.0f' % (100 * $dtg / $roof))")%, llama.cpp at $($PY -c "print('%.0f' % (100 * $ltg / $roof))")%"
+  echo "raw: llama pp ${L_pp[*]} | dsmoe pp ${D_pp[*]} | llama tg ${L_tg[*]} | dsmoe tg ${D_tg[*]}"
+done
+
+if [ $BIG = 1 ]; then
+  f="$WORK/deepseek-moe-16b-q4_0.gguf"
+  [ -f "$f" ] || "$DSMOE" synth --preset deepseek-moe-16b-base --type q4_0 --out "$f"
+  /usr/bin/time -f "%M" -o "$WORK/rss" "$DSMOE" generate --model "$f" --prompt-ids 100000,500,600,700 -n 32 --temperature 0 > /dev/null 2> "$WORK/gen.err"
+  echo
+  echo "## deepseek-moe-16b-base, random weights, Q4_0 (+Q8_0 embeddings/lm_head/shared experts), $(du -h "$f" | cut -f1)"
+  echo "dsmoe generate (4-token prompt, 32 new tokens): peak RSS $($PY -c "print('%.2f' % ($(cat "$WORK/rss") / 1048576))") GiB; $(grep 'eval time' "$WORK/gen.err" | tail -1 | sed 's/ *eval time/eval time/')"
+  L=(); D=()
+  for r in $(seq "$ROUNDS"); do
+    "$LLAMA/llama-bench" -m "$f" -p 0 -n 32 -r 2 -t 2 -o json > "$WORK/l.json" 2> /dev/null; L+=("$(avg "$WORK/l.json")")
+    "$DSMOE" bench -m "$f" -p 0 -n 32 -r 2 -t 2 -o json > "$WORK/d.json" 2> /dev/null; D+=("$(avg "$WORK/d.json")")
+  done
+  echo "tg32: llama.cpp $(median "${L[@]}") t/s, dsmoe $(median "${D[@]}") t/s (raw: ${L[*]} | ${D[*]})"
+fi
