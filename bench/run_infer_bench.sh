@@ -18,8 +18,12 @@ DSMOE=$ROOT/build/dsmoe
 WORK=${BENCH_DIR:-$ROOT/build/bench-infer}
 mkdir -p "$WORK"
 PY=/usr/bin/python3
+# llama.cpp loads no GGUF without tokenizer metadata: embed the DeepSeek tokenizer (TOKENIZER=DIR overrides).
+TOKENIZER=${TOKENIZER:-$ROOT/../shared/tokenizers/deepseek-llm}
+[ -f "$TOKENIZER/tokenizer.json" ] || { echo "no tokenizer at $TOKENIZER (set TOKENIZER=DIR)"; exit 1; }
 for t in f32 q8_0; do
-  [ -f "$WORK/bench-infer-$t.gguf" ] || "$DSMOE" synth --preset bench-infer --type $t --out "$WORK/bench-infer-$t.gguf" > /dev/null 2>&1
+  [ -f "$WORK/bench-infer-$t.gguf" ] || "$DSMOE" synth --preset bench-infer --type $t --tokenizer "$TOKENIZER" \
+    --out "$WORK/bench-infer-$t.gguf" > /dev/null 2>&1
 done
 bw=0
 for i in 1 2 3; do b=$("$ROOT/build/bench_qmatmul" --bandwidth-only); bw=$($PY -c "print(max($bw, $b))"); done
@@ -48,7 +52,10 @@ for t in f32 q8_0; do
   echo "| test | llama.cpp t/s | dsmoe t/s | ratio |"
   echo "|---|---:|---:|---:|"
   echo "| pp512 | $lpp | $dpp | $($PY -c "print('%.2f' % ($dpp / $lpp))")× |"
-  [ ${#N_pp[@]} -gt 0 ] && { npp=$(median "${N_pp[@]}"); echo "| pp512, OpenBLAS kernels for this CPU (OPENBLAS_CORETYPE unset) | $lpp | $npp | $($PY -c "print('%.2f' % ($npp / $lpp))")× |"; }
+  if [ ${#N_pp[@]} -gt 0 ]; then
+    npp=$(median "${N_pp[@]}")
+    echo "| pp512, OpenBLAS kernels for this CPU (OPENBLAS_CORETYPE unset) | $lpp | $npp | $($PY -c "print('%.2f' % ($npp / $lpp))")× |"
+  fi
   echo "| tg128 | $ltg | $dtg | $($PY -c "print('%.2f' % ($dtg / $ltg))")× |"
   echo "decode reads $mb MB of weights per token: roofline $roof t/s at $bw GB/s; dsmoe at $($PY -c "print('%.0f' % (100 * $dtg / $roof))")%, llama.cpp at $($PY -c "print('%.0f' % (100 * $ltg / $roof))")%"
   echo "raw: llama pp ${L_pp[*]} | dsmoe pp ${D_pp[*]} | llama tg ${L_tg[*]} | dsmoe tg ${D_tg[*]}"
@@ -56,10 +63,11 @@ done
 
 if [ $BIG = 1 ]; then
   f="$WORK/deepseek-moe-16b-q4_0.gguf"
-  [ -f "$f" ] || "$DSMOE" synth --preset deepseek-moe-16b-base --type q4_0 --out "$f"
+  [ -f "$f" ] || "$DSMOE" synth --preset deepseek-moe-16b-base --type q4_0 --tokenizer "$TOKENIZER" --out "$f" > /dev/null
+  cat "$f" > /dev/null  # page cache warm: measure the engine, not the disk
   /usr/bin/time -f "%M" -o "$WORK/rss" "$DSMOE" generate --model "$f" --prompt-ids 100000,500,600,700 -n 32 --temperature 0 > /dev/null 2> "$WORK/gen.err"
   echo
-  echo "## deepseek-moe-16b-base, random weights, Q4_0 (+Q8_0 embeddings/lm_head/shared experts), $(du -h "$f" | cut -f1)"
+  echo "## deepseek-moe-16b-base, random weights, Q4_0 (+Q8_0 embeddings/lm_head/shared experts), $(du -hL "$f" | cut -f1)"
   echo "dsmoe generate (4-token prompt, 32 new tokens): peak RSS $($PY -c "print('%.2f' % ($(cat "$WORK/rss") / 1048576))") GiB; $(grep 'eval time' "$WORK/gen.err" | tail -1 | sed 's/ *eval time/eval time/')"
   L=(); D=()
   for r in $(seq "$ROUNDS"); do

