@@ -156,6 +156,7 @@ int run_generate(const GenerateArgs& a) {
     const StopMatch m = find_stop(text, a.stops);
     if (m.stop_at == std::string::npos && text.size() > streamed) fmt::print("{}", text.substr(streamed));
     fmt::print("\n");
+    std::fflush(stdout);  // the text ends before the timing lines on stderr
   }
   if (a.ids) return 0;  // --ids: nothing but the ids
   // llama.cpp-style timings (stderr)
