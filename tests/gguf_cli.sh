@@ -40,6 +40,18 @@ done && pass "bench -o json has llama-bench's fields ($(grep -o 'read per decode
 "$DSMOE" data synth --out text.txt --bytes 20000 --seed 2 > /dev/null
 "$DSMOE" perplexity -m f32.gguf --text text.txt --ctx 32 > ppl.log 2>&1 && grep -q "^perplexity" ppl.log \
   && pass "perplexity --text on a GGUF (its tokenizer): $(grep -o 'perplexity [0-9.]*' ppl.log)" || failed "ppl: $(tail -2 ppl.log)"
+# Quantization quality on the trained model, judged as llama.cpp users do: mean KL divergence to the F32 model's
+# next-token distributions and the share of positions with the same top token (bounds ~8x the measured KLD:
+# 6e-6 for Q8_0, 2.7e-4 for Q4_0; same top token 99.4% and 97.3%).
+"$DSMOE" perplexity -m M --text text.txt --ctx 32 --save-logits base.lp > p0.log 2>&1
+for spec in "q8:0.00005:97" "q4:0.002:92"; do
+  IFS=: read -r name max_kld min_top <<< "$spec"
+  "$DSMOE" perplexity -m $name.gguf --text text.txt --ctx 32 --kld-base base.lp > p_$name.log 2>&1
+  kld=$(grep -o 'mean KLD [0-9.]*' p_$name.log | grep -o '[0-9.]*$'); top=$(grep -o 'same top token [0-9.]*' p_$name.log | grep -o '[0-9.]*$')
+  [ -n "$kld" ] && perl -e "exit !($kld <= $max_kld && $top >= $min_top)" \
+    && pass "$name KLD vs F32 on the trained model: $kld (<= $max_kld), same top token $top% (>= $min_top%)" \
+    || failed "$name KLD: $(cat p_$name.log p0.log | tail -3)"
+done
 printf 'hello\n' | "$DSMOE" chat --model q8.gguf --temperature 0 -n 4 > chat.out 2> chat.err \
   && pass "chat on a GGUF with its tokenizer" || failed "chat gguf: $(cat chat.err)"
 
