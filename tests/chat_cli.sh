@@ -5,10 +5,7 @@
 # quits). Every wait on the background chat is for an observable event, with a generous upper bound.
 source "$(dirname "$0")/lib.sh" "$1"
 
-"$DSMOE" data synth --out syn.txt --bytes 300000 --seed 5 > /dev/null && \
-"$DSMOE" tokenizer train --input syn.txt --vocab-size 512 --out tok > /dev/null || failed "tokenizer"
-perl -e 'srand(3); for (1..400) { my ($a, $b) = (int(rand(50)), int(rand(50)));
-  printf "{\"messages\": [{\"role\": \"user\", \"content\": \"What is %d + %d?\"}, {\"role\": \"assistant\", \"content\": \"%d + %d = %d\"}]}\n", $a, $b, $a, $b, $a + $b }' > conv.jsonl
+make_tokenizer_and_conversations
 "$DSMOE" sft --model tiny --tokenizer tok --data conv.jsonl --run-dir S --seq-len 48 --batch 16 --steps 40 --lr 3e-3 \
   --warmup 5 > sft.log 2>&1 || { failed "sft run"; tail -5 sft.log; }
 M=S/latest

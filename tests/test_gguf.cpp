@@ -487,15 +487,6 @@ std::vector<float> logits_of(const Model& m, const std::vector<int32_t>& tokens,
   model_forward(m, tokens.data(), B, S, acts, false);
   return std::vector<float>(acts.logits.data(), acts.logits.data() + acts.logits.size());
 }
-ModelConfig gguf_config() {  // widths multiples of 32 so every matrix can be block-quantized
-  ModelConfig c = dsmoe::testing::tiny_config();
-  c.hidden_size = 64;
-  c.intermediate_size = 96;
-  c.moe_intermediate_size = 32;
-  c.initializer_range = 0.1;
-  c.validate();
-  return c;
-}
 }  // namespace
 
 TEST(GgufModel, QkPermutationMatchesConverter) {
@@ -562,7 +553,7 @@ TEST_F(GgufTest, ModelF32RoundTripIsBitExact) {
 // Q8_0 / Q4_0 matrices (norms and router F32): logits stay close. Asserted: relative L2 error of the logits below
 // 3% for Q8_0 (measured 1.6%; F16 0.07%, Q4_0 26%) and below 40% for Q4_0 (std 0.1 weights, 64-wide tiny model).
 TEST_F(GgufTest, ModelQuantizedLogitsClose) {
-  const ModelConfig c = gguf_config();
+  const ModelConfig c = dsmoe::testing::block_quant_config();
   auto m = dsmoe::testing::random_model(c, 7);
   const auto tokens = dsmoe::testing::random_tokens(2 * 9, c.vocab_size, 3);
   const std::vector<float> ref = logits_of(*m, tokens, 2, 9);

@@ -28,13 +28,9 @@ std::vector<uint8_t> quantized(QuantType t, const std::vector<float>& w, int64_t
   return q;
 }
 
-ModelConfig block_config() {  // every width a multiple of 32 so all matrices can be block-quantized
-  ModelConfig c = tiny_config();
-  c.hidden_size = 64;
-  c.intermediate_size = 96;
-  c.moe_intermediate_size = 32;
+ModelConfig block_config() {  // block_quant_config with a third layer (two MoE layers)
+  ModelConfig c = block_quant_config();
   c.num_hidden_layers = 3;
-  c.initializer_range = 0.1;
   c.max_position_embeddings = 128;
   c.validate();
   return c;

@@ -29,6 +29,17 @@ inline ModelConfig tiny_config() {
   return c;
 }
 
+// tiny_config with every width a multiple of 32, so every matrix can be block-quantized (Q8_0/Q4_0).
+inline ModelConfig block_quant_config() {
+  ModelConfig c = tiny_config();
+  c.hidden_size = 64;
+  c.intermediate_size = 96;
+  c.moe_intermediate_size = 32;
+  c.initializer_range = 0.1;
+  c.validate();
+  return c;
+}
+
 inline std::unique_ptr<Model> random_model(const ModelConfig& c, uint64_t seed) {
   auto m = std::make_unique<Model>(c);
   init_params(m->params, c, seed);

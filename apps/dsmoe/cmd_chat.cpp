@@ -38,6 +38,7 @@
 #include "model_loading.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
+#include "text/unicode.h"
 
 namespace dsmoe::cli {
 namespace {
@@ -122,45 +123,6 @@ class LineReader {
 };
 
 // ---- helpers ----
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  check(in.good(), "cannot open {}", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Bytes -> valid UTF-8 (each byte of an invalid sequence becomes U+FFFD), so that a reply cut inside a character, or
-// a model emitting stray bytes, can still be rendered and tokenized in the next turn.
-std::string valid_utf8(const std::string& s) {
-  std::string out;
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = len > 0 && i + len <= s.size();
-    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok && len > 1) {  // no overlong forms, surrogates or code points above U+10FFFF
-      char32_t cp = c & (0x7F >> len);
-      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-      const char32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-      ok = cp >= min_cp[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    }
-    if (ok) {
-      out.append(s, i, len);
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      i += 1;
-    }
-  }
-  return out;
-}
-
 constexpr const char* kSpace = " \t\r\n";
 
 std::string trim(const std::string& s) {
@@ -172,7 +134,7 @@ std::string trim(const std::string& s) {
 // The template: --chat-template FILE, else tokenizer_config's chat_template (a string, or HF's list of named
 // templates: "default"), else the built-in DeepSeek one.
 text::ChatTemplate pick_template(const std::string& file, const text::Tokenizer& tok) {
-  if (!file.empty()) return text::ChatTemplate::from_jinja(read_text_file(file));
+  if (!file.empty()) return text::ChatTemplate::from_jinja(read_file(file));
   const nlohmann::json& cfg = tok.config();
   if (cfg.is_object() && cfg.contains("chat_template")) {
     const nlohmann::json& t = cfg["chat_template"];
@@ -386,7 +348,7 @@ int run_chat(const ChatArgs& a) {
       fmt::print("\n");
       std::fflush(stdout);
       const size_t begin = text.find_first_not_of(kSpace);
-      messages.push_back({"assistant", valid_utf8(begin == std::string::npos ? "" : text.substr(begin))});
+      messages.push_back({"assistant", text::unicode::replace_invalid_utf8(begin == std::string::npos ? "" : text.substr(begin))});
       if (interrupted) fmt::print(stderr, "(reply interrupted)\n");
       if (context_full)
         fmt::print(stderr, "(context of {} tokens full: reply cut; older turns will be dropped)\n", ctx);

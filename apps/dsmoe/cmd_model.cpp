@@ -31,11 +31,11 @@
 namespace dsmoe::cli {
 namespace fs = std::filesystem;
 
-namespace {
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
+namespace {
 
 // ---- dsmoe init ----
 struct InitArgs {

@@ -19,12 +19,9 @@
 #include "text/corpus.h"
 #include "text/synth.h"
 #include "text/tokenizer.h"
+#include "text/unicode.h"
 
 namespace dsmoe::cli {
-namespace {
-
-namespace fs = std::filesystem;
-using text::Tokenizer;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -34,37 +31,15 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-// Bytes -> valid UTF-8: each byte of an invalid sequence becomes U+FFFD. Applied only to final strings; token
-// streams themselves may split a character across tokens.
-std::string replace_invalid_utf8(const std::string& s) {
-  std::string out;
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = len > 0 && i + len <= s.size();
-    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok && len > 1) {  // reject overlong forms, surrogates and code points above U+10FFFF
-      char32_t cp = c & (0x7F >> len);
-      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-      const char32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-      ok = cp >= min_cp[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    }
-    if (ok) {
-      out.append(s, i, len);
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      i += 1;
-    }
-  }
-  return out;
-}
+namespace {
+
+namespace fs = std::filesystem;
+using text::Tokenizer;
 
 // A token's bytes shown on one line: control characters and invalid UTF-8 escaped.
 std::string printable_piece(const std::string& bytes) {
   std::string out;
-  const std::string valid = replace_invalid_utf8(bytes);
+  const std::string valid = text::unicode::replace_invalid_utf8(bytes);
   if (valid != bytes) {
     for (unsigned char c : bytes) out += c < 0x80 && c >= 0x20 ? std::string(1, static_cast<char>(c)) : fmt::format("\\x{:02x}", c);
     return out;
@@ -165,7 +140,7 @@ int run_detokenize(const DetokenizeArgs& a) {
     ids.insert(ids.end(), more.begin(), more.end());
   }
   for (int32_t id : ids) check(id < tok.vocab_size(), "token id {} is >= the vocabulary size {}", id, tok.vocab_size());
-  fmt::print("{}", replace_invalid_utf8(tok.decode(ids)));
+  fmt::print("{}", text::unicode::replace_invalid_utf8(tok.decode(ids)));
   return 0;
 }
 

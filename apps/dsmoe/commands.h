@@ -2,6 +2,7 @@
 // declares the flags; the Command's run function executes after parsing. Errors are dsmoe::Error exceptions,
 // turned into one "error:" line and exit status 1 by main().
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -19,6 +20,11 @@ struct Command {
   CLI::App* app;             // the subcommand
   std::function<int()> run;  // what it does once its flags are parsed
 };
+
+// A whole file as bytes; "cannot open PATH" when it cannot be read.
+std::string read_file(const std::string& path);
+// Seconds since t0 (timing lines).
+double seconds_since(std::chrono::steady_clock::time_point t0);
 
 // "1,2,3" or "1 2 3" -> ids; a non-number or a negative value is an error naming it.
 std::vector<int32_t> parse_ids(const std::string& text);

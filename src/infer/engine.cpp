@@ -44,16 +44,15 @@ constexpr int64_t kMaxHeadDim = 1024;  // per-thread stack row for widening F16 
 }
 
 InferenceSession::InferenceSession(const InferModel& model, int64_t capacity, QuantType kv_type) : model_(model) {
-  const ModelConfig& c = model_.config;
-  check(capacity > 0 && capacity <= c.max_position_embeddings,
-        "context {} must be in [1, max_position_embeddings = {}]", capacity, c.max_position_embeddings);
-  check(c.head_dim() <= kMaxHeadDim, "head_dim {} > {} is not supported by the decoder", c.head_dim(), kMaxHeadDim);
-  cache_.init(c, capacity, kv_type);
-  rope_tables_build(rope_, capacity, c.head_dim(), c.rope_theta);
+  init(capacity, kv_type);
 }
 
 InferenceSession::InferenceSession(const Model& model, int64_t capacity, QuantType kv_type)
     : owned_view_(infer_model_view(model)), model_(*owned_view_) {
+  init(capacity, kv_type);
+}
+
+void InferenceSession::init(int64_t capacity, QuantType kv_type) {
   const ModelConfig& c = model_.config;
   check(capacity > 0 && capacity <= c.max_position_embeddings,
         "context {} must be in [1, max_position_embeddings = {}]", capacity, c.max_position_embeddings);

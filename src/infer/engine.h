@@ -55,6 +55,7 @@ class InferenceSession {
   const InferModel& model() const { return model_; }
 
  private:
+  void init(int64_t capacity, QuantType kv_type);
   void run_layers(const int32_t* tokens, int64_t n, float* h);  // h [n, d]: residual stream after the last layer
   void attention(int64_t layer, const float* x, int64_t n, float* y);
   void swiglu(const QMatrix& gate, const QMatrix& up, const QMatrix& down, const float* x, int64_t n, float* y,

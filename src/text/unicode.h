@@ -43,6 +43,9 @@ std::string to_utf8(char32_t cp);
 // Offset of the first byte that is not part of well-formed UTF-8 (no surrogates, no overlongs, <= U+10FFFF),
 // or std::string_view::npos when s is valid.
 size_t find_invalid_utf8(std::string_view s);
+// Bytes -> valid UTF-8: each byte of an invalid sequence becomes U+FFFD. For final strings (decoded text shown or
+// fed back to the tokenizer); token streams themselves may split a character across tokens.
+std::string replace_invalid_utf8(std::string_view s);
 
 // Character classes, all from utf8proc's tables.
 bool is_numeric(char32_t c);     // Rust char::is_numeric: general category Nd, Nl or No
