@@ -228,8 +228,9 @@ void dequantize_row(QuantType t, const uint8_t* src, float* y, int64_t n) {
 }
 
 // ---- dot products ----
-// Order (both paths): float rows: lane l accumulates i = l, l+8, ... with fmaf over the first n - n%8 elements; the
-// lanes are reduced with hsum8; the tail is fmaf-ed on in order. Block rows: per block, lane l accumulates weights
+// Order (both paths): float rows: four accumulators of 8 lanes; accumulator k, lane l takes i = 32j + 8k + l with
+// fmaf over the first n - n%32 elements, then accumulator 0 takes the remaining whole groups of 8; lanes are
+// combined as (a0 + a1) + (a2 + a3) and reduced with hsum8; the last n%8 elements are fmaf-ed on in order. Block rows: per block, lane l accumulates weights
 // l, l+8, l+16, l+24 (as integer value q, times x) with fmaf; the block sum hsum8(lanes) is scaled and added:
 // total = fmaf(d, block_sum, total).
 
@@ -244,11 +245,16 @@ float quant_dot_scalar(QuantType t, const uint8_t* row, const float* x, int64_t 
       }
       return t == QuantType::F16 ? f16_to_f32(load_u16(row + 2 * i)) : bf16_to_f32(load_u16(row + 2 * i));
     };
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    const int64_t n8 = n - n % 8;
-    for (int64_t i = 0; i < n8; i += 8)
-      for (int l = 0; l < 8; ++l) acc[l] = std::fmaf(w(i + l), x[i + l], acc[l]);
-    float total = hsum8(acc);
+    float acc[4][8] = {};
+    const int64_t n32 = n - n % 32, n8 = n - n % 8;
+    for (int64_t i = 0; i < n32; i += 32)
+      for (int k = 0; k < 4; ++k)
+        for (int l = 0; l < 8; ++l) acc[k][l] = std::fmaf(w(i + 8 * k + l), x[i + 8 * k + l], acc[k][l]);
+    for (int64_t i = n32; i < n8; i += 8)
+      for (int l = 0; l < 8; ++l) acc[0][l] = std::fmaf(w(i + l), x[i + l], acc[0][l]);
+    float lanes[8];
+    for (int l = 0; l < 8; ++l) lanes[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+    float total = hsum8(lanes);
     for (int64_t i = n8; i < n; ++i) total = std::fmaf(w(i), x[i], total);
     return total;
   }
@@ -288,23 +294,29 @@ __attribute__((target("avx2,fma,f16c"))) inline float hsum_avx(__m256 v) {
   return hsum8(a);
 }
 
+// Weights i..i+7 of an F32/F16/BF16 row as floats.
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load_float8(QuantType t, const uint8_t* row, int64_t i) {
+  if (t == QuantType::F32) return _mm256_loadu_ps(reinterpret_cast<const float*>(row + 4 * i));
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i));
+  if (t == QuantType::F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
 __attribute__((target("avx2,fma,f16c"))) float dot_avx2(QuantType t, const uint8_t* row, const float* x,
                                                          int64_t n) {
   if (!quant_is_block(t)) {
-    __m256 acc = _mm256_setzero_ps();
-    const int64_t n8 = n - n % 8;
-    for (int64_t i = 0; i < n8; i += 8) {
-      __m256 w;
-      if (t == QuantType::F32) {
-        w = _mm256_loadu_ps(reinterpret_cast<const float*>(row + 4 * i));
-      } else {
-        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i));
-        if (t == QuantType::F16) w = _mm256_cvtph_ps(h);
-        else w = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-      }
-      acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i), acc);
+    // Four independent accumulators: one chain of dependent FMAs would cap a core at 32 bytes per FMA latency,
+    // below what memory delivers.
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    const int64_t n32 = n - n % 32, n8 = n - n % 8;
+    for (int64_t i = 0; i < n32; i += 32) {
+      acc0 = _mm256_fmadd_ps(load_float8(t, row, i), _mm256_loadu_ps(x + i), acc0);
+      acc1 = _mm256_fmadd_ps(load_float8(t, row, i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+      acc2 = _mm256_fmadd_ps(load_float8(t, row, i + 16), _mm256_loadu_ps(x + i + 16), acc2);
+      acc3 = _mm256_fmadd_ps(load_float8(t, row, i + 24), _mm256_loadu_ps(x + i + 24), acc3);
     }
-    float total = hsum_avx(acc);
+    for (int64_t i = n32; i < n8; i += 8) acc0 = _mm256_fmadd_ps(load_float8(t, row, i), _mm256_loadu_ps(x + i), acc0);
+    float total = hsum_avx(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
     for (int64_t i = n8; i < n; ++i) {
       float w;
       if (t == QuantType::F32) std::memcpy(&w, row + 4 * i, 4);

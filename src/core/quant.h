@@ -40,7 +40,7 @@ void dequantize_row_q4_0(const uint8_t* src, float* y, int64_t n);
 void quantize_row(QuantType t, const float* x, uint8_t* dst, int64_t n);
 void dequantize_row(QuantType t, const uint8_t* src, float* y, int64_t n);
 
-// dot(row of n weights of type t, x[n]) in f32. Summation order is fixed (8 lanes, per block for Q8_0/Q4_0; see
+// dot(row of n weights of type t, x[n]) in f32. Summation order is fixed (4 x 8 lanes, per block for Q8_0/Q4_0; see
 // quant.cpp) and every multiply-add is fused, so the scalar reference and the AVX2 path give identical bits.
 float quant_dot(QuantType t, const uint8_t* row, const float* x, int64_t n);  // dispatches (AVX2 when available)
 float quant_dot_scalar(QuantType t, const uint8_t* row, const float* x, int64_t n);
