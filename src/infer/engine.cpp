@@ -41,6 +41,7 @@ size_t KvCache::bytes() const {
 
 namespace {
 constexpr int64_t kMaxHeadDim = 1024;  // per-thread stack row for widening F16 V rows while decoding
+constexpr int64_t kQueryBlock = 64;    // prefill attention: query rows per causal block
 }
 
 InferenceSession::InferenceSession(const InferModel& model, int64_t capacity, QuantType kv_type) : model_(model) {
@@ -145,15 +146,20 @@ void InferenceSession::attention(int64_t layer, const float* x, int64_t n, float
         kc = kf;
         vc = vf;
       }
-      gemm(false, true, n, total, hd, scale, q + h * hd, qd, kc, hd, 0.0f, scores, total);
-      for (int64_t i = 0; i < n; ++i) {
-        float* row = scores + i * total;
-        const int64_t visible = P + i + 1;
-        const float sum = exp_shift_sum(row, visible, max_of(row, visible));
-        scale_in_place(row, visible, 1.0f / sum);
-        std::fill(row + visible, row + total, 0.0f);
+      // Causal blocks of query rows: block [i0, i1) sees keys [0, P + i1) only, so about half of the masked
+      // products are never computed.
+      for (int64_t i0 = 0; i0 < n; i0 += kQueryBlock) {
+        const int64_t i1 = std::min(n, i0 + kQueryBlock), rows = i1 - i0, keys = P + i1;
+        gemm(false, true, rows, keys, hd, scale, q + i0 * qd + h * hd, qd, kc, hd, 0.0f, scores, keys);
+        for (int64_t i = i0; i < i1; ++i) {
+          float* row = scores + (i - i0) * keys;
+          const int64_t visible = P + i + 1;
+          const float sum = exp_shift_sum(row, visible, max_of(row, visible));
+          scale_in_place(row, visible, 1.0f / sum);
+          std::fill(row + visible, row + keys, 0.0f);
+        }
+        gemm(false, false, rows, hd, keys, 1.0f, scores, keys, vc, hd, 0.0f, out + i0 * qd + h * hd, qd);
       }
-      gemm(false, false, n, hd, total, 1.0f, scores, total, vc, hd, 0.0f, out + h * hd, qd);
     }
   }
   qmatmul(w.wo, out, n, y);
