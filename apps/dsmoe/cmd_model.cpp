@@ -88,7 +88,7 @@ int run_eval(const EvalArgs& a) {
 struct GenerateArgs {
   std::string model, prompt_ids, prompt, tokenizer, kv_type = "f32";
   int64_t max_new_tokens = 32;
-  bool no_mmap = false, verbose = false;
+  bool no_mmap = false;
   SamplingParams sampling = greedy_defaults();
   std::vector<std::string> stops;
   bool ids = false, ignore_eos = false;
@@ -101,7 +101,8 @@ struct GenerateArgs {
 int run_generate(const GenerateArgs& a) {
   check(a.prompt.empty() != a.prompt_ids.empty(), "give exactly one of --prompt TEXT or --prompt-ids IDS");
   const QuantType kv_type = quant_type_from_name(a.kv_type);
-  LoadedModel loaded = load_for_inference(a.model, a.tokenizer, LoadOptions{!a.no_mmap, a.verbose});
+  // The memory line goes to stderr like the timing lines; --ids prints nothing but the ids.
+  LoadedModel loaded = load_for_inference(a.model, a.tokenizer, LoadOptions{!a.no_mmap, !a.ids});
   const InferModel& model = *loaded.model;
   const int64_t V = model.config.vocab_size;
   // Text prompts need a tokenizer: --tokenizer DIR, the model directory's tokenizer.json, or GGUF metadata.
@@ -250,7 +251,6 @@ void add_model_commands(CLI::App& app, std::vector<Command>& commands) {
   gen_cmd->add_flag("--ids", gen->ids, "print only the ids (prompt and continuation)");
   gen_cmd->add_option("--kv-type", gen->kv_type, "KV cache type: f32 | f16")->check(CLI::IsMember({"f32", "f16"}));
   gen_cmd->add_flag("--no-mmap", gen->no_mmap, "read the GGUF weights into memory instead of mapping the file");
-  gen_cmd->add_flag("--verbose,-v", gen->verbose, "print the memory the model needs before loading");
 
   auto info_path = std::make_shared<std::string>();
   CLI::App* info_cmd = app.add_subcommand("info", "describe a model directory or config.json");
