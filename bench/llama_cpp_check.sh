@@ -24,4 +24,20 @@ for type in f32 q8_0; do
     tail -3 "$work/llama.log"; fails=$((fails + 1))
   fi
 done
+# And the other way: files quantized by llama.cpp (llama-quantize from our F32 file) run in dsmoe with the same text.
+if [ -x "$LLAMA/llama-quantize" ] && [ -f "$work/model-f32.gguf" ]; then
+  for type in Q8_0 Q4_0; do
+    file="$work/llama-$type.gguf"
+    "$LLAMA/llama-quantize" "$work/model-f32.gguf" "$file" "$type" > "$work/lq.log" 2>&1 \
+      || { echo "FAIL llama-quantize $type: $(tail -1 "$work/lq.log")"; fails=$((fails + 1)); continue; }
+    ours=$("$DSMOE" generate --model "$file" --prompt "$PROMPT" -n "$N" --temperature 0 --ignore-eos 2>/dev/null)
+    theirs=$("$LLAMA/llama-simple" -m "$file" -n "$N" "$PROMPT" 2> "$work/llama.log")
+    if [[ -n "$ours" && "$theirs" == *"$PROMPT$ours" ]]; then
+      echo "PASS llama.cpp-made $type: dsmoe runs it and generates llama.cpp's $N greedy tokens"
+    else
+      echo "FAIL llama.cpp-made $type"; echo "  dsmoe:     $(printf %q "$ours")"; echo "  llama.cpp: $(printf %q "$theirs")"
+      fails=$((fails + 1))
+    fi
+  done
+fi
 exit $fails
