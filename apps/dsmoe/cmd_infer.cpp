@@ -1,9 +1,12 @@
 // Inference commands of the dsmoe CLI: bench (llama-bench style prompt-processing and generation throughput),
-// quantize (GGUF export).
+// quantize and synth (streaming GGUF writers), perplexity (with KL divergence against saved log-probabilities).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,21 +18,16 @@
 #include "commands.h"
 #include "model_loading.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/threads.h"
 #include "infer/engine.h"
-#include "model/checkpoint.h"
+#include "io/gguf.h"
+#include "model/config.h"
 #include "model/gguf_model.h"
 #include "text/gguf_vocab.h"
 #include "text/tokenizer.h"
-#include "core/progress.h"
-#include "model/config.h"
-#include "train/run_config.h"
-#include "io/gguf.h"
-#include <map>
 #include "train/data.h"
-
-#include <cstdio>
-#include <fstream>
+#include "train/run_config.h"
 
 namespace dsmoe::cli {
 namespace {
