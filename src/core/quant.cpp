@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -12,6 +13,8 @@
 #endif
 
 #include "core/error.h"
+#include "core/kquant.h"
+#include "core/qdot.h"
 
 namespace dsmoe {
 
@@ -86,6 +89,17 @@ void check_blocks(QuantType t, int64_t n) {
   check(n >= 0 && n % bs == 0, "{}: {} weights is not a multiple of the block size {}", quant_type_name(t), n, bs);
 }
 
+// The two block types whose kernels live in this file; the others are in kquant.cpp / qdot.cpp.
+inline bool is_q8_0_or_q4_0(QuantType t) { return t == QuantType::Q8_0 || t == QuantType::Q4_0; }
+
+// Other block types in the float-activation dot product (tests and references only): dequantized, then the F32 row.
+thread_local std::vector<float> t_dequant_row;
+const float* dequantized(QuantType t, const uint8_t* row, int64_t n) {
+  t_dequant_row.resize(static_cast<size_t>(n));
+  dequantize_row(t, row, t_dequant_row.data(), n);
+  return t_dequant_row.data();
+}
+
 // The fixed 8-lane reduction order of ggml's hsum_float_8: ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
 inline float hsum8(const float* a) {
   const float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];
@@ -94,41 +108,71 @@ inline float hsum8(const float* a) {
 
 }  // namespace
 
+namespace {
+struct TypeInfo {
+  QuantType type;
+  const char* name;
+  int64_t block;  // weights per block
+  size_t bytes;   // bytes per block (ggml-common.h)
+};
+// ggml-common.h: Q4_1 = d, m, qs[16]; Q5_0 = d, qh[4], qs[16]; Q5_1 = d, m, qh[4], qs[16]; IQ4_NL = d, qs[16];
+// Q2_K = scales[16], qs[64], d, dmin; Q3_K = hmask[32], qs[64], scales[12], d; Q4_K = d, dmin, scales[12], qs[128];
+// Q5_K = d, dmin, scales[12], qh[32], qs[128]; Q6_K = ql[128], qh[64], scales[16], d.
+constexpr TypeInfo kTypeInfo[] = {
+    {QuantType::F32, "F32", 1, 4},        {QuantType::F16, "F16", 1, 2},        {QuantType::Q4_0, "Q4_0", 32, 18},
+    {QuantType::Q4_1, "Q4_1", 32, 20},    {QuantType::Q5_0, "Q5_0", 32, 22},    {QuantType::Q5_1, "Q5_1", 32, 24},
+    {QuantType::Q8_0, "Q8_0", 32, 34},    {QuantType::Q2_K, "Q2_K", 256, 84},   {QuantType::Q3_K, "Q3_K", 256, 110},
+    {QuantType::Q4_K, "Q4_K", 256, 144},  {QuantType::Q5_K, "Q5_K", 256, 176},  {QuantType::Q6_K, "Q6_K", 256, 210},
+    {QuantType::IQ4_NL, "IQ4_NL", 32, 18}, {QuantType::BF16, "BF16", 1, 2},
+};
+const TypeInfo* type_info(uint32_t id) {
+  for (const TypeInfo& i : kTypeInfo)
+    if (static_cast<uint32_t>(i.type) == id) return &i;
+  return nullptr;
+}
+const TypeInfo& info_of(QuantType t) {
+  const TypeInfo* i = type_info(static_cast<uint32_t>(t));
+  if (i == nullptr) fail("unknown weight type id {}", static_cast<uint32_t>(t));
+  return *i;
+}
+}  // namespace
+
+uint16_t fp32_to_fp16(float f) { return f32_to_f16(f); }
+float fp16_to_fp32(uint16_t h) { return f16_to_f32(h); }
+
 const char* quant_type_name(QuantType t) {
-  switch (t) {
-    case QuantType::F32: return "F32";
-    case QuantType::F16: return "F16";
-    case QuantType::BF16: return "BF16";
-    case QuantType::Q8_0: return "Q8_0";
-    case QuantType::Q4_0: return "Q4_0";
-  }
-  return "?";
+  const TypeInfo* i = type_info(static_cast<uint32_t>(t));
+  return i ? i->name : "?";
+}
+
+std::string ggml_type_name(uint32_t id) {
+  // ggml.h enum ggml_type, for naming types dsmoe does not read.
+  static const char* const kNames[] = {"F32",     "F16",    "Q4_0",   "Q4_1",  "Q4_2", "Q4_3",  "Q5_0",  "Q5_1",
+                                       "Q8_0",    "Q8_1",   "Q2_K",   "Q3_K",  "Q4_K", "Q5_K",  "Q6_K",  "Q8_K",
+                                       "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
+                                       "I8",      "I16",    "I32",    "I64",   "F64",  "IQ1_M", "BF16",  "Q4_0_4_4",
+                                       "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0"};
+  if (id < sizeof(kNames) / sizeof(kNames[0])) return kNames[id];
+  return fmt::format("type {}", id);
 }
 
 QuantType quant_type_from_name(const std::string& name) {
   std::string u = name;
   for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  for (QuantType t : {QuantType::F32, QuantType::F16, QuantType::BF16, QuantType::Q8_0, QuantType::Q4_0})
-    if (u == quant_type_name(t)) return t;
-  fail("unknown weight type '{}' (expected f32, f16, bf16, q8_0 or q4_0)", name);
+  for (const TypeInfo& i : kTypeInfo)
+    if (u == i.name) return i.type;
+  fail("unknown weight type '{}' (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_k, q3_k, q4_k, "
+       "q5_k or q6_k)",
+       name);
 }
 
-bool quant_type_known(uint32_t id) { return id == 0 || id == 1 || id == 2 || id == 8 || id == 30; }
+bool quant_type_known(uint32_t id) { return type_info(id) != nullptr; }
 
-int64_t quant_block_size(QuantType t) { return quant_is_block(t) ? 32 : 1; }
+int64_t quant_block_size(QuantType t) { return info_of(t).block; }
 
-size_t quant_block_bytes(QuantType t) {
-  switch (t) {
-    case QuantType::F32: return 4;
-    case QuantType::F16:
-    case QuantType::BF16: return 2;
-    case QuantType::Q8_0: return 34;
-    case QuantType::Q4_0: return 18;
-  }
-  fail("unknown weight type id {}", static_cast<uint32_t>(t));
-}
+size_t quant_block_bytes(QuantType t) { return info_of(t).bytes; }
 
-bool quant_is_block(QuantType t) { return t == QuantType::Q8_0 || t == QuantType::Q4_0; }
+bool quant_is_block(QuantType t) { return info_of(t).block > 1; }
 
 size_t quant_row_bytes(QuantType t, int64_t n) {
   check_blocks(t, n);
@@ -208,6 +252,7 @@ void quantize_row(QuantType t, const float* x, uint8_t* dst, int64_t n) {
       return;
     case QuantType::Q8_0: quantize_row_q8_0(x, dst, n); return;
     case QuantType::Q4_0: quantize_row_q4_0(x, dst, n); return;
+    default: kquant_quantize_row(t, x, dst, n); return;
   }
   fail("quantize: unknown weight type id {}", static_cast<uint32_t>(t));
 }
@@ -223,6 +268,7 @@ void dequantize_row(QuantType t, const uint8_t* src, float* y, int64_t n) {
       return;
     case QuantType::Q8_0: dequantize_row_q8_0(src, y, n); return;
     case QuantType::Q4_0: dequantize_row_q4_0(src, y, n); return;
+    default: kquant_dequantize_row(t, src, y, n); return;
   }
   fail("dequantize: unknown weight type id {}", static_cast<uint32_t>(t));
 }
@@ -236,6 +282,8 @@ void dequantize_row(QuantType t, const uint8_t* src, float* y, int64_t n) {
 
 float quant_dot_scalar(QuantType t, const uint8_t* row, const float* x, int64_t n) {
   check_blocks(t, n);
+  if (quant_is_block(t) && !is_q8_0_or_q4_0(t))
+    return quant_dot_scalar(QuantType::F32, reinterpret_cast<const uint8_t*>(dequantized(t, row, n)), x, n);
   if (!quant_is_block(t)) {
     auto w = [&](int64_t i) -> float {
       if (t == QuantType::F32) {
@@ -358,6 +406,8 @@ float quant_dot_avx2(QuantType t, const uint8_t* row, const float* x, int64_t n)
 #if defined(DSMOE_QUANT_X86)
   if (quant_have_avx2()) {
     check_blocks(t, n);
+    if (quant_is_block(t) && !is_q8_0_or_q4_0(t))
+      return dot_avx2(QuantType::F32, reinterpret_cast<const uint8_t*>(dequantized(t, row, n)), x, n);
     return dot_avx2(t, row, x, n);
   }
 #endif
@@ -408,8 +458,9 @@ int32_t block_dot(QuantType t, const uint8_t* block, const int8_t* xq) {
 
 float quant_dot_q8act_scalar(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
                              int64_t n) {
-  check(quant_is_block(t), "integer dot products need a Q8_0 or Q4_0 row, not {}", quant_type_name(t));
+  check(quant_is_block(t), "integer dot products need a block-quantized row, not {}", quant_type_name(t));
   check_blocks(t, n);
+  if (!is_q8_0_or_q4_0(t)) return qdot_q8act_scalar(t, row, xq, xd, xsum, n);
   (void)xsum;  // the SIMD paths use it for their unsigned-weight forms; the sums here are already signed
   const size_t bb = quant_block_bytes(t);
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -540,6 +591,7 @@ bool have_vnni() {
 
 float quant_dot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
                       int64_t n) {
+  if (quant_is_block(t) && !is_q8_0_or_q4_0(t)) return qdot_q8act(t, row, xq, xd, xsum, n);
 #if defined(DSMOE_QUANT_X86)
   if (quant_is_block(t) && n % 32 == 0) {
     if (have_vnni())
@@ -555,6 +607,7 @@ float quant_dot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const f
 
 float quant_dot_q8act_avx2(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
                            int64_t n) {
+  if (quant_is_block(t) && !is_q8_0_or_q4_0(t)) return qdot_q8act_avx2(t, row, xq, xd, xsum, n);
 #if defined(DSMOE_QUANT_X86)
   if (quant_have_avx2() && quant_is_block(t) && n % 32 == 0)
     return t == QuantType::Q8_0 ? dot_q8act_avx2<QuantType::Q8_0>(row, xq, xd, xsum, n)

@@ -1,6 +1,7 @@
-// Weight storage types of GGUF files (llama.cpp/ggml): F32, F16, BF16 and the 32-weight block quantizations Q8_0
-// and Q4_0, with ggml's exact block layouts and reference rounding (quantize_row_q8_0_ref / quantize_row_q4_0_ref in
-// ggml/src/ggml-quants.c), so a tensor quantized here is byte-identical to one quantized by llama.cpp.
+// Weight storage types of GGUF files (llama.cpp/ggml): F32, F16, BF16, the 32-weight block quantizations Q8_0,
+// Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL and the 256-weight K-quant super-blocks Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, with ggml's
+// exact block layouts and reference rounding (ggml/src/ggml-quants.c quantize_row_*_ref), so a tensor quantized
+// here is byte-identical to one quantized by llama.cpp. Q8_0/Q4_0 live here; the other block types in kquant.cpp.
 //
 //   Q8_0 block (34 bytes): fp16 d = amax/127, then 32 int8 q = roundf(x * (1/d)); x ~ q*d.
 //   Q4_0 block (18 bytes): fp16 d = max/-8 (max = the signed value of largest magnitude), then 16 bytes:
@@ -15,19 +16,34 @@
 namespace dsmoe {
 
 // Values are GGML type ids (ggml.h enum ggml_type), as stored in GGUF tensor infos.
-enum class QuantType : uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, BF16 = 30 };
+enum class QuantType : uint32_t {
+  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
+  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, IQ4_NL = 20, BF16 = 30,
+};
+// Every type above, in id order.
+inline constexpr QuantType kAllQuantTypes[] = {
+    QuantType::F32,  QuantType::F16,  QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0,
+    QuantType::Q5_1, QuantType::Q8_0, QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K,
+    QuantType::Q5_K, QuantType::Q6_K, QuantType::IQ4_NL, QuantType::BF16};
 
-const char* quant_type_name(QuantType t);                 // "F32", "F16", "BF16", "Q8_0", "Q4_0"
+const char* quant_type_name(QuantType t);                 // ggml's names: "F32", "Q8_0", "Q4_K", "IQ4_NL", ...
 QuantType quant_type_from_name(const std::string& name);  // case-insensitive; throws dsmoe::Error
-bool quant_type_known(uint32_t ggml_id);                  // one of the five ids above
-int64_t quant_block_size(QuantType t);                    // weights per block: 1 for F32/F16/BF16, 32 otherwise
-size_t quant_block_bytes(QuantType t);                    // bytes per block: 4, 2, 2, 34, 18
-bool quant_is_block(QuantType t);                         // Q8_0 or Q4_0
+bool quant_type_known(uint32_t ggml_id);                  // one of the ids above
+// The ggml name of any type id, known or not ("Q8_1", "IQ2_XXS", ..., or "type 99"): error messages.
+std::string ggml_type_name(uint32_t ggml_id);
+int64_t quant_block_size(QuantType t);                    // weights per block: 1 (float), 32, or 256 (K-quants)
+size_t quant_block_bytes(QuantType t);                    // bytes per block (ggml-common.h)
+bool quant_is_block(QuantType t);                         // a block quantization (not F32/F16/BF16)
 // Bytes of n weights of type t; n must be a multiple of the block size (throws otherwise).
 size_t quant_row_bytes(QuantType t, int64_t n);
 
 inline constexpr int64_t kQK8_0 = 32;
 inline constexpr int64_t kQK4_0 = 32;
+inline constexpr int64_t kQK_K = 256;  // K-quant super-block
+
+// IEEE half precision <-> f32 (round to nearest even, as F16C's vcvtps2ph with rounding mode 0, which ggml uses).
+uint16_t fp32_to_fp16(float f);
+float fp16_to_fp32(uint16_t h);
 
 // Reference quantizers (n a multiple of 32): bit-identical to ggml's *_ref functions.
 void quantize_row_q8_0(const float* x, uint8_t* dst, int64_t n);

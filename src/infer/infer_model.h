@@ -48,11 +48,20 @@ struct InferModel {
   std::shared_ptr<io::GgufFile> gguf;
   std::vector<uint8_t> owned;                  // --no-mmap copy of the GGUF tensor data
   std::vector<std::vector<float>> f32_copies;  // norms / router stored in a 16-bit type, widened once
+  std::shared_ptr<uint8_t> packed_storage;     // Q8_0/Q4_0 matrices in the packed layout (core/qpack.h)
+  size_t packed_bytes = 0;
 };
 
 struct InferLoadOptions {
   bool use_mmap = true;
+  // Q8_0/Q4_0 matrices are copied once into the packed layout of core/qpack.h (same size; the mapped pages are
+  // released): decoding then needs about half the instructions per weight byte. Off: the kernels read the file.
+  bool pack = true;
 };
+
+// Packs every Q8_0/Q4_0 matrix but the embedding (read a row at a time) into one owned buffer; with mmap the source
+// pages are dropped from the resident set as they are copied. Idempotent.
+void infer_model_pack(InferModel& m);
 
 // Views into an F32 model that the caller keeps alive.
 std::unique_ptr<InferModel> infer_model_view(const Model& model);

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/qpack.h"
 
 namespace dsmoe {
 
@@ -20,7 +21,19 @@ QMatrix QMatrix::view(QuantType type, const void* data, int64_t rows, int64_t co
   return m;
 }
 
-void qmatrix_row_f32(const QMatrix& w, int64_t r, float* out) { dequantize_row(w.type, w.row(r), out, w.cols); }
+namespace {
+thread_local std::vector<uint8_t> t_stored_row;
+}  // namespace
+
+void qmatrix_row_f32(const QMatrix& w, int64_t r, float* out) {
+  const uint8_t* row = w.row(r);
+  if (w.packed) {
+    t_stored_row.resize(w.row_bytes);
+    qunpack_row(w.type, row, t_stored_row.data(), w.cols);
+    row = t_stored_row.data();
+  }
+  dequantize_row(w.type, row, out, w.cols);
+}
 
 namespace {
 // Scratch that lives as long as its thread: qmatmul may run on many threads at once (experts in parallel).
@@ -41,6 +54,18 @@ void dot_rows(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy
     const int8_t* xq = t_xq.data();
     const float* xd = t_xd.data();
     const int32_t* xs = t_xsum.data();
+    if (w.packed) {  // each weight row decoded once for all n rows of x
+#pragma omp parallel
+      {
+        float out[kQmatmulDotMaxRows];
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < w.rows; ++r) {
+          qpack_dot_rows(w.type, w.row(r), xq, xd, xs, K, n, out);
+          for (int64_t i = 0; i < n; ++i) y[i * ldy + r] = out[i];
+        }
+      }
+      return;
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < w.rows; ++r)
       for (int64_t i = 0; i < n; ++i)
@@ -61,7 +86,7 @@ void panel_gemm(const QMatrix& w, const float* x, int64_t n, float* y, int64_t l
   for (int64_t r0 = 0; r0 < w.rows; r0 += panel_rows) {
     const int64_t R = std::min(panel_rows, w.rows - r0);
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < R; ++r) dequantize_row(w.type, w.row(r0 + r), panel + r * K, K);
+    for (int64_t r = 0; r < R; ++r) qmatrix_row_f32(w, r0 + r, panel + r * K);
     gemm(false, true, n, R, K, 1.0f, x, K, panel, K, 0.0f, y + r0, ldy);
   }
 }
@@ -142,10 +167,12 @@ void qmatvec_many(const QMatVec* jobs, size_t count) {
       const QMatVec& job = jobs[tasks[t].job];
       const QMatrix& w = *job.w;
       const size_t off = slot_offset[input_of[tasks[t].job]];
-      for (int64_t r = tasks[t].r0; r < tasks[t].r1; ++r)
-        job.y[r] = quant_is_block(w.type)
-                       ? quant_dot_q8act(w.type, w.row(r), xq + off, xd + off / 32, xs + off / 32, w.cols)
-                       : quant_dot(w.type, w.row(r), job.x, w.cols);
+      for (int64_t r = tasks[t].r0; r < tasks[t].r1; ++r) {
+        if (w.packed) qpack_dot_rows(w.type, w.row(r), xq + off, xd + off / 32, xs + off / 32, w.cols, 1, &job.y[r]);
+        else if (quant_is_block(w.type))
+          job.y[r] = quant_dot_q8act(w.type, w.row(r), xq + off, xd + off / 32, xs + off / 32, w.cols);
+        else job.y[r] = quant_dot(w.type, w.row(r), job.x, w.cols);
+      }
     }
   }
 }

@@ -4,8 +4,10 @@
 // Dimension legend: n = rows of x (tokens), rows/cols = W's shape [out, in].
 // Paths (chosen per call, all giving the same math up to rounding):
 //   F32, any n          -> OpenBLAS (sgemv for n == 1, sgemm otherwise).
-//   Q8_0/Q4_0, n small  -> x quantized to 8 bits per 32-block once, integer dot products per weight row
-//                          (decoding is bound by reading the weights; this reads each byte once, as llama.cpp does).
+//   block types, n small -> x quantized to 8 bits per 32-block once, integer dot products per weight row
+//                          (decoding is bound by reading the weights; this reads each byte once, as llama.cpp does);
+//                          Q8_0/Q4_0 matrices packed at load (core/qpack.h) decode each weight group once for
+//                          up to 4 rows of x.
 //   F16/BF16, n small   -> float dot products converting on the fly.
 //   any type, n large   -> panels of rows dequantized to f32 (a few MB) and multiplied with sgemm (prefill is
 //                          bound by arithmetic; sgemm's throughput pays for the conversion many times over).
@@ -24,6 +26,7 @@ struct QMatrix {
   const uint8_t* data = nullptr;  // rows * row_bytes bytes
   int64_t rows = 0, cols = 0;
   size_t row_bytes = 0;
+  bool packed = false;  // Q8_0/Q4_0 rows in the packed layout of core/qpack.h (same bytes per row)
 
   static QMatrix view(QuantType type, const void* data, int64_t rows, int64_t cols);
   static QMatrix f32(const float* data, int64_t rows, int64_t cols) { return view(QuantType::F32, data, rows, cols); }
