@@ -92,7 +92,8 @@ TEST(Quant, TypeTable) {
   EXPECT_EQ(quant_row_bytes(QuantType::Q8_0, 64), 68u);
   EXPECT_EQ(quant_row_bytes(QuantType::F16, 7), 14u);
   EXPECT_EQ(quant_type_from_name("q8_0"), QuantType::Q8_0);
-  expect_error([] { quant_type_from_name("q5_k"); }, {"q5_k"});
+  EXPECT_EQ(quant_type_from_name("q5_k"), QuantType::Q5_K);
+  expect_error([] { quant_type_from_name("iq2_xxs"); }, {"iq2_xxs"});
   expect_error([] { quant_row_bytes(QuantType::Q4_0, 33); }, {"Q4_0", "33"});
 }
 
@@ -438,8 +439,10 @@ TEST_F(GgufTest, CorruptFilesAreErrors) {
   expect_error([&] { io::GgufFile::open(bad); }, {bad, "KV count", "implausible"});
   with([&](std::vector<uint8_t>& b) { set_u32(b, 45, 99); });
   expect_error([&] { io::GgufFile::open(bad); }, {bad, "tensor a", "unknown ggml type 99"});
-  with([&](std::vector<uint8_t>& b) { set_u32(b, 45, 12); });  // Q4_K: valid ggml, not supported here
-  expect_error([&] { io::GgufFile::open(bad); }, {bad, "tensor a", "type 12"});
+  with([&](std::vector<uint8_t>& b) { set_u32(b, 45, 16); });  // IQ2_XXS: valid ggml, not read here
+  expect_error([&] { io::GgufFile::open(bad); }, {bad, "tensor a", "IQ2_XXS"});
+  with([&](std::vector<uint8_t>& b) { set_u32(b, 45, 12); });  // Q4_K: 8 weights are not a 256-weight super-block
+  expect_error([&] { io::GgufFile::open(bad); }, {bad, "tensor a", "Q4_K", "block size 256"});
   with([&](std::vector<uint8_t>& b) { set_u64(b, 49, 4); });
   expect_error([&] { io::GgufFile::open(bad); }, {bad, "tensor a", "alignment"});
   with([](std::vector<uint8_t>& b) { b[65] = 'a'; });

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <set>
 #include <utility>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/kquant.h"
 
 namespace dsmoe::io {
 
@@ -61,6 +63,7 @@ const char* gguf_type_name(GgufType t) {
   return "?";
 }
 
+GgufValue GgufValue::u16(uint16_t v) { GgufValue x; x.type = GgufType::UINT16; x.i = v; return x; }
 GgufValue GgufValue::u32(uint32_t v) { GgufValue x; x.type = GgufType::UINT32; x.i = v; return x; }
 GgufValue GgufValue::i32(int32_t v) { GgufValue x; x.type = GgufType::INT32; x.i = v; return x; }
 GgufValue GgufValue::u64(uint64_t v) {
@@ -133,16 +136,20 @@ class GgufMapping {
 }  // namespace detail
 
 namespace {
-// Bounds-checked little-endian cursor over the mapping.
+// Bounds-checked little-endian cursor over a file's bytes: a whole mapping, or (metadata-only reads) a buffer that
+// `fetch` extends on demand. `size` is always the file's size, so truncation is reported the same way for both.
 struct Cursor {
   const uint8_t* base;
   size_t size;
   size_t pos = 0;
   const std::string& path;
+  size_t avail = size;                                       // bytes at base
+  std::function<const uint8_t*(size_t end)> fetch = nullptr;  // make [0, end) available; returns the new base
 
   void need(size_t n, const std::string& what) {
     if (n > size - pos)
       fail("{}: truncated file: {} needs {} bytes at offset {}, file has {}", path, what, n, pos, size);
+    if (pos + n > avail) base = fetch(pos + n);  // sets avail
   }
   template <typename T>
   T read(const std::string& what) {
@@ -224,46 +231,67 @@ GgufValue read_value(Cursor& c, GgufType type, const std::string& what) {
   }
   return v;
 }
-}  // namespace
 
-GgufFile::GgufFile(GgufFile&&) noexcept = default;
-GgufFile& GgufFile::operator=(GgufFile&&) noexcept = default;
-GgufFile::~GgufFile() = default;
+std::string supported_types() {
+  std::string s;
+  for (QuantType t : kAllQuantTypes) s += fmt::format("{}{}", s.empty() ? "" : ", ", quant_type_name(t));
+  return s;
+}
 
-GgufFile GgufFile::open(const std::string& path) {
-  GgufFile g;
-  g.path_ = path;
-  g.map_ = std::make_unique<detail::GgufMapping>(path);
-  Cursor c{g.map_->data(), g.map_->size(), 0, g.path_};
+// One file's header: its KVs and tensor infos (tensor data not located yet).
+struct Header {
+  uint32_t version = 0;
+  size_t alignment = 32;
+  std::vector<GgufKV> kvs;
+  std::map<std::string, size_t> kv_index;
+  uint64_t n_tensors = 0;
+  std::vector<GgufTensorInfo> tensors;
+  size_t data_start = 0;
+
+  const GgufValue* find(const std::string& key) const {
+    auto it = kv_index.find(key);
+    return it == kv_index.end() ? nullptr : &kvs[it->second].value;
+  }
+};
+
+// Magic, version, counts and the KV pairs.
+Header read_kvs(Cursor& c) {
+  const std::string& path = c.path;
+  Header h;
   if (c.size < 4) fail("{}: truncated file: {} bytes, not a GGUF file", path, c.size);
   const uint32_t magic = c.read<uint32_t>("magic");
   if (magic != kMagic) fail("{}: bad magic (not a GGUF file): expected 'GGUF'", path);
-  g.version_ = c.read<uint32_t>("version");
-  if (g.version_ != 3) fail("{}: unsupported GGUF version {} (only version 3 is supported)", path, g.version_);
-  const uint64_t n_tensors = c.read<uint64_t>("tensor count");
+  h.version = c.read<uint32_t>("version");
+  if (h.version != 3) fail("{}: unsupported GGUF version {} (only version 3 is supported)", path, h.version);
+  h.n_tensors = c.read<uint64_t>("tensor count");
   const uint64_t n_kv = c.read<uint64_t>("KV count");
   // A KV pair takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor info at least 8 + 4 + 4 + 8.
   if (n_kv > (c.size - c.pos) / 13)
     fail("{}: KV count {} is implausible for a file of {} bytes (corrupt or truncated file)", path, n_kv, c.size);
-  if (n_tensors > (c.size - c.pos) / 24)
-    fail("{}: tensor count {} is implausible for a file of {} bytes (corrupt or truncated file)", path, n_tensors,
+  if (h.n_tensors > (c.size - c.pos) / 24)
+    fail("{}: tensor count {} is implausible for a file of {} bytes (corrupt or truncated file)", path, h.n_tensors,
          c.size);
-
   for (uint64_t k = 0; k < n_kv; ++k) {
     std::string key = c.str(fmt::format("key of KV pair {}", k));
     const GgufType type = check_value_type(c.read<uint32_t>(key), path, "key " + key);
     GgufValue value = read_value(c, type, "key " + key);
-    if (g.kv_index_.count(key)) fail("{}: duplicate key {}", path, key);
-    g.kv_index_.emplace(key, g.kvs_.size());
-    g.kvs_.push_back(GgufKV{std::move(key), std::move(value)});
+    if (h.kv_index.count(key)) fail("{}: duplicate key {}", path, key);
+    h.kv_index.emplace(key, h.kvs.size());
+    h.kvs.push_back(GgufKV{std::move(key), std::move(value)});
   }
-  if (const GgufValue* a = g.find("general.alignment")) {
+  if (const GgufValue* a = h.find("general.alignment")) {
     if (!a->is_int() || a->i <= 0 || (a->i & (a->i - 1)) != 0)
       fail("{}: key general.alignment must be a positive power of two", path);
-    g.alignment_ = static_cast<size_t>(a->i);
+    h.alignment = static_cast<size_t>(a->i);
   }
+  return h;
+}
 
-  for (uint64_t k = 0; k < n_tensors; ++k) {
+// The tensor infos that follow the KVs, and where the data section starts.
+void read_tensor_infos(Cursor& c, Header& h) {
+  const std::string& path = c.path;
+  std::map<std::string, size_t> index;
+  for (uint64_t k = 0; k < h.n_tensors; ++k) {
     GgufTensorInfo t;
     t.name = c.str(fmt::format("name of tensor info {}", k));
     const std::string what = "tensor " + t.name;
@@ -275,34 +303,273 @@ GgufFile GgufFile::open(const std::string& path) {
       t.ne.push_back(ne);
     }
     const uint32_t type = c.read<uint32_t>(what);
-    if (!quant_type_known(type))
-      fail("{}: tensor {} has unsupported or unknown ggml type {} (supported: F32, F16, BF16, Q8_0, Q4_0)", path,
-           t.name, type);
+    if (!quant_type_known(type)) {
+      const std::string name = ggml_type_name(type);
+      if (name.rfind("type ", 0) == 0)
+        fail("{}: tensor {} has unknown ggml type {} (supported: {})", path, t.name, type, supported_types());
+      fail("{}: tensor {} has ggml type {} (id {}), which dsmoe does not read (supported: {})", path, t.name, name,
+           type, supported_types());
+    }
     t.type = static_cast<QuantType>(type);
     t.offset = c.read<uint64_t>(what);
-    if (t.offset % g.alignment_ != 0)
-      fail("{}: tensor {} offset {} is not a multiple of the alignment {}", path, t.name, t.offset, g.alignment_);
+    if (t.offset % h.alignment != 0)
+      fail("{}: tensor {} offset {} is not a multiple of the alignment {}", path, t.name, t.offset, h.alignment);
     int64_t numel = 1;
     for (int64_t d : t.ne) {
       if (d != 0 && numel > (int64_t{1} << 50) / d) fail("{}: tensor {} is implausibly large", path, t.name);
       numel *= d;
     }
-    if (!t.ne.empty() && t.ne[0] % quant_block_size(t.type) != 0)
-      fail("{}: tensor {} row length {} is not a multiple of the {} block size {}", path, t.name, t.ne[0],
+    const int64_t row = t.ne.empty() ? 1 : t.ne[0];
+    if (row % quant_block_size(t.type) != 0)
+      fail("{}: tensor {} row length {} is not a multiple of the {} block size {}", path, t.name, row,
            quant_type_name(t.type), quant_block_size(t.type));
     t.nbytes = gguf_tensor_bytes(t.type, t.ne);
-    if (g.tensor_index_.count(t.name)) fail("{}: duplicate tensor {}", path, t.name);
-    g.tensor_index_.emplace(t.name, g.tensors_.size());
-    g.tensors_.push_back(std::move(t));
+    if (index.count(t.name)) fail("{}: duplicate tensor {}", path, t.name);
+    index.emplace(t.name, h.tensors.size());
+    h.tensors.push_back(std::move(t));
   }
-  const size_t data_start = (c.pos + g.alignment_ - 1) / g.alignment_ * g.alignment_;
-  for (GgufTensorInfo& t : g.tensors_) {
-    if (data_start > c.size || t.offset > c.size - data_start || t.nbytes > c.size - data_start - t.offset)
+  h.data_start = (c.pos + h.alignment - 1) / h.alignment * h.alignment;
+}
+
+// Metadata of `path` read with pread into a buffer that grows as the parser needs (nothing mapped: mapping a
+// file larger than the address-space limit is what a memory check must not do).
+Header read_metadata_only(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("{}: cannot open: {}", path, errno_str());
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail("{}: cannot stat: {}", path, errno_str());
+  std::vector<uint8_t> buf;
+  Cursor c{nullptr, static_cast<size_t>(st.st_size), 0, path, 0};
+  c.fetch = [&](size_t end) {
+    const size_t want = std::min<size_t>(c.size, std::max<size_t>(end, std::max<size_t>(buf.size() * 2, 1 << 20)));
+    const size_t have = buf.size();
+    buf.resize(want);
+    size_t got = have;
+    while (got < want) {
+      const ssize_t r = ::pread(fd, buf.data() + got, want - got, static_cast<off_t>(got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) fail("{}: cannot read: {}", path, r < 0 ? errno_str() : std::string("unexpected end of file"));
+      got += static_cast<size_t>(r);
+    }
+    c.avail = want;
+    return buf.data();
+  };
+  return read_kvs(c);
+}
+
+// split.no / split.count of one file: {0, 1} for a file that is not split.
+struct SplitKeys {
+  int64_t no = 0, count = 1;
+  bool has_no = false;
+};
+SplitKeys split_keys(const Header& h, const std::string& path) {
+  SplitKeys k;
+  if (const GgufValue* v = h.find("split.count")) {
+    if (!v->is_int() || v->i < 0 || v->i > 65535) fail("{}: key split.count must be an integer in [0, 65535]", path);
+    k.count = std::max<int64_t>(1, v->i);
+  }
+  if (const GgufValue* v = h.find("split.no")) {
+    if (!v->is_int() || v->i < 0) fail("{}: key split.no must be a non-negative integer", path);
+    k.no = v->i;
+    k.has_no = true;
+  }
+  if (k.count > 1) {
+    if (!k.has_no) fail("{}: key split.count = {} but key split.no is missing", path, k.count);
+    if (k.no >= k.count) fail("{}: key split.no = {} is not below split.count = {}", path, k.no, k.count);
+  }
+  return k;
+}
+
+// The PREFIX of PREFIX-%05d-of-%05d.gguf for split `no` of `count`, or "" when the name is not spelled so.
+std::string split_prefix(const std::string& path, int64_t no, int64_t count) {
+  const std::string tail = fmt::format("-{:05d}-of-{:05d}.gguf", no + 1, count);
+  if (path.size() <= tail.size() || path.compare(path.size() - tail.size(), tail.size(), tail) != 0) return "";
+  return path.substr(0, path.size() - tail.size());
+}
+
+// The first split of a split model whose split `k.no` is `path`: the file llama-gguf-split named with index 1.
+std::string first_split_path(const std::string& path, const SplitKeys& k) {
+  const std::string prefix = split_prefix(path, k.no, k.count);
+  if (prefix.empty())
+    fail("{}: this is split {} of {} of a split model (key split.no) but its name does not end in -{:05d}-of-{:05d}"
+         ".gguf: pass the first split (PREFIX-00001-of-{:05d}.gguf)",
+         path, k.no + 1, k.count, k.no + 1, k.count, k.count);
+  const std::string first = gguf_split_path(prefix, 0, static_cast<int>(k.count));
+  if (!std::filesystem::is_regular_file(first))
+    fail("{}: this is split {} of {} of a split model and its first split {} is missing: pass the first split", path,
+         k.no + 1, k.count, first);
+  return first;
+}
+
+// Every split's path, given the first split's path and its keys.
+std::vector<std::string> all_split_paths(const std::string& first, const SplitKeys& k) {
+  if (k.count <= 1) return {first};
+  const std::string prefix = split_prefix(first, 0, k.count);
+  if (prefix.empty())
+    fail("{}: key split.count = {} but the name does not end in -00001-of-{:05d}.gguf, so the other splits cannot be "
+         "found (llama-gguf-split names them PREFIX-00001-of-{:05d}.gguf, PREFIX-00002-of-{:05d}.gguf, ...)",
+         first, k.count, k.count, k.count, k.count);
+  std::vector<std::string> paths;
+  for (int64_t i = 0; i < k.count; ++i) {
+    paths.push_back(gguf_split_path(prefix, static_cast<int>(i), static_cast<int>(k.count)));
+    if (!std::filesystem::is_regular_file(paths.back()))
+      fail("{}: split {} of {} is missing: no file {}", first, i + 1, k.count, paths.back());
+  }
+  return paths;
+}
+}  // namespace
+
+namespace detail {
+// One mapped, parsed file of a (possibly split) model.
+struct GgufPart {
+  std::string path;
+  std::unique_ptr<GgufMapping> map;
+  Header header;
+  SplitKeys split;
+};
+}  // namespace detail
+
+namespace {
+detail::GgufPart open_part(const std::string& path) {
+  detail::GgufPart p;
+  p.path = path;
+  p.map = std::make_unique<detail::GgufMapping>(path);
+  Cursor c{p.map->data(), p.map->size(), 0, p.path};
+  p.header = read_kvs(c);
+  read_tensor_infos(c, p.header);
+  const size_t size = c.size, start = p.header.data_start;
+  for (GgufTensorInfo& t : p.header.tensors) {
+    if (start > size || t.offset > size - start || t.nbytes > size - start - t.offset)
       fail("{}: tensor {} data [{}, {}) lies beyond the end of the file ({} bytes): truncated file", path, t.name,
-           data_start + t.offset, data_start + t.offset + t.nbytes, c.size);
-    t.data = c.base + data_start + t.offset;
+           start + t.offset, start + t.offset + t.nbytes, size);
+    t.file_offset = start + t.offset;
+    t.data = p.map->data() + t.file_offset;
+  }
+  p.split = split_keys(p.header, path);
+  return p;
+}
+}  // namespace
+
+GgufFile::GgufFile(GgufFile&&) noexcept = default;
+GgufFile& GgufFile::operator=(GgufFile&&) noexcept = default;
+GgufFile::~GgufFile() = default;
+
+GgufFile GgufFile::open(const std::string& path) {
+  detail::GgufPart first = open_part(path);
+  if (first.split.no != 0) {  // a later split was named: open the model from its first split
+    const SplitKeys given = first.split;
+    first = open_part(first_split_path(path, given));
+    if (first.split.no != 0 || first.split.count != given.count)
+      fail("{}: key split.no = {}, split.count = {}, but {} says it is split {} of {}", first.path, first.split.no,
+           first.split.count, path, given.no + 1, given.count);
+  }
+  const SplitKeys keys = first.split;
+  GgufFile g;
+  g.path_ = first.path;
+  g.version_ = first.header.version;
+  g.alignment_ = first.header.alignment;
+  g.kvs_ = std::move(first.header.kvs);
+  g.kv_index_ = std::move(first.header.kv_index);
+  g.split_paths_ = all_split_paths(g.path_, keys);
+
+  auto add_tensors = [&g](detail::GgufPart& part, int split) {
+    for (GgufTensorInfo& t : part.header.tensors) {
+      if (auto it = g.tensor_index_.find(t.name); it != g.tensor_index_.end())
+        fail("{}: tensor {} is in two splits: {} and {}", g.path_, t.name, g.split_paths_[g.tensors_[it->second].split],
+             part.path);
+      t.split = split;
+      g.tensor_index_.emplace(t.name, g.tensors_.size());
+      g.tensors_.push_back(std::move(t));
+    }
+    g.maps_.push_back(std::move(part.map));
+  };
+  add_tensors(first, 0);
+  for (int64_t i = 1; i < keys.count; ++i) {
+    detail::GgufPart part = open_part(g.split_paths_[static_cast<size_t>(i)]);
+    if (!part.split.has_no)
+      fail("{}: not a split of {}: key split.no is missing", part.path, g.path_);
+    if (part.split.no != i)
+      fail("{}: key split.no = {} but this is split {} of {} (split.no {} expected)", part.path, part.split.no, i + 1,
+           keys.count, i);
+    if (part.split.count != keys.count)
+      fail("{}: key split.count = {} but the first split {} says {}", part.path, part.split.count, g.path_,
+           keys.count);
+    add_tensors(part, static_cast<int>(i));
+  }
+  if (const GgufValue* n = g.find("split.tensors.count")) {
+    if (!n->is_int() || n->i != static_cast<int64_t>(g.tensors_.size()))
+      fail("{}: key split.tensors.count = {} but the {} split(s) hold {} tensors", g.path_, n->is_int() ? n->i : -1,
+           keys.count, g.tensors_.size());
+  } else if (keys.count > 1) {
+    fail("{}: missing key split.tensors.count (a split model must say how many tensors its splits hold)", g.path_);
   }
   return g;
+}
+
+size_t GgufFile::file_bytes() const {
+  size_t total = 0;
+  for (const auto& m : maps_) total += m->size();
+  return total;
+}
+
+std::vector<std::string> gguf_model_files(const std::string& path) {
+  SplitKeys keys = split_keys(read_metadata_only(path), path);
+  std::string first = path;
+  if (keys.no != 0) {
+    first = first_split_path(path, keys);
+    keys = split_keys(read_metadata_only(first), first);
+  }
+  return all_split_paths(first, keys);
+}
+
+void gguf_validate_block_scales(const GgufFile& file) {
+  // Work in pieces of about 1 MiB so that a few huge expert tensors still spread over every thread.
+  struct Piece {
+    const GgufTensorInfo* t;
+    int64_t row0, row1;
+  };
+  std::vector<Piece> pieces;
+  for (const GgufTensorInfo& t : file.tensors()) {
+    if (!quant_is_block(t.type) || t.numel() == 0) continue;
+    const int64_t n = t.ne[0], rows = t.numel() / n;
+    const int64_t per = std::max<int64_t>(1, static_cast<int64_t>((size_t{1} << 20) / quant_row_bytes(t.type, n)));
+    for (int64_t r = 0; r < rows; r += per) pieces.push_back({&t, r, std::min(rows, r + per)});
+  }
+  // The first bad row in file order is reported, whatever thread finds it.
+  size_t bad_piece = pieces.size();
+  int64_t bad_row = 0;
+  const int64_t n_pieces = static_cast<int64_t>(pieces.size());
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int64_t i = 0; i < n_pieces; ++i) {
+    size_t known;
+#pragma omp atomic read
+    known = bad_piece;
+    if (static_cast<size_t>(i) > known) continue;
+    const Piece& p = pieces[static_cast<size_t>(i)];
+    const int64_t n = p.t->ne[0];
+    const size_t row_bytes = quant_row_bytes(p.t->type, n);
+    for (int64_t r = p.row0; r < p.row1; ++r) {
+      if (quant_validate_row(p.t->type, p.t->data + static_cast<size_t>(r) * row_bytes, n)) continue;
+#pragma omp critical(gguf_validate)
+      if (static_cast<size_t>(i) < bad_piece) {
+        bad_row = r;
+#pragma omp atomic write
+        bad_piece = static_cast<size_t>(i);
+      }
+      break;
+    }
+  }
+  if (bad_piece == pieces.size()) return;
+  const GgufTensorInfo& t = *pieces[bad_piece].t;
+  const size_t row_bytes = quant_row_bytes(t.type, t.ne[0]);
+  std::string why;
+  quant_validate_row(t.type, t.data + static_cast<size_t>(bad_row) * row_bytes, t.ne[0], &why);
+  fail("{}: tensor {} ({}) row {} of {}: {} (corrupt file)", file.file_of(t), t.name, quant_type_name(t.type),
+       bad_row, t.numel() / t.ne[0], why);
 }
 
 const GgufValue* GgufFile::find(const std::string& key) const {
@@ -523,6 +790,43 @@ void write_gguf(const std::string& path, const std::vector<GgufKV>& kvs, const s
     o.pad_to(alignment);
   }
   o.commit();
+}
+
+std::string gguf_split_path(const std::string& prefix, int index, int count) {
+  return fmt::format("{}-{:05d}-of-{:05d}.gguf", prefix, index + 1, count);
+}
+
+std::vector<std::string> gguf_split_file(const std::string& input, const std::string& prefix, int max_tensors,
+                                         bool no_tensor_first_split) {
+  check(max_tensors >= 1, "gguf split: at most {} tensors per split is not possible", max_tensors);
+  const GgufFile in = GgufFile::open(input);
+  // Tensors per split, as llama-gguf-split's split_strategy groups them (MODE_TENSOR).
+  std::vector<std::vector<const GgufTensorInfo*>> groups(1);
+  if (no_tensor_first_split) groups.emplace_back();
+  for (size_t i = 0; i < in.tensors().size(); ++i) {
+    if (i > 0 && i % static_cast<size_t>(max_tensors) == 0) groups.emplace_back();
+    groups.back().push_back(&in.tensors()[i]);
+  }
+  const int count = static_cast<int>(groups.size());
+  check(count <= 65535, "{}: {} splits are more than split.count (u16) can say", input, count);
+  std::vector<std::string> paths;
+  for (int k = 0; k < count; ++k) {
+    std::vector<GgufKV> kvs;
+    if (k == 0)  // all metadata in the first split, except the input's own split keys
+      for (const GgufKV& kv : in.kvs())
+        if (kv.key.rfind("split.", 0) != 0) kvs.push_back(kv);
+    kvs.push_back({"split.no", GgufValue::u16(static_cast<uint16_t>(k))});
+    kvs.push_back({"split.count", GgufValue::u16(static_cast<uint16_t>(count))});
+    kvs.push_back({"split.tensors.count", GgufValue::i32(static_cast<int32_t>(in.tensors().size()))});
+    std::vector<GgufTensorToWrite> tensors;
+    for (const GgufTensorInfo* t : groups[static_cast<size_t>(k)])
+      tensors.push_back({t->name, t->ne, t->type, [t](std::vector<uint8_t>& out) {
+                           out.assign(t->data, t->data + t->nbytes);
+                         }});
+    paths.push_back(gguf_split_path(prefix, k, count));
+    write_gguf(paths.back(), kvs, tensors, in.alignment());
+  }
+  return paths;
 }
 
 }  // namespace dsmoe::io

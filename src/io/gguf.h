@@ -6,7 +6,14 @@
 // relative to the data section); padding to `general.alignment` (default 32); the data section.
 //
 // Reading validates everything and ends any malformed input in one dsmoe::Error naming the file and the key or
-// tensor at fault. Tensor types are the five of core/quant.h (F32, F16, BF16, Q8_0, Q4_0); others are rejected.
+// tensor at fault. Tensor types are those of core/quant.h (floats, the 32-weight blocks and the K-quants); others
+// (IQ2_XXS, Q8_1, repacked Q4_0_4_4, unknown ids) are rejected naming the tensor and ggml's type name.
+//
+// Split models (llama-gguf-split): PREFIX-00001-of-0000N.gguf ... PREFIX-0000N-of-0000N.gguf. Every split holds the
+// keys split.no (u16, 0-based), split.count (u16) and split.tensors.count (i32, the total over all splits); the
+// first split holds all other metadata; each split's tensor data lies in that split (offsets relative to its own
+// data section). GgufFile::open of any split opens them all: kvs() are the first split's, tensors() the union (in
+// split order), each tensor's data pointing into its own split's mapping.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -39,6 +46,7 @@ struct GgufValue {
   std::vector<double> floats;         // float arrays
   std::vector<std::string> strings;   // string arrays
 
+  static GgufValue u16(uint16_t v);
   static GgufValue u32(uint32_t v);
   static GgufValue i32(int32_t v);
   static GgufValue u64(uint64_t v);
@@ -63,8 +71,10 @@ struct GgufTensorInfo {
   std::vector<int64_t> ne;  // ggml order: ne[0] varies fastest (reverse of the numpy shape)
   QuantType type = QuantType::F32;
   uint64_t offset = 0;      // relative to the data section
-  const uint8_t* data = nullptr;  // into the mapping (reader only)
+  const uint8_t* data = nullptr;  // into the mapping of its split (reader only)
   size_t nbytes = 0;
+  int split = 0;            // index of the split file holding the data (reader only; 0 for a single file)
+  size_t file_offset = 0;   // where the data starts in that file (reader only)
   int64_t numel() const;
   std::vector<int64_t> shape() const;  // numpy order (reverse of ne)
 };
@@ -75,6 +85,7 @@ class GgufMapping;
 
 class GgufFile {
  public:
+  // A single file, or every split of a split model given any of its splits' paths.
   static GgufFile open(const std::string& path);
   GgufFile(GgufFile&&) noexcept;
   GgufFile& operator=(GgufFile&&) noexcept;
@@ -82,7 +93,10 @@ class GgufFile {
 
   uint32_t version() const { return version_; }
   size_t alignment() const { return alignment_; }
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return path_; }  // the first split of a split model
+  const std::vector<std::string>& split_paths() const { return split_paths_; }  // split order; one for a single file
+  const std::string& file_of(const GgufTensorInfo& t) const { return split_paths_.at(static_cast<size_t>(t.split)); }
+  size_t file_bytes() const;  // the sizes of all its files together
   const std::vector<GgufKV>& kvs() const { return kvs_; }  // file order
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }  // file order
 
@@ -105,7 +119,8 @@ class GgufFile {
  private:
   GgufFile() = default;
   std::string path_;
-  std::unique_ptr<detail::GgufMapping> map_;
+  std::vector<std::string> split_paths_;
+  std::vector<std::unique_ptr<detail::GgufMapping>> maps_;  // one per split
   uint32_t version_ = 0;
   size_t alignment_ = 32;
   std::vector<GgufKV> kvs_;
@@ -123,6 +138,15 @@ struct GgufTensorToWrite {
   std::function<void(std::vector<uint8_t>& out)> produce;  // fills `out` (resized by the callee)
 };
 
+// The files of the model at `path` (every split of a split model, in order; else just `path`), found by reading the
+// metadata of `path` (and of the first split) without mapping anything. Missing splits are errors naming them.
+std::vector<std::string> gguf_model_files(const std::string& path);
+
+// Every block-quantized tensor's block scales (fp16 d / dmin) are finite (core/kquant.h quant_validate_row), checked
+// in parallel: NaN/Inf scales from a corrupt file would otherwise spread silently through the logits. Throws one
+// line naming the file, the tensor and the row / block.
+void gguf_validate_block_scales(const GgufFile& file);
+
 // Bytes of a tensor of `type` with ggml dims ne (ne[0] must be a multiple of the block size).
 size_t gguf_tensor_bytes(QuantType type, const std::vector<int64_t>& ne);
 
@@ -130,5 +154,13 @@ size_t gguf_tensor_bytes(QuantType type, const std::vector<int64_t>& ne);
 // `alignment` (written as general.alignment when it is not 32). Writes PATH.tmp, then renames it onto PATH.
 void write_gguf(const std::string& path, const std::vector<GgufKV>& kvs, const std::vector<GgufTensorToWrite>& tensors,
                 size_t alignment = 32);
+
+// The name llama.cpp gives split `index` (0-based) of `count`: PREFIX-%05d-of-%05d.gguf.
+std::string gguf_split_path(const std::string& prefix, int index, int count);
+// Split a GGUF file as llama-gguf-split --split-max-tensors does: at most max_tensors tensors per split, in file
+// order (with no_tensor_first_split, the first split holds only the metadata); writes PREFIX-0000i-of-0000N.gguf and
+// returns their paths. A file needing one split is still written as PREFIX-00001-of-00001.gguf.
+std::vector<std::string> gguf_split_file(const std::string& input, const std::string& prefix, int max_tensors,
+                                         bool no_tensor_first_split = false);
 
 }  // namespace dsmoe::io

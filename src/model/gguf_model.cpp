@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -223,13 +224,37 @@ GgufTensorSource model_tensor_source(const Model& model) {
   };
 }
 
+namespace {
+// An integer hyperparameter llama.cpp reads with get_key_or_arr (head counts, dense width): a scalar, or one entry
+// per layer. Per-layer values must all be equal here (the engine has one width per kind of layer).
+std::optional<int64_t> layer_uniform_int(const io::GgufFile& g, const std::string& k, int64_t n_layer) {
+  const GgufValue* v = g.find(k);
+  if (!v) return std::nullopt;
+  if (v->is_int()) return v->i;
+  if (v->type != GgufType::ARRAY || !v->strings.empty() || !v->floats.empty() || v->elem == GgufType::STRING ||
+      v->elem == GgufType::FLOAT32 || v->elem == GgufType::FLOAT64)
+    fail("{}: key {} is {}, expected an integer or an array of one integer per layer", g.path(), k,
+         io::gguf_type_name(v->type));
+  check(static_cast<int64_t>(v->ints.size()) == n_layer, "{}: key {} has {} entries, expected one per layer ({})",
+        g.path(), k, v->ints.size(), n_layer);
+  for (size_t l = 1; l < v->ints.size(); ++l)
+    check(v->ints[l] == v->ints[0], "{}: key {} differs between layers ({} in layer 0, {} in layer {}): per-layer "
+          "values are not supported", g.path(), k, v->ints[0], v->ints[l], l);
+  return v->ints.empty() ? 0 : v->ints[0];
+}
+}  // namespace
+
 ModelConfig gguf_read_config(const io::GgufFile& g) {
   const std::string& path = g.path();
   const std::string arch = g.get_string("general.architecture");
-  check(arch == kArch, "{}: general.architecture is '{}', expected '{}'", path, arch, kArch);
+  check(arch == kArch, "{}: general.architecture is '{}', expected '{}' (DeepSeekMoE)", path, arch, kArch);
 
+  // Files written by dsmoe carry the HF config (training-only fields); files from llama.cpp's converter do not:
+  // then the fields the deepseek.* keys do not describe take the values llama.cpp's graph implies.
+  const bool has_dsmoe_config = g.find("dsmoe.config") != nullptr;
   ModelConfig c;
-  if (const GgufValue* v = g.find("dsmoe.config")) {
+  if (has_dsmoe_config) {
+    const GgufValue* v = g.find("dsmoe.config");
     check(v->type == GgufType::STRING, "{}: key dsmoe.config is not a string", path);
     nlohmann::json j;
     try {
@@ -245,25 +270,35 @@ ModelConfig gguf_read_config(const io::GgufFile& g) {
       fail("{}: key dsmoe.config: {}", path, e.what());
     }
   } else {
-    c.tie_word_embeddings = false;
-    c.norm_topk_prob = false;
-    c.moe_layer_freq = 1;
+    c.tie_word_embeddings = false;  // llama.cpp's deepseek always reads `output`
+    c.norm_topk_prob = false;       // top-k probabilities are not renormalized
+    c.moe_layer_freq = 1;           // every layer after the leading dense ones is MoE
   }
-  // The deepseek.* keys are authoritative for the architecture.
-  auto get_u = [&](const char* k) { return g.get_int(key(k)); };
-  c.max_position_embeddings = get_u("context_length");
-  c.hidden_size = get_u("embedding_length");
-  c.num_hidden_layers = get_u("block_count");
+  // The deepseek.* keys are authoritative for the architecture. Required as in llama.cpp's loader (get_key):
+  // a missing one is "PATH: missing key deepseek.KEY".
+  c.max_position_embeddings = g.get_int(key("context_length"));
+  c.hidden_size = g.get_int(key("embedding_length"));
+  c.num_hidden_layers = g.get_int(key("block_count"));
   c.rms_norm_eps = float_to_double_shortest(static_cast<float>(g.get_float(key("attention.layer_norm_rms_epsilon"))));
-  const int64_t lead = get_u("leading_dense_block_count");
-  c.moe_intermediate_size = get_u("expert_feed_forward_length");
-  c.n_shared_experts = get_u("expert_shared_count");
-  g.get_float(key("expert_weights_scale"));  // required by llama.cpp's loader (not applied)
-  c.n_routed_experts = g.get_int_or(key("expert_count"), 0);
-  c.num_experts_per_tok = g.get_int_or(key("expert_used_count"), 0);
-  c.intermediate_size = g.get_int_or(key("feed_forward_length"), c.intermediate_size);
-  c.num_attention_heads = g.get_int(key("attention.head_count"));
-  c.num_key_value_heads = g.get_int_or(key("attention.head_count_kv"), c.num_attention_heads);
+  const int64_t lead = g.get_int(key("leading_dense_block_count"));
+  c.moe_intermediate_size = g.get_int(key("expert_feed_forward_length"));
+  c.n_shared_experts = g.get_int(key("expert_shared_count"));
+  g.get_float(key("expert_weights_scale"));  // required by llama.cpp's loader; not applied by its deepseek graph
+  // Optional in the loader, needed by the graph: expert counts when there are MoE layers, the dense width when there
+  // are dense layers, the head count always.
+  const bool has_moe_layers = lead < c.num_hidden_layers;
+  c.n_routed_experts = has_moe_layers ? g.get_int(key("expert_count")) : g.get_int_or(key("expert_count"), 0);
+  c.num_experts_per_tok =
+      has_moe_layers ? g.get_int(key("expert_used_count")) : g.get_int_or(key("expert_used_count"), 0);
+  const std::optional<int64_t> n_ff = layer_uniform_int(g, key("feed_forward_length"), c.num_hidden_layers);
+  if (n_ff) c.intermediate_size = *n_ff;
+  else if (lead > 0 || c.n_routed_experts == 0) g.get_int(key("feed_forward_length"));  // "missing key ..."
+  const std::optional<int64_t> n_head = layer_uniform_int(g, key("attention.head_count"), c.num_hidden_layers);
+  if (!n_head) g.get_int(key("attention.head_count"));  // "missing key ..."
+  c.num_attention_heads = *n_head;
+  // llama.cpp's defaults for the rest.
+  c.num_key_value_heads =
+      layer_uniform_int(g, key("attention.head_count_kv"), c.num_hidden_layers).value_or(c.num_attention_heads);
   c.rope_theta = float_to_double_shortest(static_cast<float>(g.get_float_or(key("rope.freq_base"), 10000.0)));
   if (c.n_routed_experts > 0) c.first_k_dense_replace = lead;
   if (const GgufValue* v = g.find(key("vocab_size"))) {
@@ -271,46 +306,65 @@ ModelConfig gguf_read_config(const io::GgufFile& g) {
     c.vocab_size = v->i;
   } else if (g.find("tokenizer.ggml.tokens")) {
     c.vocab_size = static_cast<int64_t>(g.get_strings("tokenizer.ggml.tokens").size());
+  } else if (const io::GgufTensorInfo* t = g.find_tensor("token_embd.weight"); t && t->ne.size() == 2) {
+    c.vocab_size = t->ne[1];
   } else {
-    fail("{}: missing key {} (and no tokenizer.ggml.tokens)", path, key("vocab_size"));
+    fail("{}: missing key {} (and neither tokenizer.ggml.tokens nor token_embd.weight say the vocabulary size)", path,
+         key("vocab_size"));
   }
-  c.bos_token_id = g.get_int_or("tokenizer.ggml.bos_token_id", c.bos_token_id);
-  c.eos_token_id = g.get_int_or("tokenizer.ggml.eos_token_id", c.eos_token_id);
-  c.validate();
-  const int64_t hd = c.head_dim();
-  check(g.get_int_or(key("rope.dimension_count"), hd) == hd,
-        "{}: key {} = {} but head_dim is {} (partial RoPE is not supported)", path, key("rope.dimension_count"),
-        g.get_int_or(key("rope.dimension_count"), hd), hd);
-  check(g.get_int_or(key("attention.key_length"), hd) == hd, "{}: key {} differs from head_dim {}", path,
-        key("attention.key_length"), hd);
-  check(g.get_int_or(key("attention.value_length"), hd) == hd, "{}: key {} differs from head_dim {}", path,
-        key("attention.value_length"), hd);
-  if (const GgufValue* v = g.find(key("rope.scaling.type")))
-    check(v->type == GgufType::STRING && (v->s == "none" || v->s == "linear"),
-          "{}: key {} = '{}' is not supported (none only)", path, key("rope.scaling.type"), v->s);
-
+  // Token ids: the tokenizer's; without dsmoe.config or tokenizer keys, none (not HF DeepSeek's 100000/100001).
+  const int64_t no_token = -1;
+  c.bos_token_id = g.get_int_or("tokenizer.ggml.bos_token_id", has_dsmoe_config ? c.bos_token_id : no_token);
+  c.eos_token_id = g.get_int_or("tokenizer.ggml.eos_token_id", has_dsmoe_config ? c.eos_token_id : no_token);
   // Every layer has at least 7 tensors: a corrupt block_count must not make us build a huge registry.
   check(c.num_hidden_layers <= static_cast<int64_t>(g.tensors().size()),
         "{}: key {} = {} but the file holds only {} tensors", path, key("block_count"), c.num_hidden_layers,
         g.tensors().size());
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    fail("{}: the deepseek.* keys describe an invalid model: {}", path, e.what());
+  }
+  const int64_t hd = c.head_dim();
+  for (const char* k : {"rope.dimension_count", "attention.key_length", "attention.value_length"}) {
+    const int64_t v = g.get_int_or(key(k), hd);
+    check(v == hd, "{}: key {} = {} but head_dim (embedding_length / head_count) is {}: {}", path, key(k), v, hd,
+          std::string(k) == "rope.dimension_count" ? "partial RoPE is not supported"
+                                                  : "head sizes other than embedding_length / head_count are not "
+                                                    "supported");
+  }
+  if (const GgufValue* v = g.find(key("rope.scaling.type")))
+    check(v->type == GgufType::STRING && (v->s == "none" || v->s == "linear"),
+          "{}: key {} = '{}' is not supported (none, or linear with factor 1)", path, key("rope.scaling.type"), v->s);
+  // Linear scaling by a factor other than 1 (llama.cpp: rope.scaling.factor, older files rope.scale_linear) would
+  // change positions; 0 means unset there.
+  for (const char* k : {"rope.scaling.factor", "rope.scale_linear"}) {
+    const double f = g.get_float_or(key(k), 1.0);
+    check(f == 0.0 || f == 1.0, "{}: key {} = {} is not supported (RoPE scaling factor 1 only)", path, key(k), f);
+  }
   return c;
 }
 
 void gguf_check_tensors(const io::GgufFile& g, const ModelConfig& c) {
-  const std::string& path = g.path();
   // Names and shapes first: a model built from the file then cannot be larger than its tensors.
   for (const TensorSpec& spec : build_registry(c)) {
     const std::string gname = gguf_tensor_name(spec);
     const io::GgufTensorInfo& t = g.tensor(gname);
-    check(t.shape() == spec.shape, "{}: tensor {} has shape {}, expected {}", path, gname, shape_str(t.shape()),
-          shape_str(spec.shape));
+    check(t.shape() == spec.shape, "{}: tensor {} has shape {}, expected {}", g.file_of(t), gname,
+          shape_str(t.shape()), shape_str(spec.shape));
   }
   std::set<std::string> expected;
   for (const TensorSpec& spec : build_registry(c)) expected.insert(gguf_tensor_name(spec));
   if (c.tie_word_embeddings) expected.insert("output.weight");  // the tied copy written for llama.cpp
   for (const io::GgufTensorInfo& t : g.tensors())
-    check(expected.count(t.name) > 0, "{}: unexpected tensor {} (not part of a deepseek model with this config)", path,
-          t.name);
+    check(expected.count(t.name) > 0, "{}: unexpected tensor {} (not part of a deepseek model with this config)",
+          g.file_of(t), t.name);
+  if (c.tie_word_embeddings)
+    if (const io::GgufTensorInfo* out = g.find_tensor("output.weight"))
+      check(out->shape() == std::vector<int64_t>{c.vocab_size, c.hidden_size}, "{}: tensor output.weight has shape "
+            "{}, expected {}", g.file_of(*out), shape_str(out->shape()), shape_str({c.vocab_size, c.hidden_size}));
+  // Block scales last: it reads every block of the file (in parallel).
+  io::gguf_validate_block_scales(g);
 }
 
 std::unique_ptr<Model> model_load_gguf(const std::string& path) {

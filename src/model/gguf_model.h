@@ -9,8 +9,10 @@
 // requires it). Metadata: general.*, every deepseek.* key the loader needs, tokenizer BOS/EOS ids, and
 // `dsmoe.config` (the HF config.json text) so non-architecture fields round-trip.
 //
-// Reading: the config comes from the deepseek.* keys (cross-checked with dsmoe.config when present, which then
-// supplies the training-only fields); tensors are dequantized to F32 and Q/K rows un-permuted.
+// Reading: any deepseek GGUF llama.cpp writes or reads (single or split files, convert_hf_to_gguf.py's key set with
+// optional keys absent, any tensor type of core/quant.h). The config comes from the deepseek.* keys with llama.cpp's
+// defaults (dsmoe.config, when present, supplies the training-only fields); tensors are dequantized to F32 and Q/K
+// rows un-permuted.
 #pragma once
 #include <functional>
 #include <memory>
@@ -69,12 +71,17 @@ StreamingModelSource open_streaming_source(const std::string& path);
 void model_save_gguf(const Model& model, const std::string& path, QuantType type = QuantType::F32,
                      const std::string& name = "dsmoe");
 
-// The model config a deepseek GGUF describes (deepseek.* keys, cross-checked with dsmoe.config when present).
+// The model config a deepseek GGUF describes. Keys llama.cpp's loader requires are required here too (one error
+// naming the missing key), as are expert_count / expert_used_count with MoE layers, feed_forward_length with dense
+// layers and attention.head_count; the others take llama.cpp's defaults (head_count_kv = head_count, rope.freq_base
+// 10000, key/value_length = rope.dimension_count = embedding_length / head_count, vocab_size = the tokenizer's
+// token count or token_embd's rows). Without dsmoe.config: untied `output`, top-k weights not renormalized.
 ModelConfig gguf_read_config(const io::GgufFile& file);
-// Every tensor the config needs is present with its shape, and no other tensor is: errors name the tensor.
+// Every tensor the config needs is present with its shape, and no other tensor is; every block tensor's scales are
+// finite (io::gguf_validate_block_scales). Errors name the file (the split) and the tensor.
 void gguf_check_tensors(const io::GgufFile& file, const ModelConfig& config);
 
-// Read a deepseek GGUF (any mix of F32/F16/BF16/Q8_0/Q4_0 tensors) into an F32 model.
+// Read a deepseek GGUF (any tensor types of core/quant.h; split files given the first split) into an F32 model.
 std::unique_ptr<Model> model_load_gguf(const std::string& path);
 
 }  // namespace dsmoe
