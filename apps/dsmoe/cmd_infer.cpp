@@ -18,6 +18,8 @@
 #include "commands.h"
 #include "model_loading.h"
 #include "core/error.h"
+#include "core/membw.h"
+#include "core/profile.h"
 #include "core/progress.h"
 #include "core/threads.h"
 #include "infer/engine.h"
@@ -38,7 +40,7 @@ struct BenchArgs {
   std::string model, output = "md", kv_type = "f32";
   int64_t n_prompt = 512, n_gen = 128, reps = 5;
   int threads = 0;
-  bool no_mmap = false;
+  bool no_mmap = false, no_pack = false, profile = false, no_ceiling = false;
 };
 
 struct Stats {
@@ -79,7 +81,9 @@ struct Stats {
 int run_bench(const BenchArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
   const QuantType kv_type = quant_type_from_name(a.kv_type);
-  LoadedModel loaded = load_for_inference(a.model, "", LoadOptions{!a.no_mmap, false, false});
+  LoadOptions load_options{!a.no_mmap, false, false};
+  load_options.pack = !a.no_pack;
+  LoadedModel loaded = load_for_inference(a.model, "", load_options);
   const InferModel& model = *loaded.model;
   const ModelConfig& c = model.config;
   Rng rng(1);
@@ -91,51 +95,113 @@ int run_bench(const BenchArgs& a) {
   const int64_t context = std::max<int64_t>(a.n_prompt, a.n_gen) + 1;
   InferenceSession session(model, std::min(context, c.max_position_embeddings), kv_type);
   // What bounds decoding: the bytes of weights one token reads (llama.cpp's roofline figure).
-  fmt::print(stderr, "weights {:.1f} MB, read per decoded token {:.1f} MB ({})\n", model.weight_bytes() / 1e6,
-             model.active_bytes_per_token() / 1e6, model.type_summary);
+  const double bytes_per_token = static_cast<double>(model.active_bytes_per_token());
+  fmt::print(stderr, "weights {:.1f} MB, read per decoded token {:.1f} MB ({}{})\n", model.weight_bytes() / 1e6,
+             bytes_per_token / 1e6, model.type_summary, model.packed_bytes ? ", Q8_0/Q4_0 packed" : "");
   auto now = [] { return std::chrono::steady_clock::now(); };
   auto ns_since = [&](auto t0) { return std::chrono::duration<double, std::nano>(now() - t0).count(); };
   Stats pp, tg;
   pp.tokens = a.n_prompt;
   tg.tokens = a.n_gen;
+  std::map<std::string, double> pp_phases, tg_phases;  // --profile: seconds per phase, summed over repetitions
+  auto phases_since_reset = [] {
+    std::map<std::string, double> out = profile_table().seconds;
+    profile_table().seconds.clear();
+    return out;
+  };
   for (int64_t r = -1; r < a.reps; ++r) {  // r = -1: warm-up, not recorded
+    profile_enable(a.profile && r >= 0);
     if (a.n_prompt > 0) {
       std::vector<int32_t> prompt = random_tokens(a.n_prompt);
       session.reset();
+      profile_table().seconds.clear();
       const auto t0 = now();
       session.forward(prompt.data(), a.n_prompt);  // logits for the last token only
-      if (r >= 0) pp.ns.push_back(ns_since(t0));
+      if (r >= 0) {
+        pp.ns.push_back(ns_since(t0));
+        for (const auto& [k, v] : phases_since_reset()) pp_phases[k] += v;
+        pp_phases["total"] += pp.ns.back() * 1e-9;
+      }
     }
     if (a.n_gen > 0) {
       std::vector<int32_t> gen = random_tokens(a.n_gen);
       session.reset();
+      profile_table().seconds.clear();
       const auto t0 = now();
       for (int64_t i = 0; i < a.n_gen; ++i) session.forward(&gen[i], 1);
-      if (r >= 0) tg.ns.push_back(ns_since(t0));
+      if (r >= 0) {
+        tg.ns.push_back(ns_since(t0));
+        for (const auto& [k, v] : phases_since_reset()) tg_phases[k] += v;
+        tg_phases["total"] += tg.ns.back() * 1e-9;
+      }
     }
   }
+  profile_enable(false);
+  // The ceilings this run is measured against: the machine's read bandwidth (a summing loop over 1 GiB with these
+  // threads) bounds decoding; FLOPs per prompt token (2 per active weight, causal attention) give prefill GFLOP/s.
+  const double ceiling_gbs = (a.no_ceiling || tg.ns.empty()) ? 0.0 : memory_read_bandwidth_gbs();
+  const double tg_gbs = tg.ns.empty() ? 0.0 : bytes_per_token * tg.avg_ts() / 1e9;
+  const double lm_head_flops = 2.0 * static_cast<double>(c.vocab_size) * c.hidden_size;
+  const double attn_flops = 4.0 * c.num_hidden_layers * c.num_attention_heads * c.head_dim() *
+                            (static_cast<double>(a.n_prompt) * (a.n_prompt + 1) / 2);
+  const double pp_flops = 2.0 * static_cast<double>(c.n_active_params()) * a.n_prompt -
+                          (a.n_prompt - 1) * lm_head_flops + attn_flops;  // logits for the last token only
+  const double pp_gflops = pp.ns.empty() ? 0.0 : pp_flops / (pp.avg_ns());
   const std::string type = fmt::format("deepseek {:.2f}B {}", c.n_params() / 1e9, model.type_summary);
   const std::string file = fs::path(a.model).filename().string();
+  auto print_phases = [](const char* test, const std::map<std::string, double>& phases, double per) {
+    if (phases.empty()) return;
+    const double total = phases.at("total");
+    double named = 0.0;
+    fmt::print(stderr, "profile {} (ms per {}):\n", test, per > 1 ? "token" : "prompt");
+    for (const auto& [k, v] : phases) {
+      if (k == "total") continue;
+      if (k != "barrier_wait") named += v;  // barrier wait lies inside the phases that run parallel products
+      fmt::print(stderr, "  {:<16} {:9.3f}  {:5.1f}%\n", k, v * 1e3 / per, 100.0 * v / total);
+    }
+    fmt::print(stderr, "  {:<16} {:9.3f}  {:5.1f}%\n", "other", (total - named) * 1e3 / per,
+               100.0 * (total - named) / total);
+    fmt::print(stderr, "  {:<16} {:9.3f}\n", "total", total * 1e3 / per);
+  };
+  if (a.profile) {
+    print_phases("pp", pp_phases, static_cast<double>(pp.ns.size()));
+    print_phases("tg", tg_phases, static_cast<double>(tg.ns.size() * std::max<int64_t>(1, a.n_gen)));
+  }
   if (a.output == "json") {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& [stats, n_prompt, n_gen] : {std::tuple{&pp, a.n_prompt, int64_t{0}}, std::tuple{&tg, int64_t{0}, a.n_gen}}) {
       if (stats->ns.empty()) continue;
-      out.push_back({{"model_filename", file}, {"model_type", type}, {"n_threads", num_threads()},
-                     {"n_prompt", n_prompt}, {"n_gen", n_gen}, {"avg_ns", static_cast<int64_t>(stats->avg_ns())},
-                     {"stddev_ns", static_cast<int64_t>(stats->sd_ns())}, {"avg_ts", stats->avg_ts()},
-                     {"stddev_ts", stats->sd_ts()}, {"samples_ns", stats->ns}, {"samples_ts", stats->ts()}});
+      nlohmann::json rec = {{"model_filename", file}, {"model_type", type}, {"n_threads", num_threads()},
+                            {"n_prompt", n_prompt}, {"n_gen", n_gen}, {"avg_ns", static_cast<int64_t>(stats->avg_ns())},
+                            {"stddev_ns", static_cast<int64_t>(stats->sd_ns())}, {"avg_ts", stats->avg_ts()},
+                            {"stddev_ts", stats->sd_ts()}, {"samples_ns", stats->ns}, {"samples_ts", stats->ts()}};
+      if (n_gen > 0) {
+        rec["bytes_per_token"] = bytes_per_token;
+        rec["gbs"] = tg_gbs;
+        if (ceiling_gbs > 0) {
+          rec["bandwidth_ceiling_gbs"] = ceiling_gbs;
+          rec["roofline_fraction"] = tg_gbs / ceiling_gbs;
+        }
+      } else {
+        rec["gflops"] = pp_gflops;
+      }
+      out.push_back(rec);
     }
     fmt::print("{}\n", out.dump(2));
     return 0;
   }
-  fmt::print("| model | size | params | threads | test | t/s |\n|---|---:|---:|---:|---:|---:|\n");
+  fmt::print("| model | size | params | threads | test | t/s | throughput |\n|---|---:|---:|---:|---:|---:|---:|\n");
   const double size_gib = model.weight_bytes() / static_cast<double>(1ull << 30);
   if (!pp.ns.empty())
-    fmt::print("| {} | {:.2f} GiB | {:.2f} B | {} | pp{} | {:.2f} ± {:.2f} |\n", type, size_gib, c.n_params() / 1e9,
-               num_threads(), a.n_prompt, pp.avg_ts(), pp.sd_ts());
-  if (!tg.ns.empty())
-    fmt::print("| {} | {:.2f} GiB | {:.2f} B | {} | tg{} | {:.2f} ± {:.2f} |\n", type, size_gib, c.n_params() / 1e9,
-               num_threads(), a.n_gen, tg.avg_ts(), tg.sd_ts());
+    fmt::print("| {} | {:.2f} GiB | {:.2f} B | {} | pp{} | {:.2f} ± {:.2f} | {:.1f} GFLOP/s |\n", type, size_gib,
+               c.n_params() / 1e9, num_threads(), a.n_prompt, pp.avg_ts(), pp.sd_ts(), pp_gflops);
+  if (!tg.ns.empty()) {
+    const std::string roof =
+        ceiling_gbs > 0 ? fmt::format(", {:.0f}% of {:.1f} GB/s", 100.0 * tg_gbs / ceiling_gbs, ceiling_gbs) : "";
+    fmt::print("| {} | {:.2f} GiB | {:.2f} B | {} | tg{} | {:.2f} ± {:.2f} | {:.1f} MB/token, {:.1f} GB/s{} |\n", type,
+               size_gib, c.n_params() / 1e9, num_threads(), a.n_gen, tg.avg_ts(), tg.sd_ts(), bytes_per_token / 1e6,
+               tg_gbs, roof);
+  }
   return 0;
 }
 
@@ -158,28 +224,42 @@ std::vector<io::GgufKV> tokenizer_kvs_for(const std::string& tokenizer_dir, cons
   return text::tokenizer_to_gguf(text::Tokenizer::load(dir), vocab_size);
 }
 
+// Writes the file, then a summary like llama-quantize's: tensors per type (with their share of the bytes), and
+// bits per weight over all tensors (norms and router included, as llama.cpp's loader counts them).
 void write_streaming(const ModelConfig& c, const GgufTensorSource& source, const std::string& out,
                      GgufWriteOptions options) {
   check(fs::path(out).extension() == ".gguf", "--out {} should end in .gguf", out);
+  const std::vector<GgufTensorPlan> plan = gguf_tensor_plan(c, options);
   size_t total = 0;
-  for (const TensorSpec& spec : build_registry(c)) {
-    const QuantType t = gguf_tensor_type(spec, options);
-    total += quant_row_bytes(t, spec.shape.back()) * static_cast<size_t>(spec.numel() / spec.shape.back());
-  }
+  for (const GgufTensorPlan& p : plan) total += p.bytes;
   Progress progress("writing " + fs::path(out).filename().string(), static_cast<int64_t>(total));
   options.progress = [&](size_t done, size_t) { progress.update(static_cast<int64_t>(done)); };
   gguf_write_model(c, source, out, options);
   progress.finish();
-  std::map<std::string, int> types;
-  for (const TensorSpec& spec : build_registry(c)) ++types[quant_type_name(gguf_tensor_type(spec, options))];
+  struct TypeCount {
+    int tensors = 0;
+    size_t bytes = 0;
+  };
+  std::map<uint32_t, TypeCount> types;  // by ggml id: F32, F16, Q4_0, ... in id order
+  double weights = 0;
+  for (const GgufTensorPlan& p : plan) {
+    TypeCount& tc = types[static_cast<uint32_t>(p.type)];
+    ++tc.tensors;
+    tc.bytes += p.bytes;
+    weights += static_cast<double>(p.spec.numel());
+  }
   std::string mix;
-  for (const auto& [t, n] : types) mix += fmt::format("{}{} x{}", mix.empty() ? "" : ", ", t, n);
+  for (const auto& [id, tc] : types)
+    mix += fmt::format("{}{} x{}", mix.empty() ? "" : ", ", quant_type_name(static_cast<QuantType>(id)), tc.tensors);
   fmt::print("wrote {} ({:.2f} GB; tensors: {})\n", out, fs::file_size(out) / 1e9, mix);
+  fmt::print("type {} (general.file_type {}): {:.2f} MiB of tensors, {:.4f} bits per weight\n",
+             file_type_name(gguf_file_type(options)), static_cast<uint32_t>(gguf_file_type(options)),
+             total / 1048576.0, total * 8.0 / weights);
 }
 
 int run_quantize(const QuantizeArgs& a) {
   GgufWriteOptions options;
-  options.type = quant_type_from_name(a.type);
+  options.ftype = file_type_from_name(a.type);
   options.keep_8bit = !a.all_same_type;
   options.name = fs::path(a.model).filename().string();
   StreamingModelSource src = open_streaming_source(a.model);
@@ -208,12 +288,12 @@ int run_synth(const SynthArgs& a) {
     c = config_from_json(j, "preset " + a.preset);
   }
   GgufWriteOptions options;
-  options.type = quant_type_from_name(a.type);
+  options.ftype = file_type_from_name(a.type);
   options.keep_8bit = !a.all_same_type;
   options.name = a.preset.empty() ? fs::path(a.config).stem().string() : a.preset + "-random";
   options.extra_kvs = tokenizer_kvs_for(a.tokenizer, "", c.vocab_size);
   fmt::print(stderr, "random weights for {} ({:.2f} B parameters) as {}\n", options.name, c.n_params() / 1e9,
-             quant_type_name(options.type));
+             file_type_name(*options.ftype));
   write_streaming(c, random_tensor_source(c, a.seed), a.out, options);
   return 0;
 }
@@ -326,25 +406,39 @@ void add_infer_commands(CLI::App& app, std::vector<Command>& commands) {
   bench->add_option("-o,--output", b->output, "md | json")->check(CLI::IsMember({"md", "json"}));
   bench->add_option("--kv-type", b->kv_type, "KV cache type: f32 | f16")->check(CLI::IsMember({"f32", "f16"}));
   bench->add_flag("--no-mmap", b->no_mmap, "read the GGUF weights into memory instead of mapping the file");
+  bench->add_flag("--no-pack", b->no_pack, "run Q8_0/Q4_0 kernels on the stored blocks (no packed copy)");
+  bench->add_flag("--profile", b->profile, "print time per phase (attention, router, experts, lm_head, barrier wait)");
+  bench->add_flag("--no-ceiling", b->no_ceiling, "skip measuring the memory bandwidth ceiling (about 2 s)");
   commands.push_back({bench, [b] { return run_bench(*b); }});
 
+  // --type: a file type. q2_k ... q6_k, q4_1, q5_0, q5_1, iq4_nl choose per-tensor types as llama-quantize does.
+  const std::string kTypeHelp = file_type_names() + " (K-quant mixes pick per-tensor types as llama-quantize)";
+  const auto file_type_check = CLI::Validator(
+      [](std::string& name) -> std::string {
+        try {
+          file_type_from_name(name);
+        } catch (const Error& e) {
+          return e.what();
+        }
+        return {};
+      },
+      "TYPE");
   auto q = std::make_shared<QuantizeArgs>();
   CLI::App* quantize = app.add_subcommand("quantize", "write a model as a GGUF file (llama.cpp deepseek layout)");
   quantize->add_option("--model", q->model, "HF model directory or GGUF file")->required();
-  quantize->add_option("--type", q->type, "f32 | f16 | bf16 | q8_0 | q4_0")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
+  quantize->add_option("--type", q->type, kTypeHelp)->check(file_type_check);
   quantize->add_option("--out", q->out, "output .gguf file")->required();
   quantize->add_option("--tokenizer", q->tokenizer, "tokenizer directory to embed (default: the model dir's)");
   quantize->add_flag("--all-same-type", q->all_same_type,
-                     "use --type for every matrix (default: embeddings, lm_head, shared experts stay >= 8 bits)");
+                     "use --type's base type for every matrix (default: q4_0 keeps embeddings, lm_head and shared "
+                     "experts at q8_0; llama.cpp's mixes choose per tensor)");
   commands.push_back({quantize, [q] { return run_quantize(*q); }});
 
   auto sy = std::make_shared<SynthArgs>();
   CLI::App* synth = app.add_subcommand("synth", "write a random-weight model of a given config as a GGUF file");
   synth->add_option("--preset", sy->preset, "deepseek-moe-16b-base | deepseek-moe-16b-chat | bench-infer | ...");
   synth->add_option("--config", sy->config, "HF config.json instead of a preset")->check(CLI::ExistingFile);
-  synth->add_option("--type", sy->type, "f32 | f16 | bf16 | q8_0 | q4_0")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
+  synth->add_option("--type", sy->type, kTypeHelp)->check(file_type_check);
   synth->add_option("--out", sy->out, "output .gguf file")->required();
   synth->add_option("--tokenizer", sy->tokenizer, "tokenizer directory to embed as GGUF metadata");
   synth->add_option("--seed", sy->seed, "random seed");

@@ -43,7 +43,10 @@ LoadedModel load_for_inference(const std::string& model_path, const std::string&
                gguf ? (options.use_mmap ? "GGUF, mmap" : "GGUF, read into memory") : "safetensors -> F32",
                gib(have));
   LoadedModel loaded;
-  loaded.model = infer_model_load(model_path, InferLoadOptions{options.use_mmap});
+  InferLoadOptions infer_options;
+  infer_options.use_mmap = options.use_mmap;
+  infer_options.pack = options.pack;
+  loaded.model = infer_model_load(model_path, infer_options);
   if (!options.tokenizer) {
     // none wanted
   } else if (!tokenizer_dir.empty()) {

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/ops.h"
+#include "core/profile.h"
 #include "core/vecmath.h"
 #include "model/routing.h"
 
@@ -188,9 +189,13 @@ void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float
   const ModelConfig& c = model_.config;
   const int64_t d = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok, Fe = c.moe_intermediate_size;
   float* probs = ws_.get("moe.probs", n * E);
-  qmatmul(w.router, x, n, probs);
-  softmax_rows(probs, n, E);
-  const RoutingPlan plan = routing_plan_build(probs, n, E, k, c.norm_topk_prob, 0.0);
+  RoutingPlan plan;
+  {
+    PROFILE_SCOPE("router");
+    qmatmul(w.router, x, n, probs);
+    softmax_rows(probs, n, E);
+    plan = routing_plan_build(probs, n, E, k, c.norm_topk_prob, 0.0);
+  }
   const int64_t A = plan.rows();
   float* rows_out = ws_.get("moe.rows_out", A * d);  // [A, d] expert outputs in expert-sorted order
   const bool shared = !w.sh_gate.empty();
@@ -208,21 +213,37 @@ void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float
       jobs.push_back({&w.exp_up[chosen[i]], x, gu + (2 * i + 1) * Fe});
     }
     float* gs = gu + 2 * k * Fe;
+    // Profiling times the shared experts in batches of their own (one more parallel region each); otherwise they
+    // ride in the routed experts' batches.
+    const bool split_shared = profile_table().enabled;
+    std::vector<QMatVec> shared_jobs;
+    std::vector<QMatVec>& sj = split_shared ? shared_jobs : jobs;
     if (shared) {
-      jobs.push_back({&w.sh_gate, x, gs});
-      jobs.push_back({&w.sh_up, x, gs + Fs});
+      sj.push_back({&w.sh_gate, x, gs});
+      sj.push_back({&w.sh_up, x, gs + Fs});
     }
-    qmatvec_many(jobs.data(), jobs.size());
+    auto run_batch = [&] {
+      if (!split_shared) return qmatvec_many(jobs.data(), jobs.size());
+      {
+        PROFILE_SCOPE("experts.routed");
+        qmatvec_many(jobs.data(), jobs.size());
+      }
+      PROFILE_SCOPE("experts.shared");
+      qmatvec_many(shared_jobs.data(), shared_jobs.size());
+    };
+    run_batch();
     for (size_t i = 0; i < chosen.size(); ++i) swiglu_forward(gu + 2 * i * Fe, gu + (2 * i + 1) * Fe, gu + 2 * i * Fe, Fe);
     if (shared) swiglu_forward(gs, gs + Fs, gs, Fs);
     jobs.clear();
+    shared_jobs.clear();
     for (size_t i = 0; i < chosen.size(); ++i)
       jobs.push_back({&w.exp_down[chosen[i]], gu + 2 * i * Fe, rows_out + plan.expert_offsets[chosen[i]] * d});
-    if (shared) jobs.push_back({&w.sh_down, gs, y});
+    if (shared) sj.push_back({&w.sh_down, gs, y});
     else std::fill(y, y + d, 0.0f);
-    qmatvec_many(jobs.data(), jobs.size());
+    run_batch();
   } else {
     // Prefill: experts in parallel, one thread each, products single-threaded inside (gathered rows per thread).
+    PROFILE_SCOPE("experts.routed");
     float* xe_all = ws_.get("moe.xe", A * d);
     float* ge_all = ws_.get("moe.ge", 2 * A * Fe);
 #pragma omp parallel for schedule(dynamic, 1)
@@ -240,6 +261,7 @@ void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float
     }
   }
   if (n > 1) {
+    PROFILE_SCOPE("experts.shared");
     if (shared) swiglu(w.sh_gate, w.sh_up, w.sh_down, x, n, y, "moe.shared");
     else std::fill(y, y + n * d, 0.0f);
   }
@@ -265,11 +287,18 @@ void InferenceSession::run_layers(const int32_t* tokens, int64_t n, float* h) {
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const InferLayer& lw = model_.layers[l];
     rmsnorm_forward(h, lw.attn_norm, c.rms_norm_eps, xn, rstd, n, d);
-    attention(l, xn, n, y);
+    {
+      PROFILE_SCOPE("attention");
+      attention(l, xn, n, y);
+    }
     for (int64_t i = 0; i < n * d; ++i) h[i] += y[i];
     rmsnorm_forward(h, lw.ffn_norm, c.rms_norm_eps, xn, rstd, n, d);
-    if (c.is_moe_layer(l)) moe(lw, xn, n, y);
-    else swiglu(lw.mlp_gate, lw.mlp_up, lw.mlp_down, xn, n, y, "dense");
+    if (c.is_moe_layer(l)) {
+      moe(lw, xn, n, y);
+    } else {
+      PROFILE_SCOPE("dense_ffn");
+      swiglu(lw.mlp_gate, lw.mlp_up, lw.mlp_down, xn, n, y, "dense");
+    }
     for (int64_t i = 0; i < n * d; ++i) h[i] += y[i];
   }
   cache_.length += n;
@@ -285,6 +314,7 @@ const std::vector<float>& InferenceSession::forward(const int32_t* tokens, int64
   float rstd;
   rmsnorm_forward(h + (n - 1) * d, model_.final_norm, c.rms_norm_eps, xn, &rstd, 1, d);
   logits_.resize(static_cast<size_t>(c.vocab_size));
+  PROFILE_SCOPE("lm_head");
   qmatmul(model_.lm_head, xn, 1, logits_.data());
   return logits_;
 }
@@ -298,6 +328,7 @@ void InferenceSession::forward_all(const int32_t* tokens, int64_t n, std::vector
   float* rstd = ws_.get("inf.rstd", n);
   rmsnorm_forward(h, model_.final_norm, c.rms_norm_eps, xn, rstd, n, d);
   logits.resize(static_cast<size_t>(n * c.vocab_size));
+  PROFILE_SCOPE("lm_head");
   qmatmul(model_.lm_head, xn, n, logits.data());
 }
 

@@ -1,12 +1,14 @@
 #include "infer/qmatmul.h"
 
 #include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include <omp.h>
 
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/profile.h"
 #include "core/qpack.h"
 
 namespace dsmoe {
@@ -152,6 +154,11 @@ void qmatvec_many(const QMatVec* jobs, size_t count) {
   const int8_t* xq = t_xq.data();
   const float* xd = t_xd.data();
   const int32_t* xs = t_xsum.data();
+  // Profiling: each thread's busy time, so the time threads spend waiting at the region's end (imbalance, fork and
+  // join) can be reported as "barrier wait".
+  const bool profiling = profile_table().enabled;
+  std::vector<double> busy(profiling ? static_cast<size_t>(omp_get_max_threads()) : 0);
+  const auto region_start = std::chrono::steady_clock::now();
 #pragma omp parallel
   {
     const size_t nt = static_cast<size_t>(omp_get_num_threads()), tid = static_cast<size_t>(omp_get_thread_num());
@@ -163,6 +170,7 @@ void qmatvec_many(const QMatVec* jobs, size_t count) {
                                  tasks.begin());
     };
     const size_t lo = tid == 0 ? 0 : first_task(tid), hi = tid + 1 == nt ? tasks.size() : first_task(tid + 1);
+    const auto thread_start = std::chrono::steady_clock::now();
     for (size_t t = lo; t < hi; ++t) {
       const QMatVec& job = jobs[tasks[t].job];
       const QMatrix& w = *job.w;
@@ -174,6 +182,14 @@ void qmatvec_many(const QMatVec* jobs, size_t count) {
         else job.y[r] = quant_dot(w.type, w.row(r), job.x, w.cols);
       }
     }
+    if (profiling && nt == busy.size())
+      busy[tid] = std::chrono::duration<double>(std::chrono::steady_clock::now() - thread_start).count();
+  }
+  if (profiling) {
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - region_start).count();
+    double wait = 0.0;
+    for (double b : busy) wait += b > 0.0 ? wall - b : 0.0;
+    profile_table().seconds["barrier_wait"] += wait / static_cast<double>(busy.size());
   }
 }
 
