@@ -2,7 +2,7 @@
 # GGUF through the CLI on a small trained model: quantize (HF dir -> GGUF with tokenizer metadata; GGUF -> GGUF),
 # the tokenizer read back from the file, greedy text identical to the HF directory's, --no-mmap, the F16 KV cache,
 # the >= 8-bit default for every-token tensors, synth from a config, bench JSON fields, perplexity on a GGUF, chat on
-# a GGUF, and clear errors (memory limit, bad arguments).
+# a GGUF, llama.cpp's K-quant mixes (q4_k_m, q2_k: per-tensor types), and clear errors (memory limit, bad arguments).
 source "$(dirname "$0")/lib.sh" "$1"
 
 "$DSMOE" train --preset tiny --run-dir R --steps 40 > train.log 2>&1 || { failed "train tiny: $(tail -3 train.log)"; finish; exit 1; }
@@ -54,6 +54,39 @@ for spec in "q8:0.00005:97" "q4:0.002:92"; do
 done
 printf 'hello\n' | "$DSMOE" chat --model q8.gguf --temperature 0 -n 4 > chat.out 2> chat.err \
   && pass "chat on a GGUF with its tokenizer" || failed "chat gguf: $(cat chat.err)"
+
+# llama.cpp's K-quant mixes: per-tensor types as llama-quantize chooses them for a deepseek model (counts worked out
+# by hand from llama_tensor_get_type). The tiny model (width 64, 8 experts) exercises the fallbacks and the 8-expert
+# rules: rows are never whole 256-weight super-blocks, attn_k/attn_v get Q8_0, the dense ffn_down (width 176, not a
+# multiple of 32) F16.
+for spec in "q4_k_m:F32 x9, F16 x1, Q5_0 x16, Q5_1 x3, Q8_0 x9" "q2_k:F32 x9, F16 x1, Q5_1 x3, Q8_0 x7, IQ4_NL x18"; do
+  IFS=: read -r type mix <<< "$spec"
+  "$DSMOE" quantize --model M --type $type --out $type.gguf > $type.log 2>&1
+  got=$(grep -o 'tensors: [^)]*' $type.log)
+  [ "$got" = "tensors: $mix" ] && grep -q "type $type (general.file_type [0-9]*): .* bits per weight" $type.log \
+    && [ -n "$(gen --model $type.gguf)" ] \
+    && pass "quantize --type $type: $got, $(grep -o '[0-9.]* bits per weight' $type.log); generate runs" \
+    || failed "quantize $type: $got vs $mix: $(tail -3 $type.log)"
+done
+# A 256-wide model (synth, random weights) gets real K-quants: Q4_K_M = Q4_K with Q6_K for output and the
+# use_more_bits layer's attn_v; expert rows of 96 fall back (Q4_K -> Q5_0, Q6_K -> Q8_0); --all-same-type keeps only
+# the fallback. Q2_K: Q3_K for attn_v, attn_output and ffn_down (IQ4_NL where rows are 96).
+cat > w256.json <<'EOF2'
+{"vocab_size": 300, "hidden_size": 256, "intermediate_size": 512, "moe_intermediate_size": 96, "num_hidden_layers": 3,
+ "num_attention_heads": 4, "num_key_value_heads": 4, "n_shared_experts": 1, "n_routed_experts": 4,
+ "num_experts_per_tok": 2, "first_k_dense_replace": 1, "max_position_embeddings": 128, "bos_token_id": 0,
+ "eos_token_id": 1}
+EOF2
+for spec in "q4_k_m::F32 x9, Q5_0 x2, Q8_0 x2, Q4_K x23, Q6_K x2" "q4_k_m:--all-same-type:F32 x9, Q5_0 x4, Q4_K x25" \
+            "q2_k::F32 x9, Q2_K x17, Q3_K x7, Q6_K x1, IQ4_NL x4"; do
+  IFS=: read -r type flag mix <<< "$spec"
+  "$DSMOE" synth --config w256.json --type $type $flag --out w256.gguf > w256.log 2>&1
+  got=$(grep -o 'tensors: [^)]*' w256.log)
+  [ "$got" = "tensors: $mix" ] && "$DSMOE" generate --model w256.gguf --prompt-ids 1,2,3 -n 4 --ids > /dev/null 2>&1 \
+    && pass "synth --type $type${flag:+ $flag} (256 wide): $got; generate runs" \
+    || failed "synth $type $flag: $got vs $mix: $(tail -3 w256.log)"
+done
+expect_error "unknown --type names the choices" "q4_k_m" "$DSMOE" quantize --model M --type q4_k_x --out x.gguf
 
 # errors
 # (a sparse 8 GiB file under a 4 GiB address-space limit: refused before it is mapped; OpenBLAS itself needs a few

@@ -60,16 +60,6 @@ double float_to_double_shortest(float f) { return std::stod(fmt::format("{}", f)
 
 std::string key(const std::string& k) { return std::string(kArch) + "." + k; }
 
-uint32_t file_type_of(QuantType t) {  // llama_ftype
-  switch (t) {
-    case QuantType::F32: return 0;
-    case QuantType::F16: return 1;
-    case QuantType::Q4_0: return 2;
-    case QuantType::Q8_0: return 7;
-    case QuantType::BF16: return 32;
-  }
-  return 0;
-}
 }  // namespace
 
 std::string gguf_tensor_name(const TensorSpec& spec) {
@@ -96,18 +86,52 @@ void gguf_unpermute_qk(const float* src, float* dst, int64_t n_head, int64_t hd,
                     static_cast<size_t>(cols) * sizeof(float));
 }
 
-QuantType gguf_tensor_type(const TensorSpec& spec, const GgufWriteOptions& options) {
+FileType gguf_file_type(const GgufWriteOptions& options) {
+  return options.ftype ? *options.ftype : file_type_of(options.type);
+}
+
+QuantType gguf_tensor_type(const TensorSpec& spec, const ModelConfig& config, const GgufWriteOptions& options) {
   if (always_f32(spec.role) || spec.shape.size() < 2) return QuantType::F32;
-  QuantType t = options.type;
+  const QuantType base = options.ftype ? file_type_base(*options.ftype) : options.type;
+  // llama.cpp's recipes for the file types dsmoe did not define before (K-quant mixes, Q4_1, Q5_0, Q5_1, IQ4_NL).
+  const bool llama_recipe = options.ftype && quant_is_block(base) && base != QuantType::Q4_0 &&
+                            base != QuantType::Q8_0;
+  if (llama_recipe) {
+    const std::vector<int64_t> ne(spec.shape.rbegin(), spec.shape.rend());
+    return recipe_tensor_type(*options.ftype, gguf_tensor_name(spec), ne, config, /*pure=*/!options.keep_8bit);
+  }
+  QuantType t = base;
   // Below 8 bits, the tensors every token uses (embeddings, lm_head, shared experts) keep 8 bits by default: they
   // are a small share of the bytes of a fine-grained MoE and carry the largest share of its quality.
   const bool every_token = spec.role == TensorRole::embedding || spec.role == TensorRole::lm_head ||
                            spec.role == TensorRole::shared_gate || spec.role == TensorRole::shared_up ||
                            spec.role == TensorRole::shared_down;
   if (options.keep_8bit && every_token && t == QuantType::Q4_0) t = QuantType::Q8_0;
-  // A row length that is not a multiple of the block size falls back to F16, as llama.cpp's converter does.
-  if (spec.shape.back() % quant_block_size(t) != 0) t = QuantType::F16;
-  return t;
+  // A row length that is not a whole number of blocks falls back (F16 for the 32-weight types, as llama.cpp's
+  // converter does).
+  return row_width_fallback(t, spec.shape.back());
+}
+
+std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& c, const GgufWriteOptions& options) {
+  // Every registry tensor under its llama.cpp name; a tied lm_head is written again as `output` (llama.cpp's
+  // deepseek needs it).
+  const std::vector<TensorSpec> registry = build_registry(c);
+  std::vector<TensorSpec> specs = registry;
+  if (c.tie_word_embeddings) {
+    TensorSpec out = registry.front();
+    check(out.role == TensorRole::embedding, "registry does not start with the embedding");
+    out.role = TensorRole::lm_head;
+    specs.push_back(out);
+  }
+  std::vector<GgufTensorPlan> plan;
+  plan.reserve(specs.size());
+  for (const TensorSpec& spec : specs) {
+    GgufTensorPlan p{spec, gguf_tensor_name(spec), {spec.shape.rbegin(), spec.shape.rend()},
+                     gguf_tensor_type(spec, c, options), 0};
+    p.bytes = io::gguf_tensor_bytes(p.type, p.ne);
+    plan.push_back(std::move(p));
+  }
+  return plan;
 }
 
 void gguf_write_model(const ModelConfig& c, const GgufTensorSource& source, const std::string& path,
@@ -130,8 +154,9 @@ void gguf_write_model(const ModelConfig& c, const GgufTensorSource& source, cons
   };
   add("general.architecture", GgufValue::str(kArch));
   add("general.name", GgufValue::str(options.name));
-  add("general.file_type", GgufValue::u32(file_type_of(options.type)));
-  if (quant_is_block(options.type)) add("general.quantization_version", GgufValue::u32(2));
+  const FileType ftype = gguf_file_type(options);
+  add("general.file_type", GgufValue::u32(static_cast<uint32_t>(ftype)));
+  if (quant_is_block(file_type_base(ftype))) add("general.quantization_version", GgufValue::u32(2));
   u32("context_length", c.max_position_embeddings);
   u32("embedding_length", c.hidden_size);
   u32("block_count", c.num_hidden_layers);
@@ -160,27 +185,17 @@ void gguf_write_model(const ModelConfig& c, const GgufTensorSource& source, cons
   for (const GgufKV& kv : options.extra_kvs) kvs.push_back(kv);
   add("dsmoe.config", GgufValue::str(config_to_json(c).dump()));
 
-  // Every tensor to write, with its name (a tied lm_head is written again as `output`: llama.cpp's deepseek needs
-  // it). The produce callbacks point into this vector (reserved: no moves).
-  const std::vector<TensorSpec> registry = build_registry(c);
-  std::vector<std::pair<TensorSpec, std::string>> items;
-  items.reserve(registry.size() + 1);
-  for (const TensorSpec& spec : registry) items.emplace_back(spec, gguf_tensor_name(spec));
-  if (c.tie_word_embeddings) {
-    TensorSpec out = registry.front();
-    check(out.role == TensorRole::embedding, "{}: registry does not start with the embedding", path);
-    out.role = TensorRole::lm_head;
-    items.emplace_back(out, "output.weight");
-  }
+  // Every tensor to write (a tied lm_head again as `output`). The produce callbacks point into this vector.
+  const std::vector<GgufTensorPlan> plan = gguf_tensor_plan(c, options);
   size_t total_bytes = 0, done_bytes = 0;
+  for (const GgufTensorPlan& p : plan) total_bytes += p.bytes;
   std::vector<io::GgufTensorToWrite> tensors;
-  for (const auto& [spec_ref, gname] : items) {
-    const TensorSpec* sp = &spec_ref;
+  for (const GgufTensorPlan& p : plan) {
+    const TensorSpec* sp = &p.spec;
     io::GgufTensorToWrite t;
-    t.name = gname;
-    t.ne.assign(sp->shape.rbegin(), sp->shape.rend());
-    t.type = gguf_tensor_type(*sp, options);
-    total_bytes += io::gguf_tensor_bytes(t.type, t.ne);
+    t.name = p.name;
+    t.ne = p.ne;
+    t.type = p.type;
     const QuantType tt = t.type;
     t.produce = [&source, &options, &done_bytes, &total_bytes, sp, tt, hd](std::vector<uint8_t>& out) {
       const TensorSpec& s = *sp;
@@ -196,8 +211,11 @@ void gguf_write_model(const ModelConfig& c, const GgufTensorSource& source, cons
       const int64_t rows = s.numel() / cols;
       const size_t row_bytes = quant_row_bytes(tt, cols);
       out.resize(row_bytes * static_cast<size_t>(rows));
+      // Row 0 outside the parallel loop: an error for the type (e.g. no quantizer) is thrown here as an Error
+      // rather than escaping an OpenMP region (which terminates the program).
+      if (rows > 0) quantize_row(tt, src.data(), out.data(), cols);
 #pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) quantize_row(tt, src.data() + r * cols, out.data() + r * row_bytes, cols);
+      for (int64_t r = 1; r < rows; ++r) quantize_row(tt, src.data() + r * cols, out.data() + r * row_bytes, cols);
       done_bytes += out.size();
       if (options.progress) options.progress(done_bytes, total_bytes);
     };
