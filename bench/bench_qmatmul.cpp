@@ -1,7 +1,12 @@
 // Ceilings and kernels of decoding: memory read bandwidth of this machine, and the bandwidth each qmatmul path
 // reaches on one matrix-vector product (n = 1) and small batches, per weight type.
 //   bench_qmatmul [--rows R] [--cols C] [--threads T]
+//   bench_qmatmul --kernels [--cols C] [--mb M]: each block type's integer dot kernel (8-bit activations) on one
+//     thread, per path (scalar, AVX2, fastest = AVX512-VNNI where the CPU has it), over a ~M MB matrix: GB/s of
+//     weights streamed (e.g. --cols 2048 --mb 100).
+#include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -10,6 +15,7 @@
 #include <fmt/core.h>
 #include <omp.h>
 
+#include "core/qdot.h"
 #include "core/quant.h"
 #include "core/threads.h"
 #include "core/membw.h"
@@ -17,17 +23,83 @@
 
 using namespace dsmoe;
 
+namespace {
+double thread_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// One thread, one kernel per row over a matrix of ~mb MB (beyond the caches): the best of a few passes, timed in
+// this thread's CPU time (so that other processes on a shared machine do not count; memory stalls do).
+void bench_kernels(int64_t cols, int64_t mb) {
+  using Kernel = float (*)(QuantType, const uint8_t*, const int8_t*, const float*, const int32_t*, int64_t);
+  std::vector<float> x(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < cols; ++i) x[i] = static_cast<float>((i * 7919) % 255) / 127.0f - 1.0f;
+  std::vector<int8_t> xq(cols);
+  std::vector<float> xd(cols / 32);
+  std::vector<int32_t> xsum(cols / 32);
+  quantize_act_q8(x.data(), xq.data(), xd.data(), xsum.data(), cols);
+  fmt::print("integer dot kernels, 1 thread, rows of {} weights, ~{} MB per matrix (this CPU: {})\n", cols, mb,
+             qdot_q8act_path());
+  for (QuantType t : {QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1,
+                      QuantType::IQ4_NL, QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K, QuantType::Q5_K,
+                      QuantType::Q6_K}) {
+    if (cols % quant_block_size(t) != 0) continue;
+    const size_t row_bytes = quant_row_bytes(t, cols);
+    const int64_t rows = std::max<int64_t>(1, mb * 1000000 / static_cast<int64_t>(row_bytes));
+    // 64 distinct quantized rows, repeated (quantizing 100 MB of K-quants takes long).
+    const int64_t distinct = std::min<int64_t>(64, rows);
+    std::vector<float> w(static_cast<size_t>(cols));
+    std::vector<uint8_t> q(row_bytes * rows);
+    for (int64_t r = 0; r < distinct; ++r) {
+      for (int64_t i = 0; i < cols; ++i)
+        w[i] = static_cast<float>(((r * cols + i) * 2654435761u) % 1000) / 1000.0f - 0.5f;
+      quantize_row(t, w.data(), q.data() + r * row_bytes, cols);
+    }
+    for (int64_t r = distinct; r < rows; ++r)
+      std::copy_n(q.data() + (r % distinct) * row_bytes, row_bytes, q.data() + r * row_bytes);
+    const bool own = t == QuantType::Q8_0 || t == QuantType::Q4_0;  // quant.cpp's kernels
+    const std::pair<const char*, Kernel> paths[] = {
+        {"scalar", own ? quant_dot_q8act_scalar : qdot_q8act_scalar},
+        {"AVX2", own ? quant_dot_q8act_avx2 : qdot_q8act_avx2},
+        {"fastest", own ? quant_dot_q8act : qdot_q8act}};
+    std::string line = fmt::format("{:6} {:5.1f} MB:", quant_type_name(t), q.size() / 1e6);
+    for (const auto& [name, kernel] : paths) {
+      double best = 1e30;
+      float sink = 0;
+      for (int rep = 0; rep < (name[0] == 's' ? 2 : 6); ++rep) {
+        const double t0 = thread_cpu_seconds();
+        for (int64_t r = 0; r < rows; ++r)
+          sink += kernel(t, q.data() + r * row_bytes, xq.data(), xd.data(), xsum.data(), cols);
+        best = std::min(best, thread_cpu_seconds() - t0);
+      }
+      line += fmt::format("  {} {:6.1f} GB/s", name, q.size() / best / 1e9);
+      if (sink == 12345.0f) line += " ";  // keeps the results live
+    }
+    fmt::print("{}\n", line);
+  }
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"qmatmul / bandwidth benchmark"};
   int64_t rows = 102400, cols = 1024;
   int threads = 0;
-  bool bandwidth_only = false;
+  bool bandwidth_only = false, kernels = false;
+  int64_t kernel_mb = 100;
   app.add_flag("--bandwidth-only", bandwidth_only, "print the memory read bandwidth (GB/s) and stop");
+  app.add_flag("--kernels", kernels, "time each block type's integer dot kernel per path on one thread, and stop");
+  app.add_option("--mb", kernel_mb, "--kernels: matrix size in MB");
   app.add_option("--rows", rows);
   app.add_option("--cols", cols);
   app.add_option("--threads", threads);
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) set_num_threads(threads);
+  if (kernels) {
+    bench_kernels(cols, kernel_mb);
+    return 0;
+  }
   if (bandwidth_only) {
     fmt::print("{:.1f}\n", memory_read_bandwidth_gbs());
     return 0;
