@@ -246,3 +246,41 @@ TEST(StreamingQuantize, TypePolicyAndRoundTrip) {
   auto a = model_load_gguf(tmp.file("f32.gguf")), b = model_load_gguf(tmp.file("again.gguf"));
   EXPECT_EQ(std::memcmp(a->params.arena.data(), b->params.arena.data(), a->params.arena.size() * 4), 0);
 }
+
+// Packing Q8_0/Q4_0 matrices at load changes the layout the kernels read, never the numbers: logits of prefill
+// (every path: packed dot rows for short prompts, dequantized panels for long ones) and of cached decoding are
+// identical bit for bit with and without it, mmap and --no-mmap.
+TEST(QuantInfer, PackedWeightsGiveIdenticalLogits) {
+  TempDir tmp;
+  ModelConfig c = block_config();
+  c.hidden_size = 320;  // 10 blocks per row: one whole packed group and a partial one
+  c.moe_intermediate_size = 64;
+  c.intermediate_size = 96;
+  c.validate();
+  auto m = random_model(c, 16);
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 40; ++i) tokens.push_back((i * 7 + 3) % static_cast<int>(c.vocab_size));
+  for (QuantType type : {QuantType::Q4_0, QuantType::Q8_0}) {
+    const std::string path = tmp.file(std::string("m-") + quant_type_name(type) + ".gguf");
+    model_save_gguf(*m, path, type);
+    std::vector<std::vector<float>> runs;
+    for (bool pack : {false, true})
+      for (bool mmap : {true, false}) {
+        InferLoadOptions o;
+        o.pack = pack;
+        o.use_mmap = mmap;
+        auto im = infer_model_load_gguf(path, o);
+        EXPECT_EQ(im->lm_head.packed, pack);
+        InferenceSession s(*im, 64);
+        std::vector<float> out = decode_logits(s, tokens, c.vocab_size);  // 5-token prefill + decode
+        s.reset();
+        std::vector<float> all;
+        s.forward_all(tokens.data(), 24, all);  // a 24-token prefill: panels
+        out.insert(out.end(), all.begin(), all.end());
+        runs.push_back(std::move(out));
+      }
+    for (size_t r = 1; r < runs.size(); ++r)
+      EXPECT_EQ(std::memcmp(runs[0].data(), runs[r].data(), runs[0].size() * 4), 0)
+          << quant_type_name(type) << " run " << r;
+  }
+}

@@ -15,7 +15,7 @@ using namespace dsmoe;
 namespace {
 struct Case {
   std::vector<uint8_t> stored, packed;  // one weight row
-  std::vector<int8_t> xq;               // nx activation rows
+  std::vector<int8_t> xq, xt;           // nx activation rows (natural, transposed)
   std::vector<float> xd;
   std::vector<int32_t> xsum;
 };
@@ -36,8 +36,11 @@ Case make_case(QuantType t, int64_t n, int64_t nx, uint32_t seed) {
   c.xq.resize(n * nx);
   c.xd.resize(n * nx / 32);
   c.xsum.resize(n * nx / 32);
-  for (int64_t i = 0; i < nx; ++i)
+  c.xt.resize(n * nx);
+  for (int64_t i = 0; i < nx; ++i) {
     quantize_act_q8(x.data() + i * n, c.xq.data() + i * n, c.xd.data() + i * n / 32, c.xsum.data() + i * n / 32, n);
+    qpack_act(c.xq.data() + i * n, c.xt.data() + i * n, n);
+  }
   return c;
 }
 }  // namespace
@@ -66,9 +69,9 @@ TEST(QPack, EveryPathEqualsTheStoredReferenceBitForBit) {
           for (int64_t i = 0; i < nx; ++i)
             want[i] = quant_dot_q8act_scalar(t, c.stored.data(), c.xq.data() + i * n, c.xd.data() + i * n / 32,
                                              c.xsum.data() + i * n / 32, n);
-          qpack_dot_rows_scalar(t, c.packed.data(), c.xq.data(), c.xd.data(), c.xsum.data(), n, nx, scalar.data());
-          qpack_dot_rows_avx2(t, c.packed.data(), c.xq.data(), c.xd.data(), c.xsum.data(), n, nx, avx2.data());
-          qpack_dot_rows(t, c.packed.data(), c.xq.data(), c.xd.data(), c.xsum.data(), n, nx, best.data());
+          qpack_dot_rows_scalar(t, c.packed.data(), c.xt.data(), c.xd.data(), c.xsum.data(), n, nx, scalar.data());
+          qpack_dot_rows_avx2(t, c.packed.data(), c.xt.data(), c.xd.data(), c.xsum.data(), n, nx, avx2.data());
+          qpack_dot_rows(t, c.packed.data(), c.xt.data(), c.xd.data(), c.xsum.data(), n, nx, best.data());
           ASSERT_EQ(std::memcmp(want.data(), scalar.data(), nx * 4), 0) << quant_type_name(t) << " n=" << n;
           ASSERT_EQ(std::memcmp(want.data(), avx2.data(), nx * 4), 0) << quant_type_name(t) << " n=" << n << " nx=" << nx;
           ASSERT_EQ(std::memcmp(want.data(), best.data(), nx * 4), 0) << quant_type_name(t) << " n=" << n << " nx=" << nx;

@@ -41,6 +41,7 @@ namespace {
 // Scratch that lives as long as its thread: qmatmul may run on many threads at once (experts in parallel).
 thread_local std::vector<float> t_panel;
 thread_local std::vector<int8_t> t_xq;
+thread_local std::vector<int8_t> t_xt;  // t_xq in the transposed form packed matrices read (core/qpack.h)
 thread_local std::vector<float> t_xd;
 thread_local std::vector<int32_t> t_xsum;
 
@@ -57,12 +58,15 @@ void dot_rows(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy
     const float* xd = t_xd.data();
     const int32_t* xs = t_xsum.data();
     if (w.packed) {  // each weight row decoded once for all n rows of x
+      t_xt.resize(t_xq.size());
+      for (int64_t i = 0; i < n; ++i) qpack_act(xq + i * K, t_xt.data() + i * K, K);
+      const int8_t* xt = t_xt.data();
 #pragma omp parallel
       {
         float out[kQmatmulDotMaxRows];
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < w.rows; ++r) {
-          qpack_dot_rows(w.type, w.row(r), xq, xd, xs, K, n, out);
+          qpack_dot_rows(w.type, w.row(r), xt, xd, xs, K, n, out);
           for (int64_t i = 0; i < n; ++i) y[i * ldy + r] = out[i];
         }
       }
@@ -125,6 +129,7 @@ void qmatvec_many(const QMatVec* jobs, size_t count) {
     }
   }
   t_xq.resize(total);
+  t_xt.resize(total);
   t_xd.resize(total / 32 + 1);
   t_xsum.resize(total / 32 + 1);
   for (size_t j = 0; j < count; ++j) {
@@ -132,6 +137,7 @@ void qmatvec_many(const QMatVec* jobs, size_t count) {
     const size_t in = input_of[j], off = slot_offset[in];
     if (!quant_is_block(w.type) || quantized[in]) continue;
     quantize_act_q8(jobs[j].x, t_xq.data() + off, t_xd.data() + off / 32, t_xsum.data() + off / 32, w.cols);
+    qpack_act(t_xq.data() + off, t_xt.data() + off, w.cols);
     quantized[in] = true;
   }
   // Tasks of up to 32 rows, in job order. Each thread takes one contiguous run of tasks holding an equal share of
@@ -152,6 +158,7 @@ void qmatvec_many(const QMatVec* jobs, size_t count) {
       tasks.push_back({j, r0, r1, bytes});
     }
   const int8_t* xq = t_xq.data();
+  const int8_t* xt = t_xt.data();
   const float* xd = t_xd.data();
   const int32_t* xs = t_xsum.data();
   // Profiling: each thread's busy time, so the time threads spend waiting at the region's end (imbalance, fork and
@@ -175,9 +182,13 @@ void qmatvec_many(const QMatVec* jobs, size_t count) {
       const QMatVec& job = jobs[tasks[t].job];
       const QMatrix& w = *job.w;
       const size_t off = slot_offset[input_of[tasks[t].job]];
+      if (w.packed) {
+        qpack_matvec(w.type, w.data, w.row_bytes, tasks[t].r0, tasks[t].r1, xt + off, xd + off / 32, xs + off / 32,
+                     w.cols, job.y);
+        continue;
+      }
       for (int64_t r = tasks[t].r0; r < tasks[t].r1; ++r) {
-        if (w.packed) qpack_dot_rows(w.type, w.row(r), xq + off, xd + off / 32, xs + off / 32, w.cols, 1, &job.y[r]);
-        else if (quant_is_block(w.type))
+        if (quant_is_block(w.type))
           job.y[r] = quant_dot_q8act(w.type, w.row(r), xq + off, xd + off / 32, xs + off / 32, w.cols);
         else job.y[r] = quant_dot(w.type, w.row(r), job.x, w.cols);
       }
