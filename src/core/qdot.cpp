@@ -38,6 +38,8 @@
 // Block layouts: ggml/src/ggml-common.h (offsets in the unpackers below).
 #include "core/qdot.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -302,6 +304,7 @@ void check_row(QuantType t, int64_t n) {
 #if defined(DSMOE_QDOT_X86) && defined(__GNUC__)
 #define DSMOE_QDOT_SIMD 1
 #define DSMOE_INLINE inline __attribute__((always_inline))
+#define DSMOE_LAMBDA_INLINE __attribute__((always_inline))
 
 // ---- AVX2 kernels: 256-bit vectors, one 32-block each; 8-bit products by maddubs + madd ----
 //
@@ -703,11 +706,15 @@ DSMOE_INLINE __m512i pair32_lanes(const uint8_t* block, const int8_t* xq) {
     q = _mm512_zextsi256_si512(first);
     x = _mm512_zextsi256_si512(load32(xq));
   }
-  __m512i u = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xff00ff00u, q, 4), _mm512_set1_epi8(0x0f));
-  if constexpr (T == QuantType::Q5_0 || T == QuantType::Q5_1) {  // bit t of qh -> + 16 on weight t
+  const __m512i shifted = _mm512_mask_srli_epi16(q, 0xff00ff00u, q, 4), m4 = _mm512_set1_epi8(0x0f);
+  __m512i u;
+  if constexpr (T == QuantType::Q5_0 || T == QuantType::Q5_1) {  // bit t of qh -> 16 on weight t
     uint64_t high = load_u32(block + qh_at);
     if constexpr (kTwo) high |= static_cast<uint64_t>(load_u32(block + bb + qh_at)) << 32;
-    u = _mm512_mask_add_epi8(u, high, u, _mm512_set1_epi8(16));
+    const __m512i sixteens = _mm512_maskz_mov_epi8(high, _mm512_set1_epi8(16));
+    u = _mm512_ternarylogic_epi32(shifted, m4, sixteens, 0xea);  // (shifted & m4) | sixteens
+  } else {
+    u = _mm512_and_si512(shifted, m4);
   }
   if constexpr (T == QuantType::IQ4_NL) u = _mm512_shuffle_epi8(iq4nl_table_plus128(), u);
   return dpbusd(u, x);
@@ -725,54 +732,70 @@ DSMOE_INLINE __m256i block32_sums(const __m512i* z) {
   else return block_sums(quarter_sums(z));
 }
 
+// The first 2 * bb bytes of blocks 2p, 2p+1 for p = 0..3 (only the first `count` blocks; zeros past them) -> their
+// fp16 scales (and mins) as f32: [d_0..d_7 | m_0..m_7] (d at byte 0 of a block, m at byte 2).
+template <QuantType T>
+DSMOE_INLINE __m512 block32_scales(const __m512i* heads) {
+  constexpr int16_t w = block_bytes(T) / 2;  // the second block's first word
+  alignas(64) static constexpr int16_t kPick[32] = {0, w, 32, 32 + w, 0, 0, 0, 0, 1, w + 1, 33, 33 + w};
+  const __m512i pick = _mm512_load_si512(kPick);
+  const __m512i d01 = _mm512_permutex2var_epi16(heads[0], pick, heads[1]);  // d0..d3 (word 0-3), m0..m3 (8-11)
+  const __m512i d23 = _mm512_permutex2var_epi16(heads[2], pick, heads[3]);
+  return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_unpacklo_epi64(d01, d23)));
+}
+
+// Blocks 0..count-1 at `blocks` (count <= 8) against their activations: the 8 block sums sum_t u_t * xq_t (0 past
+// count) and [d | m] of the blocks. Reads no byte past the last block.
+template <QuantType T>
+DSMOE_INLINE void block32_step(const uint8_t* blocks, const int8_t* xq, int count, __m256i& sums, __m512& scales) {
+  constexpr size_t bb = block_bytes(T);
+  __m512i z[4], heads[4];
+  for (int p = 0; p < 4; ++p) {
+    const int have = count - 2 * p;
+    const uint8_t* pair = blocks + 2 * p * bb;
+    heads[p] = _mm512_maskz_loadu_epi8(have >= 2 ? (1ull << (2 * bb)) - 1 : have == 1 ? (1ull << bb) - 1 : 0, pair);
+    if (have >= 2) z[p] = pair32_lanes<T, true>(pair, xq + 64 * p);
+    else if (have == 1) z[p] = pair32_lanes<T, false>(pair, xq + 64 * p);
+    else z[p] = _mm512_setzero_si512();
+  }
+  sums = block32_sums<T>(z);
+  scales = block32_scales<T>(heads);
+}
+
 template <QuantType T>
 float dot_block32(const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum, int64_t n) {
   constexpr size_t bb = block_bytes(T);
   constexpr int shift = block32_offset_shift<T>();
   const int64_t nb = n / 32, nb8 = nb - nb % 8;
-  __m256 acc = _mm256_setzero_ps(), mac = _mm256_setzero_ps();
-  for (int64_t b0 = 0; b0 < nb8; b0 += 8) {
-    const uint8_t* blocks = row + b0 * bb;
-    __m512i z[4];
-    for (int p = 0; p < 4; ++p) z[p] = pair32_lanes<T, true>(blocks + 2 * p * bb, xq + 32 * (b0 + 2 * p));
-    __m256i sums = block32_sums<T>(z);
-    const __m256i xs = load32(xsum + b0);
+  // Lanes 0-7: acc; 8-15: mac (types with a min).
+  __m512 acc = _mm512_setzero_ps();
+  // One group of 8 blocks (count == 8), or the last nb % 8 blocks as one masked step whose lanes past them keep
+  // their value.
+  auto step = [&](int64_t b0, int count, __mmask8 live) DSMOE_LAMBDA_INLINE {
+    __m256i sums;
+    __m512 scales;
+    block32_step<T>(row + b0 * bb, xq + 32 * b0, count, sums, scales);
+    const __m256i xs = count == 8 ? load32(xsum + b0) : _mm256_maskz_loadu_epi32(live, xsum + b0);
     if constexpr (shift >= 0) sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(xs, shift));
-    const __m256 xd8 = _mm256_loadu_ps(xd + b0);
-    acc = _mm256_fmadd_ps(_mm256_mul_ps(halves8(blocks, bb), xd8), _mm256_cvtepi32_ps(sums), acc);
-    if constexpr (has_min(T))
-      mac = _mm256_fmadd_ps(_mm256_mul_ps(halves8(blocks + 2, bb), xd8), _mm256_cvtepi32_ps(xs), mac);
-  }
-  if (const int rest = static_cast<int>(nb - nb8); rest > 0) {
-    // The last nb % 8 blocks as one masked step: lanes past them keep their value (and no byte past the row is read).
-    const uint8_t* blocks = row + nb8 * bb;
-    const int8_t* x = xq + 32 * nb8;
-    __m512i z[4];
-    for (int p = 0; p < 4; ++p) {
-      if (2 * p + 1 < rest) z[p] = pair32_lanes<T, true>(blocks + 2 * p * bb, x + 64 * p);
-      else if (2 * p < rest) z[p] = pair32_lanes<T, false>(blocks + 2 * p * bb, x + 64 * p);
-      else z[p] = _mm512_setzero_si512();
-    }
-    const __mmask8 live = static_cast<__mmask8>((1u << rest) - 1);
-    __m256i sums = block32_sums<T>(z);
-    const __m256i xs = _mm256_maskz_loadu_epi32(live, xsum + nb8);
-    if constexpr (shift >= 0) sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(xs, shift));
-    const __m256 xd8 = _mm256_maskz_loadu_ps(live, xd + nb8);
-    alignas(16) uint16_t d[8] = {}, m[8] = {};
-    for (int k = 0; k < rest; ++k) {
-      d[k] = load_u16(blocks + k * bb);
-      if constexpr (has_min(T)) m[k] = load_u16(blocks + k * bb + 2);
-    }
-    const __m256 dd = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d))), xd8);
-    acc = _mm256_mask3_fmadd_ps(dd, _mm256_cvtepi32_ps(sums), acc, live);
+    const __m256 xd8 = count == 8 ? _mm256_loadu_ps(xd + b0) : _mm256_maskz_loadu_ps(live, xd + b0);
     if constexpr (has_min(T)) {
-      const __m256 md = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(m))), xd8);
-      mac = _mm256_mask3_fmadd_ps(md, _mm256_cvtepi32_ps(xs), mac, live);
+      const __m512 xd16 = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(xd8)));
+      const __m512 values = _mm512_cvtepi32_ps(_mm512_inserti64x4(_mm512_castsi256_si512(sums), xs, 1));
+      acc = _mm512_mask3_fmadd_ps(_mm512_mul_ps(scales, xd16), values, acc,
+                                  static_cast<__mmask16>(live | (live << 8)));
+    } else {
+      const __m256 dd = _mm256_mul_ps(_mm512_castps512_ps256(scales), xd8);
+      acc = _mm512_castps256_ps512(
+          _mm256_mask3_fmadd_ps(dd, _mm256_cvtepi32_ps(sums), _mm512_castps512_ps256(acc), live));
     }
-  }
-  if constexpr (has_min(T)) acc = _mm256_add_ps(acc, mac);
+  };
+  for (int64_t b0 = 0; b0 < nb8; b0 += 8) step(b0, 8, 0xff);
+  if (const int rest = static_cast<int>(nb - nb8); rest > 0) step(nb8, rest, static_cast<__mmask8>((1u << rest) - 1));
+  __m256 lanes8 = _mm512_castps512_ps256(acc);
+  if constexpr (has_min(T))
+    lanes8 = _mm256_add_ps(lanes8, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
   alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, acc);
+  _mm256_store_ps(lanes, lanes8);
   return hsum8(lanes);
 }
 
@@ -977,7 +1000,22 @@ float qdot_q8act_vnni(QuantType t, const uint8_t* row, const int8_t* xq, const f
 
 float qdot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
                  int64_t n) {
-  return qdot_q8act_vnni(t, row, xq, xd, xsum, n);
+  // Called once per row while decoding: the kernel comes from a table by type id (the fastest path, chosen once).
+  struct Entry {
+    QdotKernel kernel = nullptr;
+    int64_t block = 0;
+  };
+  static const std::array<Entry, 32> table = [] {
+    std::array<Entry, 32> e{};
+    for (QuantType k : kAllQuantTypes)
+      if (qdot_supported(k)) e[static_cast<uint32_t>(k)] = {qdot_q8act_kernel(k), quant_block_size(k)};
+    return e;
+  }();
+  const uint32_t id = static_cast<uint32_t>(t);
+  if (id < table.size() && table[id].kernel != nullptr && n >= 0 && n % table[id].block == 0)
+    return table[id].kernel(row, xq, xd, xsum, n);
+  check_row(t, n);  // throws
+  return 0.0f;
 }
 
 QdotKernel qdot_q8act_kernel(QuantType t) {
