@@ -2,10 +2,12 @@
 # Inference benchmark beside llama.cpp, same machine, same GGUF files, runs interleaved (this machine is noisy):
 # bench-infer (bench/configs/bench-infer.json, random weights) in F32 and Q8_0: pp512 and tg128, plus the memory
 # read bandwidth and the decode roofline (bytes of weights read per token / bandwidth). With --16b also the released
-# 16B config in Q4_0 (synth, ~9.7 GB): resident memory while generating and tg32 of both engines.
+# 16B config (random weights) in Q4_0 (dsmoe synth, 9.7 GB) and Q4_K_M (llama-quantize from a dsmoe-synth Q8_0
+# file, and dsmoe quantize from the same file): tg32, pp128 and pp512 of both engines, % of the roofline, GFLOP/s,
+# and dsmoe's resident memory while generating.
 #   bench/run_infer_bench.sh LLAMA_BIN_DIR [--16b] [--rounds N]
 # Build llama.cpp first (fetch it; never commit it): cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON
-#   -DLLAMA_CURL=OFF && cmake --build build --target llama-bench llama-simple
+#   -DLLAMA_CURL=OFF && cmake --build build --target llama-bench llama-simple llama-quantize
 # OpenBLAS picks its kernels from OPENBLAS_CORETYPE when set (this environment pins Haswell = AVX2); llama.cpp is
 # built for the native CPU (AVX-512 here). When the variable is set, dsmoe's prefill is also measured without it,
 # i.e. with the kernels OpenBLAS selects for this CPU.
@@ -66,17 +68,50 @@ for t in f32 q8_0; do
 done
 
 if [ $BIG = 1 ]; then
-  f="$WORK/deepseek-moe-16b-q4_0.gguf"
-  [ -f "$f" ] || "$DSMOE" synth --preset deepseek-moe-16b-base --type q4_0 --tokenizer "$TOKENIZER" --out "$f" > /dev/null
-  cat "$f" > /dev/null  # page cache warm: measure the engine, not the disk
-  /usr/bin/time -f "%M" -o "$WORK/rss" "$DSMOE" generate --model "$f" --prompt-ids 100000,500,600,700 -n 32 --temperature 0 > /dev/null 2> "$WORK/gen.err"
-  echo
-  echo "## deepseek-moe-16b-base, random weights, Q4_0 (+Q8_0 embeddings/lm_head/shared experts), $(du -hL "$f" | cut -f1)"
-  echo "dsmoe generate (4-token prompt, 32 new tokens): peak RSS $($PY -c "print('%.2f' % ($(cat "$WORK/rss") / 1048576))") GiB; $(grep 'eval time' "$WORK/gen.err" | tail -1 | sed 's/ *eval time/eval time/')"
-  L=(); D=()
-  for r in $(seq "$ROUNDS"); do
-    "$LLAMA/llama-bench" -m "$f" -p 0 -n 32 -r 2 -t 2 -o json > "$WORK/l.json" 2> /dev/null; L+=("$(avg "$WORK/l.json")")
-    "$DSMOE" bench -m "$f" -p 0 -n 32 -r 2 -t 2 -o json > "$WORK/d.json" 2> /dev/null; D+=("$(avg "$WORK/d.json")")
+  q4="$WORK/deepseek-moe-16b-q4_0.gguf"; q8="$WORK/deepseek-moe-16b-q8_0.gguf"
+  km_llama="$WORK/deepseek-moe-16b-q4_k_m-llama.gguf"; km_dsmoe="$WORK/deepseek-moe-16b-q4_k_m-dsmoe.gguf"
+  [ -f "$q4" ] || "$DSMOE" synth --preset deepseek-moe-16b-base --type q4_0 --tokenizer "$TOKENIZER" --out "$q4" > /dev/null
+  if [ ! -f "$km_llama" ] || [ ! -f "$km_dsmoe" ]; then
+    [ -f "$q8" ] || "$DSMOE" synth --preset deepseek-moe-16b-base --type q8_0 --tokenizer "$TOKENIZER" --out "$q8" > /dev/null
+    [ -f "$km_llama" ] || "$LLAMA/llama-quantize" --allow-requantize "$q8" "$km_llama" Q4_K_M > "$WORK/lq.log" 2>&1
+    [ -f "$km_dsmoe" ] || "$DSMOE" quantize --model "$q8" --type q4_k_m --out "$km_dsmoe" > /dev/null 2>&1
+  fi
+  if cmp -s "$km_llama" "$km_dsmoe"; then echo "Q4_K_M files of llama-quantize and dsmoe quantize: identical bytes"
+  else echo "Q4_K_M files of llama-quantize and dsmoe quantize differ (both are measured)"; fi
+  field() { $PY -c "import json,sys; r=json.load(open(sys.argv[1])); print('%.2f' % r[0].get(sys.argv[2], 0))" "$1" "$2"; }
+  for f in "$q4" "$km_llama" "$km_dsmoe"; do
+    cat "$f" > /dev/null  # page cache warm: measure the engine, not the disk
+    /usr/bin/time -f "%M" -o "$WORK/rss" "$DSMOE" generate --model "$f" --prompt-ids 100000,500,600,700 -n 32 \
+      --temperature 0 > /dev/null 2> "$WORK/gen.err"
+    echo
+    echo "## $(basename "$f") ($(du -hL "$f" | cut -f1)), 2 threads, median of $ROUNDS interleaved rounds"
+    echo "dsmoe generate (4-token prompt, 32 new tokens): peak RSS $($PY -c "print('%.2f' % ($(cat "$WORK/rss") / 1048576))") GiB"
+    echo "| test | llama.cpp t/s | dsmoe t/s | ratio | dsmoe throughput |"
+    echo "|---|---:|---:|---:|---|"
+    for test in "-p 0 -n 32 -r 2" "-p 128 -n 0 -r 2" "-p 512 -n 0 -r 1"; do
+      L=(); D=(); N=(); extra=""
+      for r in $(seq "$ROUNDS"); do
+        "$LLAMA/llama-bench" -m "$f" $test -t 2 -o json > "$WORK/l.json" 2> /dev/null; L+=("$(avg "$WORK/l.json")")
+        "$DSMOE" bench -m "$f" $test -t 2 -o json --no-ceiling > "$WORK/d.json" 2> /dev/null; D+=("$(avg "$WORK/d.json")")
+        if [ -n "${OPENBLAS_CORETYPE:-}" ] && [[ "$test" != "-p 0"* ]]; then
+          env -u OPENBLAS_CORETYPE "$DSMOE" bench -m "$f" $test -t 2 -o json --no-ceiling > "$WORK/n.json" 2> /dev/null
+          N+=("$(avg "$WORK/n.json")")
+        fi
+      done
+      l=$(median "${L[@]}"); d=$(median "${D[@]}")
+      name=$(echo "$test" | awk '{ if ($2 != "0") print "pp" $2; else print "tg" $4 }')
+      if [[ "$name" == tg* ]]; then
+        mb=$($PY -c "import json; print(json.load(open('$WORK/d.json'))[0]['bytes_per_token'] / 1e6)")
+        extra="$mb MB/token: $($PY -c "print('%.1f GB/s = %.0f%% of %.1f GB/s; llama.cpp %.0f%%' % ($d * $mb / 1000, 100 * $d * $mb / 1000 / $bw, $bw, 100 * $l * $mb / 1000 / $bw))")"
+      else
+        extra="$(field "$WORK/d.json" gflops) GFLOP/s"
+      fi
+      echo "| $name | $l | $d | $($PY -c "print('%.2f' % ($d / $l))")× | $extra |"
+      if [ ${#N[@]} -gt 0 ]; then
+        n=$(median "${N[@]}")
+        echo "| $name, OPENBLAS_CORETYPE unset | $l | $n | $($PY -c "print('%.2f' % ($n / $l))")× | |"
+      fi
+      echo "raw $name: llama ${L[*]} | dsmoe ${D[*]} ${N[*]:+| unset ${N[*]}}" >&2
+    done
   done
-  echo "tg32: llama.cpp $(median "${L[@]}") t/s, dsmoe $(median "${D[@]}") t/s (raw: ${L[*]} | ${D[*]})"
 fi

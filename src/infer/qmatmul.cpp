@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/profile.h"
+#include "core/qdot.h"
 #include "core/qpack.h"
 
 namespace dsmoe {
@@ -70,6 +71,13 @@ void dot_rows(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy
           for (int64_t i = 0; i < n; ++i) y[i * ldy + r] = out[i];
         }
       }
+      return;
+    }
+    if (qdot_supported(w.type)) {
+      const QdotKernel kernel = qdot_q8act_kernel(w.type);
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < w.rows; ++r)
+        for (int64_t i = 0; i < n; ++i) y[i * ldy + r] = kernel(w.row(r), xq + i * K, xd + i * K / 32, xs + i * K / 32, K);
       return;
     }
 #pragma omp parallel for schedule(static)
@@ -185,6 +193,12 @@ void qmatvec_many(const QMatVec* jobs, size_t count) {
       if (w.packed) {
         qpack_matvec(w.type, w.data, w.row_bytes, tasks[t].r0, tasks[t].r1, xt + off, xd + off / 32, xs + off / 32,
                      w.cols, job.y);
+        continue;
+      }
+      if (qdot_supported(w.type)) {  // K-quants and the other 32-blocks: the kernel chosen once per task
+        const QdotKernel kernel = qdot_q8act_kernel(w.type);
+        for (int64_t r = tasks[t].r0; r < tasks[t].r1; ++r)
+          job.y[r] = kernel(w.row(r), xq + off, xd + off / 32, xs + off / 32, w.cols);
         continue;
       }
       for (int64_t r = tasks[t].r0; r < tasks[t].r1; ++r) {
