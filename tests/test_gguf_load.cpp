@@ -200,6 +200,10 @@ TEST_F(GgufLoad, InferModelOnSplits) {
   EXPECT_EQ(infer_model_bytes_needed(paths[0]), bytes);
   EXPECT_EQ(infer_model_bytes_needed(paths[1]), bytes);
   EXPECT_EQ(infer_model_bytes_needed(single), fs::file_size(single));
+  // Not a GGUF file: its size (loading it then says what is wrong), as before splits were known.
+  spit(file("junk.gguf"), std::vector<uint8_t>(100, 'x'));
+  EXPECT_EQ(io::gguf_model_files(file("junk.gguf")), std::vector<std::string>{file("junk.gguf")});
+  EXPECT_EQ(infer_model_bytes_needed(file("junk.gguf")), 100u);
 }
 
 TEST_F(GgufLoad, SplitErrors) {
@@ -265,6 +269,10 @@ TEST_F(GgufLoad, SplitByLlamaGgufSplit) {
   const io::GgufFile g = io::GgufFile::open(file(fmt::format("ll-00001-of-{:05d}.gguf", n_split)));
   EXPECT_EQ(g.split_paths().size(), n_split);
   EXPECT_GE(n_split, 3u);
+  // Our splitter writes the same bytes.
+  const std::vector<std::string> ours = io::gguf_split_file(single, file("ours"), 9);
+  ASSERT_EQ(ours.size(), n_split);
+  for (size_t k = 0; k < n_split; ++k) EXPECT_TRUE(slurp(ours[k]) == slurp(g.split_paths()[k])) << ours[k];
   expect_same_params(*model_load_gguf(g.path()), *model_load_gguf(single));
   const auto tokens = dsmoe::testing::random_tokens(9, c.vocab_size, 1);
   EXPECT_EQ(infer_logits(*infer_model_load_gguf(g.path()), tokens), infer_logits(*infer_model_load_gguf(single), tokens));

@@ -517,7 +517,12 @@ size_t GgufFile::file_bytes() const {
 }
 
 std::vector<std::string> gguf_model_files(const std::string& path) {
-  SplitKeys keys = split_keys(read_metadata_only(path), path);
+  SplitKeys keys;
+  try {
+    keys = split_keys(read_metadata_only(path), path);
+  } catch (const Error&) {
+    return {path};  // not a readable GGUF file: opening it will say why
+  }
   std::string first = path;
   if (keys.no != 0) {
     first = first_split_path(path, keys);
@@ -815,9 +820,10 @@ std::vector<std::string> gguf_split_file(const std::string& input, const std::st
     if (k == 0)  // all metadata in the first split, except the input's own split keys
       for (const GgufKV& kv : in.kvs())
         if (kv.key.rfind("split.", 0) != 0) kvs.push_back(kv);
+    // In llama-gguf-split's order (split.count is set last, when the number of splits is known).
     kvs.push_back({"split.no", GgufValue::u16(static_cast<uint16_t>(k))});
-    kvs.push_back({"split.count", GgufValue::u16(static_cast<uint16_t>(count))});
     kvs.push_back({"split.tensors.count", GgufValue::i32(static_cast<int32_t>(in.tensors().size()))});
+    kvs.push_back({"split.count", GgufValue::u16(static_cast<uint16_t>(count))});
     std::vector<GgufTensorToWrite> tensors;
     for (const GgufTensorInfo* t : groups[static_cast<size_t>(k)])
       tensors.push_back({t->name, t->ne, t->type, [t](std::vector<uint8_t>& out) {

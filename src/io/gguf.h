@@ -139,7 +139,8 @@ struct GgufTensorToWrite {
 };
 
 // The files of the model at `path` (every split of a split model, in order; else just `path`), found by reading the
-// metadata of `path` (and of the first split) without mapping anything. Missing splits are errors naming them.
+// metadata of `path` (and of the first split) without mapping anything. Missing splits are errors naming them; a
+// file whose metadata cannot be read is returned alone (GgufFile::open reports what is wrong with it).
 std::vector<std::string> gguf_model_files(const std::string& path);
 
 // Every block-quantized tensor's block scales (fp16 d / dmin) are finite (core/kquant.h quant_validate_row), checked
