@@ -615,14 +615,16 @@ float kernel(const uint8_t* row, const int8_t* xq, const float* xd, const int32_
 #pragma GCC pop_options
 
 // ---- AVX512-VNNI kernels: 512-bit vectors, two 32-blocks each; 8-bit products by vpdpbusd ----
+// Needs AVX512F/VL/BW, VNNI and GFNI (Ice Lake, Zen 4 and later); other CPUs run the AVX2 kernels.
 //
 // A vector z holds the int32 partial sums of two 32-blocks (8 lanes each: 4 products per lane). quarter_sums()
-// reduces four such vectors to one lane per 128-bit quarter; block_sums() adds the quarters of each block and puts
-// the 8 block sums in block order. The 16-sub-block K-quants multiply their int8/int4 scales in between, where
-// each lane is the sum of one 16-weight sub-block. Offsets of unsigned weight forms come out through -x products
-// (dpbusd_offset) or the block sums X_b.
+// reduces four such vectors to one lane per 128-bit quarter (int16 packing + madd); block_sums() adds the quarters
+// of each block and puts the 8 block sums in block order. K-quant scales multiply in the last madd level, where
+// each lane is one half of a 16-weight sub-block. Offsets of unsigned weight forms come out through -x products
+// (dpbusd_offset) or the block sums X_b. Nibbles and bit fields are moved inside bytes by GF(2) affine maps
+// (bit_move2), one instruction per vector whatever the shifts and masks.
 #pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni,gfni")
 // GCC 12's 512-bit intrinsics start from _mm512_undefined_epi32() (self-initialised), which -Wmaybe-uninitialized
 // reports at every use (GCC bug 105593).
 #pragma GCC diagnostic push
@@ -633,18 +635,25 @@ namespace qdot_avx512 {
 using qdot_avx2::halves8;
 using qdot_avx2::load16;
 using qdot_avx2::load32;
-using qdot_avx2::unpack_scales_k4;
 
 DSMOE_INLINE __m512i load64(const void* p) { return _mm512_loadu_si512(p); }
 DSMOE_INLINE __m512i broadcast32(const void* p) { return _mm512_broadcast_i64x4(load32(p)); }
 // 64 bytes: a in the low 256 bits, b in the high 256 bits.
 DSMOE_INLINE __m512i join(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
-DSMOE_INLINE __m512i bytes2(int a, int b) {
-  return join(_mm256_set1_epi8(static_cast<char>(a)), _mm256_set1_epi8(static_cast<char>(b)));
+
+// Bit moves inside every byte as one GF(2) affine map (vgf2p8affineqb): the 8x8 bit matrix that sends input bits
+// from..from+count-1 to output bits to..to+count-1 and clears the others (row of output bit i = byte 7 - i).
+constexpr uint64_t bit_move(int from, int to, int count) {
+  uint64_t m = 0;
+  for (int k = 0; k < count; ++k) m |= static_cast<uint64_t>(1u << (from + k)) << (8 * (7 - (to + k)));
+  return m;
 }
-DSMOE_INLINE __m512i words2(int a, int b) {
-  return join(_mm256_set1_epi16(static_cast<short>(a)), _mm256_set1_epi16(static_cast<short>(b)));
+// The matrix a in the low 256 bits of v, b in the high 256 bits.
+DSMOE_INLINE __m512i bit_move2(__m512i v, uint64_t a, uint64_t b) {
+  return _mm512_gf2p8affine_epi64_epi8(v, join(_mm256_set1_epi64x(static_cast<int64_t>(a)),
+                                               _mm256_set1_epi64x(static_cast<int64_t>(b))), 0);
 }
+constexpr uint64_t kLowNibble = bit_move(0, 0, 4), kHighNibble = bit_move(4, 0, 4);
 
 // 16 int32 lanes, lane l = sum of u[4l..4l+3] * x[4l..4l+3] (u unsigned, x signed).
 DSMOE_INLINE __m512i dpbusd(__m512i u, __m512i x) { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x); }
@@ -676,10 +685,24 @@ DSMOE_INLINE __m256i block_sums(__m512i c) {
   return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, d));
 }
 
-// 16 per-sub-block int32 values v[k] (k = 16-sub-block) in quarter_sums' layout: lane 4r + p = v[4p + r] (quarter r
-// of z[p] is sub-block 4p + r when z[p] holds 32-blocks 2p, 2p+1).
-DSMOE_INLINE __m512i in_quarter_layout(__m512i v) {
-  return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), v);
+// quarter_sums with integer weights: each quarter's sum times its weight, the multiply folded into the last int16
+// level (madd by the weights instead of ones). Words 8r + 2p and 8r + 2p + 1 of `weights` weigh quarter r of z[p]
+// (|weight| <= 128: at most 2 * 8 products * 32 * 127 * 128 < 2^31).
+DSMOE_INLINE __m512i quarter_sums_weighted(const __m512i* z, __m512i weights) {
+  const __m512i ones = _mm512_set1_epi16(1);
+  const __m512i a01 = _mm512_madd_epi16(_mm512_packs_epi32(z[0], z[1]), ones);
+  const __m512i a23 = _mm512_madd_epi16(_mm512_packs_epi32(z[2], z[3]), ones);
+  return _mm512_madd_epi16(_mm512_packs_epi32(a01, a23), weights);
+}
+// Weights for quarter_sums_weighted from 16 int16 values v, word 8r + 2p (+1) = v[pick[8r + 2p]]:
+// kPerBlock: v = 8 per-32-block scales, quarter r of z[p] is 32-block 2p + r/2;
+// kPerSubBlock: v = 16 per-16-sub-block scales, quarter r of z[p] is sub-block 4p + r.
+alignas(64) constexpr int16_t kPerBlock[32] = {0, 0, 2, 2, 4, 4, 6, 6, 0, 0, 2, 2, 4, 4, 6, 6,
+                                               1, 1, 3, 3, 5, 5, 7, 7, 1, 1, 3, 3, 5, 5, 7, 7};
+alignas(64) constexpr int16_t kPerSubBlock[32] = {0, 0, 4, 4, 8, 8, 12, 12, 1, 1, 5, 5, 9, 9, 13, 13,
+                                                  2, 2, 6, 6, 10, 10, 14, 14, 3, 3, 7, 7, 11, 11, 15, 15};
+DSMOE_INLINE __m512i quarter_weights(__m256i v, const int16_t* pick) {
+  return _mm512_permutexvar_epi16(_mm512_load_si512(pick), _mm512_castsi256_si512(v));
 }
 
 // ---- 32-weight blocks ----
@@ -706,15 +729,14 @@ DSMOE_INLINE __m512i pair32_lanes(const uint8_t* block, const int8_t* xq) {
     q = _mm512_zextsi256_si512(first);
     x = _mm512_zextsi256_si512(load32(xq));
   }
-  const __m512i shifted = _mm512_mask_srli_epi16(q, 0xff00ff00u, q, 4), m4 = _mm512_set1_epi8(0x0f);
-  __m512i u;
+  // Quarters 0, 2: low nibbles; 1, 3: high nibbles.
+  constexpr int64_t lo = static_cast<int64_t>(kLowNibble), hi = static_cast<int64_t>(kHighNibble);
+  const __m512i split = _mm512_set_epi64(hi, hi, lo, lo, hi, hi, lo, lo);
+  __m512i u = _mm512_gf2p8affine_epi64_epi8(q, split, 0);
   if constexpr (T == QuantType::Q5_0 || T == QuantType::Q5_1) {  // bit t of qh -> 16 on weight t
     uint64_t high = load_u32(block + qh_at);
     if constexpr (kTwo) high |= static_cast<uint64_t>(load_u32(block + bb + qh_at)) << 32;
-    const __m512i sixteens = _mm512_maskz_mov_epi8(high, _mm512_set1_epi8(16));
-    u = _mm512_ternarylogic_epi32(shifted, m4, sixteens, 0xea);  // (shifted & m4) | sixteens
-  } else {
-    u = _mm512_and_si512(shifted, m4);
+    u = _mm512_or_si512(u, _mm512_maskz_mov_epi8(high, _mm512_set1_epi8(16)));
   }
   if constexpr (T == QuantType::IQ4_NL) u = _mm512_shuffle_epi8(iq4nl_table_plus128(), u);
   return dpbusd(u, x);
@@ -801,83 +823,98 @@ float dot_block32(const uint8_t* row, const int8_t* xq, const float* xd, const i
 
 // ---- K-quant super-blocks: S (the 8 S_b) and M (the 8 M_b) ----
 
+// unpack_scales_k4 with 128-bit operations: 32-bit lanes [a, c, e] of the 12 bytes -> [scales 0-3, scales 4-7,
+// mins 0-3, mins 4-7] = [a & 0x3f.., (e & 0x0f..) | ((a >> 2) & 0x30..), c & 0x3f.., ((e >> 4) & 0x0f..) |
+// ((c >> 2) & 0x30..)]. Reads 16 bytes (the 12 and 4 of qs).
+DSMOE_INLINE __m128i unpack_scales_k4_simd(const uint8_t* p) {
+  const __m128i v = load16(p);
+  const __m128i low = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)), _mm_setr_epi32(0, 0, 0, 4));
+  const __m128i top = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 0, 0)), 2),
+                                    _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  const __m128i low_mask = _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
+  return _mm_ternarylogic_epi32(low, low_mask, top, 0xea);  // (low & low_mask) | top
+}
+
+// block_sums of c in the low 256 bits, `high` in the high 256 bits (one two-source permute).
+DSMOE_INLINE __m512i block_sums_with(__m512i c, __m256i high) {
+  const __m512i d = _mm512_add_epi32(c, _mm512_shuffle_i64x2(c, c, _MM_SHUFFLE(2, 3, 0, 1)));
+  const __m512i order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 16, 17, 18, 19, 20, 21, 22, 23);
+  return _mm512_permutex2var_epi32(d, order, _mm512_castsi256_si512(high));
+}
+
 // Per super-block: [S_b of its 8 32-blocks | M_b], so that one 16-lane FMA with [d*xd | dmin*xd] does both.
 template <QuantType T>  // Q4_K or Q5_K
 DSMOE_INLINE __m512i superblock_k45(const uint8_t* block, const int8_t* x, const int32_t* xsum) {
   constexpr bool kFive = T == QuantType::Q5_K;
   const uint8_t* qs = block + (kFive ? 48 : 16);
-  const __m512i m4 = _mm512_set1_epi8(0x0f);
   __m512i qh = _mm512_setzero_si512();
   if constexpr (kFive) qh = broadcast32(block + 16);
   __m512i z[4];
   for (int c = 0; c < 4; ++c) {  // 32-byte chunk c: low nibbles = 32-block 2c, high nibbles = 2c+1
-    const __m512i q = broadcast32(qs + 32 * c);
-    __m512i u = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xffff0000u, q, 4), m4);
-    if constexpr (kFive)  // 32-block j's fifth bit: bit j of qh
-      u = _mm512_mask_add_epi8(u, _mm512_test_epi8_mask(qh, bytes2(1 << (2 * c), 1 << (2 * c + 1))), u,
-                               _mm512_set1_epi8(16));
+    __m512i u = bit_move2(broadcast32(qs + 32 * c), kLowNibble, kHighNibble);
+    if constexpr (kFive)  // 32-block j's fifth bit: bit j of qh, to bit 4
+      u = _mm512_or_si512(u, bit_move2(qh, bit_move(2 * c, 4, 1), bit_move(2 * c + 1, 4, 1)));
     z[c] = dpbusd(u, load64(x + 64 * c));
   }
-  const __m512i sums_and_xsum = _mm512_inserti64x4(_mm512_castsi256_si512(block_sums(quarter_sums(z))),
-                                                   load32(xsum), 1);
-  return _mm512_mullo_epi32(sums_and_xsum, _mm512_cvtepu8_epi32(unpack_scales_k4(block + 4)));
+  const __m128i scales_mins = unpack_scales_k4_simd(block + 4);  // bytes 0-7 scales, 8-15 mins
+  const __m512i c = quarter_sums_weighted(z, quarter_weights(_mm256_cvtepu8_epi16(scales_mins), kPerBlock));
+  // M_b = m_b * X_b by int16 madd: X_b's low word is X_b (|X_b| <= 32 * 127), its high word meets m's zero word.
+  const __m256i mins =
+      _mm256_madd_epi16(load32(xsum), _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(scales_mins, scales_mins)));
+  return block_sums_with(c, mins);
 }
 
 DSMOE_INLINE void superblock_q6k(const uint8_t* block, const int8_t* x, __m256i& sums) {
-  const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30), offset = _mm512_set1_epi8(32);
+  const __m512i m4 = _mm512_set1_epi8(0x0f), offset = _mm512_set1_epi8(32);
   __m512i z[4];
   for (int h = 0; h < 2; ++h) {
     // ql(0) | ql(1) of the half; qh twice. 32-block 4h + c: nibble c/2 of ql(c%2), top bits 2c, 2c+1 of qh.
     const __m512i ql = load64(block + 64 * h), qh = broadcast32(block + 128 + 32 * h);
-    // (a & 0x0f) | (b & 0x30) as one ternary-logic op: a | (b & c) on pre-masked a.
-    const __m512i u01 = _mm512_ternarylogic_epi32(_mm512_and_si512(ql, m4), _mm512_sllv_epi16(qh, words2(4, 2)),
-                                                  m2, 0xf8);
-    const __m512i u23 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                                  _mm512_srlv_epi16(qh, words2(0, 2)), m2, 0xf8);
+    const __m512i top01 = bit_move2(qh, bit_move(0, 4, 2), bit_move(2, 4, 2));
+    const __m512i top23 = bit_move2(qh, bit_move(4, 4, 2), bit_move(6, 4, 2));
+    const __m512i u01 = _mm512_ternarylogic_epi32(ql, m4, top01, 0xea);  // (ql & 0x0f) | top
+    const __m512i u23 = _mm512_or_si512(bit_move2(ql, kHighNibble, kHighNibble), top23);
     z[2 * h] = dpbusd_offset(u01, load64(x + 128 * h), offset);
     z[2 * h + 1] = dpbusd_offset(u23, load64(x + 128 * h + 64), offset);
   }
-  const __m512i scales = in_quarter_layout(_mm512_cvtepi8_epi32(load16(block + 192)));
-  sums = block_sums(_mm512_mullo_epi32(quarter_sums(z), scales));
+  sums = block_sums(quarter_sums_weighted(z, quarter_weights(_mm256_cvtepi8_epi16(load16(block + 192)), kPerSubBlock)));
 }
 
 DSMOE_INLINE void superblock_q3k(const uint8_t* block, const int8_t* x, __m256i& sums) {
-  const __m512i m3 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
+  const __m512i four = _mm512_set1_epi8(4);
   const __m512i hmask = broadcast32(block);
   __m512i z[4];
   for (int h = 0; h < 2; ++h) {
     const __m512i qs = broadcast32(block + 32 + 32 * h);
-    for (int c = 0; c < 4; c += 2) {  // 32-blocks j, j+1: bits 2c (2c+2) of qs, bit j (j+1) of hmask
+    for (int c = 0; c < 4; c += 2) {  // 32-blocks j, j+1: bits 2c (2c+2) of qs, bit j (j+1) of hmask to bit 2
       const int j = 4 * h + c;
-      __m512i u = _mm512_and_si512(_mm512_srlv_epi16(qs, words2(2 * c, 2 * c + 2)), m3);
-      u = _mm512_mask_add_epi8(u, _mm512_test_epi8_mask(hmask, bytes2(1 << j, 1 << (j + 1))), u, four);
+      const __m512i u = _mm512_or_si512(bit_move2(qs, bit_move(2 * c, 0, 2), bit_move(2 * c + 2, 0, 2)),
+                                        bit_move2(hmask, bit_move(j, 2, 1), bit_move(j + 1, 2, 1)));
       z[2 * h + c / 2] = dpbusd_offset(u, load64(x + 32 * j), four);  // u = q + 4
     }
   }
   const __m128i scale_bytes = _mm_sub_epi8(_mm256_castsi256_si128(qdot_avx2::unpack_scale_bytes_q3k(block + 96)),
                                            _mm_set1_epi8(32));
-  const __m512i scales = in_quarter_layout(_mm512_cvtepi8_epi32(scale_bytes));
-  sums = block_sums(_mm512_mullo_epi32(quarter_sums(z), scales));
+  sums = block_sums(quarter_sums_weighted(z, quarter_weights(_mm256_cvtepi8_epi16(scale_bytes), kPerSubBlock)));
 }
 
 DSMOE_INLINE __m512i superblock_q2k(const uint8_t* block, const int8_t* x) {  // [S | M] as superblock_k45
   const __m128i packed = load16(block), low4 = _mm_set1_epi8(0x0f);
-  const __m512i m3 = _mm512_set1_epi8(3), ones = _mm512_set1_epi8(1);
+  const __m512i ones = _mm512_set1_epi8(1);
   __m512i z[4], w[4];
   for (int h = 0; h < 2; ++h) {
     const __m512i qs = broadcast32(block + 16 + 32 * h);
     for (int c = 0; c < 4; c += 2) {
       const int j = 4 * h + c;
       const __m512i xv = load64(x + 32 * j);
-      z[2 * h + c / 2] = dpbusd(_mm512_and_si512(_mm512_srlv_epi16(qs, words2(2 * c, 2 * c + 2)), m3), xv);
+      z[2 * h + c / 2] = dpbusd(bit_move2(qs, bit_move(2 * c, 0, 2), bit_move(2 * c + 2, 0, 2)), xv);
       w[2 * h + c / 2] = dpbusd(ones, xv);  // sums of x per 4 bytes, for the mins
     }
   }
-  const __m512i scales = in_quarter_layout(_mm512_cvtepu8_epi32(_mm_and_si128(packed, low4)));
-  const __m512i min16 = in_quarter_layout(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(packed, 4), low4)));
-  const __m256i sums = block_sums(_mm512_mullo_epi32(quarter_sums(z), scales));
-  const __m256i mins = block_sums(_mm512_mullo_epi32(quarter_sums(w), min16));
-  return _mm512_inserti64x4(_mm512_castsi256_si512(sums), mins, 1);
+  const __m512i scales = quarter_weights(_mm256_cvtepu8_epi16(_mm_and_si128(packed, low4)), kPerSubBlock);
+  const __m512i min16 =
+      quarter_weights(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4)), kPerSubBlock);
+  return block_sums_with(quarter_sums_weighted(z, scales), block_sums(quarter_sums_weighted(w, min16)));
 }
 
 template <QuantType T>
@@ -932,7 +969,7 @@ bool have_vnni() {
 #if defined(DSMOE_QDOT_SIMD)
   static const bool have = quant_have_avx2() && __builtin_cpu_supports("avx512f") &&
                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
-                           __builtin_cpu_supports("avx512vnni");
+                           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("gfni");
   return have;
 #else
   return false;
