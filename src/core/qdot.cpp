@@ -736,7 +736,7 @@ DSMOE_INLINE __m512i pair32_lanes(const uint8_t* block, const int8_t* xq) {
   if constexpr (T == QuantType::Q5_0 || T == QuantType::Q5_1) {  // bit t of qh -> 16 on weight t
     uint64_t high = load_u32(block + qh_at);
     if constexpr (kTwo) high |= static_cast<uint64_t>(load_u32(block + bb + qh_at)) << 32;
-    u = _mm512_or_si512(u, _mm512_maskz_mov_epi8(high, _mm512_set1_epi8(16)));
+    u = _mm512_mask_add_epi8(u, high, u, _mm512_set1_epi8(16));
   }
   if constexpr (T == QuantType::IQ4_NL) u = _mm512_shuffle_epi8(iq4nl_table_plus128(), u);
   return dpbusd(u, x);
