@@ -12,8 +12,8 @@ namespace dsmoe {
 bool qdot_supported(QuantType t);  // one of the nine types above
 float qdot_q8act_scalar(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
                         int64_t n);
-// The AVX2 kernel (scalar when the CPU lacks AVX2), and the AVX512-VNNI kernel (AVX2 when the CPU lacks VNNI):
-// so tests cover every path on any machine that has it.
+// The AVX2 kernel (scalar when the CPU lacks AVX2), and the AVX512-VNNI kernel (needs AVX512F/VL/BW, VNNI and GFNI;
+// the AVX2 kernel otherwise): so tests cover every path on any machine that has it.
 float qdot_q8act_avx2(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
                       int64_t n);
 float qdot_q8act_vnni(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
