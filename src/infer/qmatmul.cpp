@@ -39,10 +39,23 @@ void qmatrix_row_f32(const QMatrix& w, int64_t r, float* out) {
 }
 
 namespace {
+// 64-byte aligned storage for the 8-bit activations: the kernels load them in 32/64-byte vectors, and loads that
+// split cache lines cost 5-20% (measured on the K-quant kernels).
+template <typename T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <typename U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  bool operator==(const Aligned64&) const { return true; }
+};
+
 // Scratch that lives as long as its thread: qmatmul may run on many threads at once (experts in parallel).
 thread_local std::vector<float> t_panel;
-thread_local std::vector<int8_t> t_xq;
-thread_local std::vector<int8_t> t_xt;  // t_xq in the transposed form packed matrices read (core/qpack.h)
+thread_local std::vector<int8_t, Aligned64<int8_t>> t_xq;
+thread_local std::vector<int8_t, Aligned64<int8_t>> t_xt;  // t_xq in the transposed form packed matrices read (core/qpack.h)
 thread_local std::vector<float> t_xd;
 thread_local std::vector<int32_t> t_xsum;
 
@@ -62,6 +75,14 @@ void dot_rows(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy
       t_xt.resize(t_xq.size());
       for (int64_t i = 0; i < n; ++i) qpack_act(xq + i * K, t_xt.data() + i * K, K);
       const int8_t* xt = t_xt.data();
+      if (n == 1) {  // one contiguous run of rows per thread, no per-row dispatch
+#pragma omp parallel
+        {
+          const int64_t nt = omp_get_num_threads(), tid = omp_get_thread_num();
+          qpack_matvec(w.type, w.data, w.row_bytes, w.rows * tid / nt, w.rows * (tid + 1) / nt, xt, xd, xs, K, y);
+        }
+        return;
+      }
 #pragma omp parallel
       {
         float out[kQmatmulDotMaxRows];
