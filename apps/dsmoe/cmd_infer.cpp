@@ -149,11 +149,12 @@ int run_bench(const BenchArgs& a) {
   const double pp_gflops = pp.ns.empty() ? 0.0 : pp_flops / (pp.avg_ns());
   const std::string type = fmt::format("deepseek {:.2f}B {}", c.n_params() / 1e9, model.type_summary);
   const std::string file = fs::path(a.model).filename().string();
-  auto print_phases = [](const char* test, const std::map<std::string, double>& phases, double per) {
+  // per: how many units (prompts for pp, tokens for tg) the summed phase times cover.
+  auto print_phases = [](const char* test, const std::map<std::string, double>& phases, double per, const char* unit) {
     if (phases.empty()) return;
     const double total = phases.at("total");
     double named = 0.0;
-    fmt::print(stderr, "profile {} (ms per {}):\n", test, per > 1 ? "token" : "prompt");
+    fmt::print(stderr, "profile {} (ms per {}):\n", test, unit);
     for (const auto& [k, v] : phases) {
       if (k == "total") continue;
       if (k != "barrier_wait") named += v;  // barrier wait lies inside the phases that run parallel products
@@ -164,8 +165,8 @@ int run_bench(const BenchArgs& a) {
     fmt::print(stderr, "  {:<16} {:9.3f}\n", "total", total * 1e3 / per);
   };
   if (a.profile) {
-    print_phases("pp", pp_phases, static_cast<double>(pp.ns.size()));
-    print_phases("tg", tg_phases, static_cast<double>(tg.ns.size() * std::max<int64_t>(1, a.n_gen)));
+    print_phases("pp", pp_phases, static_cast<double>(pp.ns.size()), "prompt");
+    print_phases("tg", tg_phases, static_cast<double>(tg.ns.size() * std::max<int64_t>(1, a.n_gen)), "token");
   }
   if (a.output == "json") {
     nlohmann::json out = nlohmann::json::array();
