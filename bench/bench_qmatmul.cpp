@@ -16,6 +16,7 @@
 #include <omp.h>
 
 #include "core/qdot.h"
+#include "core/qpack.h"
 #include "core/quant.h"
 #include "core/threads.h"
 #include "core/membw.h"
@@ -80,22 +81,63 @@ void bench_kernels(int64_t cols, int64_t mb) {
     fmt::print("{}\n", line);
   }
 }
+// Prefill of one expert: an [rows x cols] matrix (cache-resident after the first pass) against nx rows of x on
+// one thread, as the engine runs each expert's products: GFLOP/s (2 * rows * cols * nx per product) per type and nx,
+// beside OpenBLAS sgemm on the same f32 matrix (the float ceiling the dequantize path reaches at best).
+void bench_prefill(int64_t rows, int64_t cols) {
+  set_num_threads(1);
+  std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(cols * 64)), y(static_cast<size_t>(rows * 64));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) - 3.0f;
+  fmt::print("expert prefill, 1 thread, W [{} x {}] against nx rows: GFLOP/s\n", rows, cols);
+  for (QuantType t : {QuantType::F32, QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4_K, QuantType::Q5_0,
+                      QuantType::Q6_K}) {
+    if (cols % quant_block_size(t) != 0) continue;
+    const size_t rb = quant_row_bytes(t, cols);
+    std::vector<uint8_t> stored(rb * rows), packed(rb * rows);
+    for (int64_t r = 0; r < rows; ++r) quantize_row(t, w.data() + r * cols, stored.data() + r * rb, cols);
+    QMatrix m = QMatrix::view(t, stored.data(), rows, cols);
+    if (qpack_supported(t)) {
+      for (int64_t r = 0; r < rows; ++r) qpack_row(t, stored.data() + r * rb, packed.data() + r * rb, cols);
+      m = QMatrix::view(t, packed.data(), rows, cols);
+      m.packed = true;
+    }
+    std::string line = fmt::format("{:6}{}", quant_type_name(t), m.packed ? " packed" : "       ");
+    for (int64_t n : {1, 4, 8, 12, 16, 24, 48}) {
+      qmatmul(m, x.data(), n, y.data());
+      double best = 1e30;
+      for (int rep = 0; rep < 5; ++rep) {
+        const double t0 = thread_cpu_seconds();
+        qmatmul(m, x.data(), n, y.data());
+        best = std::min(best, thread_cpu_seconds() - t0);
+      }
+      line += fmt::format("  n={} {:6.1f}", n, 2.0 * rows * cols * n / best / 1e9);
+    }
+    fmt::print("{}\n", line);
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"qmatmul / bandwidth benchmark"};
   int64_t rows = 102400, cols = 1024;
   int threads = 0;
-  bool bandwidth_only = false, kernels = false;
+  bool bandwidth_only = false, kernels = false, prefill = false;
   int64_t kernel_mb = 100;
   app.add_flag("--bandwidth-only", bandwidth_only, "print the memory read bandwidth (GB/s) and stop");
   app.add_flag("--kernels", kernels, "time each block type's integer dot kernel per path on one thread, and stop");
+  app.add_flag("--prefill", prefill, "time one expert's products (--rows x --cols, default 1408 x 2048) against 1..48 rows on one thread, and stop");
   app.add_option("--mb", kernel_mb, "--kernels: matrix size in MB");
   app.add_option("--rows", rows);
   app.add_option("--cols", cols);
   app.add_option("--threads", threads);
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) set_num_threads(threads);
+  if (prefill) {
+    const bool sized = app.count("--rows") > 0;
+    bench_prefill(sized ? rows : 1408, app.count("--cols") > 0 ? cols : 2048);
+    return 0;
+  }
   if (kernels) {
     bench_kernels(cols, kernel_mb);
     return 0;

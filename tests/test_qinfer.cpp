@@ -107,19 +107,19 @@ TEST(IntegerDot, ScalarEqualsSimdBitForBit) {
 }
 
 // Every path of qmatmul: against the dequantized matrix in double. Float-activation paths must agree to f32
-// rounding; the 8-bit-activation path (Q8_0/Q4_0, n <= kQmatmulDotMaxRows) within the activation rounding.
+// rounding; the 8-bit-activation path (block types, every n) within the activation rounding.
 TEST(Qmatmul, AllPathsMatchReference) {
   const int64_t rows = 70, cols = 128;
   const std::vector<float> w = random_vector(rows * cols, 1.0f, 3);
   for (QuantType t : {QuantType::F32, QuantType::F16, QuantType::BF16, QuantType::Q8_0, QuantType::Q4_0})
-    for (int64_t n : {int64_t{1}, int64_t{2}, kQmatmulDotMaxRows, kQmatmulDotMaxRows + 1, int64_t{37}}) {
+    for (int64_t n : {int64_t{1}, int64_t{2}, kXBlock, kXBlock + 1, int64_t{37}}) {
       const std::vector<uint8_t> q = quantized(t, w, rows, cols);
       const QMatrix m = QMatrix::view(t, q.data(), rows, cols);
       const std::vector<float> x = random_vector(n * cols, 1.0f, 5 + n);
       std::vector<float> got(n * rows), want(n * rows);
       qmatmul(m, x.data(), n, got.data());
       qmatmul_reference(m, x.data(), n, want.data());
-      const bool int8_path = quant_is_block(t) && n <= kQmatmulDotMaxRows;
+      const bool int8_path = quant_is_block(t);
       DSMOE_EXPECT_CLOSE(fmt::format("{} n={}", quant_type_name(t), n), got.data(), want.data(), n * rows,
                          int8_path ? 1e-2 : 1e-5);
     }

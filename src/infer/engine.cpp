@@ -1,5 +1,6 @@
 #include "infer/engine.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -43,6 +44,16 @@ size_t KvCache::bytes() const {
 namespace {
 constexpr int64_t kMaxHeadDim = 1024;  // per-thread stack row for widening F16 V rows while decoding
 constexpr int64_t kQueryBlock = 64;    // prefill attention: query rows per causal block
+
+// g = silu(g) * u over `count` elements, in chunks over the threads when there are many (prefill).
+void swiglu_forward_parallel(float* g, const float* u, int64_t count) {
+  constexpr int64_t kChunk = 16384;
+#pragma omp parallel for schedule(static) if (count > kChunk)
+  for (int64_t i0 = 0; i0 < count; i0 += kChunk) {
+    const int64_t m = std::min(kChunk, count - i0);
+    swiglu_forward(g + i0, u + i0, g + i0, m);
+  }
+}
 }
 
 InferenceSession::InferenceSession(const InferModel& model, int64_t capacity, QuantType kv_type) : model_(model) {
@@ -87,13 +98,9 @@ void InferenceSession::attention(int64_t layer, const float* x, int64_t n, float
   float* kn = ws_.get("inf.k", n * kvd);
   float* vn = ws_.get("inf.v", n * kvd);
   float* out = ws_.get("inf.attn", n * qd);
-  if (n == 1) {
-    const QMatVec jobs[] = {{&w.wq, x, q}, {&w.wk, x, kn}, {&w.wv, x, vn}};
-    qmatvec_many(jobs, 3);
-  } else {
-    qmatmul(w.wq, x, n, q);
-    qmatmul(w.wk, x, n, kn);
-    qmatmul(w.wv, x, n, vn);
+  {
+    const QProduct jobs[] = {{&w.wq, x, q, n}, {&w.wk, x, kn, n}, {&w.wv, x, vn, n}};
+    qmatmul_many(jobs, 3);
   }
   // RoPE at absolute positions, and append K, V to the cache in its type.
   for (int64_t i = 0; i < n; ++i) {
@@ -172,19 +179,16 @@ void InferenceSession::swiglu(const QMatrix& gate, const QMatrix& up, const QMat
   const int64_t F = gate.rows;
   float* g = ws_.get(std::string(tag) + ".g", n * F);
   float* u = ws_.get(std::string(tag) + ".u", n * F);
-  if (n == 1) {
-    const QMatVec jobs[] = {{&gate, x, g}, {&up, x, u}};
-    qmatvec_many(jobs, 2);
-  } else {
-    qmatmul(gate, x, n, g);
-    qmatmul(up, x, n, u);
-  }
-  swiglu_forward(g, u, g, n * F);
+  const QProduct jobs[] = {{&gate, x, g, n}, {&up, x, u, n}};
+  qmatmul_many(jobs, 2);
+  swiglu_forward_parallel(g, u, n * F);
   qmatmul(down, g, n, y);
 }
 
 // y[n,d] = shared(x) + sum_k w_k expert_k(x): softmax gate, top-k (no capacity: inference is dropless, as HF),
-// tokens grouped per expert so each expert runs one product chain over its rows.
+// tokens grouped per expert so each selected expert's weights stream once per step for all rows that chose it.
+// Two batches of products (gate and up of every selected expert and the shared ones, then every down), each one
+// parallel region over all its weight rows.
 void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float* y) {
   const ModelConfig& c = model_.config;
   const int64_t d = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok, Fe = c.moe_intermediate_size;
@@ -197,74 +201,66 @@ void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float
     plan = routing_plan_build(probs, n, E, k, c.norm_topk_prob, 0.0);
   }
   const int64_t A = plan.rows();
-  float* rows_out = ws_.get("moe.rows_out", A * d);  // [A, d] expert outputs in expert-sorted order
   const bool shared = !w.sh_gate.empty();
-  if (n == 1) {
-    // Decode: the k selected experts and the shared ones as two batches of matrix-vector products (gate and up
-    // of all, then down of all), each batch one parallel region over all its rows.
-    const int64_t Fs = shared ? w.sh_gate.rows : 0;
-    float* gu = ws_.get("moe.gu", 2 * (k * Fe + Fs));  // [gate | up] per selected expert, then the shared ones
-    std::vector<QMatVec> jobs;
-    std::vector<int64_t> chosen;
-    for (int64_t e = 0; e < E; ++e)
-      if (plan.rows_of(e) > 0) chosen.push_back(e);
-    for (size_t i = 0; i < chosen.size(); ++i) {
-      jobs.push_back({&w.exp_gate[chosen[i]], x, gu + 2 * i * Fe});
-      jobs.push_back({&w.exp_up[chosen[i]], x, gu + (2 * i + 1) * Fe});
+  const int64_t Fs = shared ? w.sh_gate.rows : 0;
+  float* rows_out = ws_.get("moe.rows_out", A * d);     // [A, d] expert outputs in expert-sorted order
+  float* gu = ws_.get("moe.gu", 2 * (A * Fe + n * Fs));  // per expert [gate r x Fe | up r x Fe], then shared
+  float* gs = gu + 2 * A * Fe;                           // [gate n x Fs | up n x Fs]
+  std::vector<int64_t> chosen;
+  for (int64_t e = 0; e < E; ++e)
+    if (plan.rows_of(e) > 0) chosen.push_back(e);
+  // Each expert's rows of x, gathered (one token: x itself, so that every product shares one quantized input).
+  float* xe_all = n == 1 ? nullptr : ws_.get("moe.xe", A * d);
+  if (n > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t a = 0; a < A; ++a) std::memcpy(xe_all + a * d, x + plan.row_token[a] * d, d * sizeof(float));
+  }
+  auto expert_x = [&](int64_t e) { return n == 1 ? x : xe_all + plan.expert_offsets[e] * d; };
+  auto expert_g = [&](int64_t e) { return gu + 2 * plan.expert_offsets[e] * Fe; };
+  // Profiling times the shared experts in batches of their own (one more parallel region each); otherwise they
+  // ride in the routed experts' batches.
+  const bool split_shared = profile_table().enabled;
+  std::vector<QProduct> jobs, shared_jobs;
+  std::vector<QProduct>& sj = split_shared ? shared_jobs : jobs;
+  auto run_batch = [&] {
+    {
+      PROFILE_SCOPE("experts.routed");
+      qmatmul_many(jobs.data(), jobs.size());
     }
-    float* gs = gu + 2 * k * Fe;
-    // Profiling times the shared experts in batches of their own (one more parallel region each); otherwise they
-    // ride in the routed experts' batches.
-    const bool split_shared = profile_table().enabled;
-    std::vector<QMatVec> shared_jobs;
-    std::vector<QMatVec>& sj = split_shared ? shared_jobs : jobs;
-    if (shared) {
-      sj.push_back({&w.sh_gate, x, gs});
-      sj.push_back({&w.sh_up, x, gs + Fs});
-    }
-    auto run_batch = [&] {
-      if (!split_shared) return qmatvec_many(jobs.data(), jobs.size());
-      {
-        PROFILE_SCOPE("experts.routed");
-        qmatvec_many(jobs.data(), jobs.size());
-      }
+    if (!shared_jobs.empty()) {
       PROFILE_SCOPE("experts.shared");
-      qmatvec_many(shared_jobs.data(), shared_jobs.size());
-    };
-    run_batch();
-    for (size_t i = 0; i < chosen.size(); ++i) swiglu_forward(gu + 2 * i * Fe, gu + (2 * i + 1) * Fe, gu + 2 * i * Fe, Fe);
-    if (shared) swiglu_forward(gs, gs + Fs, gs, Fs);
+      qmatmul_many(shared_jobs.data(), shared_jobs.size());
+    }
     jobs.clear();
     shared_jobs.clear();
-    for (size_t i = 0; i < chosen.size(); ++i)
-      jobs.push_back({&w.exp_down[chosen[i]], gu + 2 * i * Fe, rows_out + plan.expert_offsets[chosen[i]] * d});
-    if (shared) sj.push_back({&w.sh_down, gs, y});
-    else std::fill(y, y + d, 0.0f);
-    run_batch();
-  } else {
-    // Prefill: experts in parallel, one thread each, products single-threaded inside (gathered rows per thread).
-    PROFILE_SCOPE("experts.routed");
-    float* xe_all = ws_.get("moe.xe", A * d);
-    float* ge_all = ws_.get("moe.ge", 2 * A * Fe);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t r0 = plan.expert_offsets[e], r = plan.rows_of(e);
-      if (r == 0) continue;
-      float* xe = xe_all + r0 * d;
-      for (int64_t i = 0; i < r; ++i) std::memcpy(xe + i * d, x + plan.row_token[r0 + i] * d, d * sizeof(float));
-      float* g = ge_all + 2 * r0 * Fe;
-      float* u = g + r * Fe;
-      qmatmul(w.exp_gate[e], xe, r, g);
-      qmatmul(w.exp_up[e], xe, r, u);
-      swiglu_forward(g, u, g, r * Fe);
-      qmatmul(w.exp_down[e], g, r, rows_out + r0 * d);
+  };
+  for (int64_t e : chosen) {
+    const int64_t r = plan.rows_of(e);
+    jobs.push_back({&w.exp_gate[e], expert_x(e), expert_g(e), r});
+    jobs.push_back({&w.exp_up[e], expert_x(e), expert_g(e) + r * Fe, r});
+  }
+  if (shared) {
+    sj.push_back({&w.sh_gate, x, gs, n});
+    sj.push_back({&w.sh_up, x, gs + n * Fs, n});
+  }
+  run_batch();
+  const int64_t n_chosen = static_cast<int64_t>(chosen.size());
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+  for (int64_t i = 0; i <= n_chosen; ++i) {
+    if (i < n_chosen) {
+      const int64_t e = chosen[i], r = plan.rows_of(e);
+      swiglu_forward(expert_g(e), expert_g(e) + r * Fe, expert_g(e), r * Fe);
+    } else if (shared) {
+      swiglu_forward(gs, gs + n * Fs, gs, n * Fs);
     }
   }
-  if (n > 1) {
-    PROFILE_SCOPE("experts.shared");
-    if (shared) swiglu(w.sh_gate, w.sh_up, w.sh_down, x, n, y, "moe.shared");
-    else std::fill(y, y + n * d, 0.0f);
-  }
+  for (int64_t e : chosen)
+    jobs.push_back({&w.exp_down[e], expert_g(e), rows_out + plan.expert_offsets[e] * d, plan.rows_of(e)});
+  if (shared) sj.push_back({&w.sh_down, gs, y, n});
+  else std::fill(y, y + n * d, 0.0f);
+  run_batch();
+  // y[t] += sum_j w_tj rows_out[row of (t, j)], tokens in parallel.
+#pragma omp parallel for schedule(static) if (n > 1)
   for (int64_t t = 0; t < n; ++t)
     for (int64_t j = 0; j < k; ++j) {
       const int32_t row = plan.slot_row[t * k + j];

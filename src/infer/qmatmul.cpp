@@ -52,67 +52,15 @@ struct Aligned64 {
   bool operator==(const Aligned64&) const { return true; }
 };
 
-// Scratch that lives as long as its thread: qmatmul may run on many threads at once (experts in parallel).
+// Scratch of the calling thread (several sessions may run batches at once); the workers of its parallel region
+// read it through pointers.
 thread_local std::vector<float> t_panel;
 thread_local std::vector<int8_t, Aligned64<int8_t>> t_xq;
 thread_local std::vector<int8_t, Aligned64<int8_t>> t_xt;  // t_xq in the transposed form packed matrices read (core/qpack.h)
 thread_local std::vector<float> t_xd;
 thread_local std::vector<int32_t> t_xsum;
 
-// n <= kQmatmulDotMaxRows rows of x against every weight row.
-void dot_rows(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy) {
-  const int64_t K = w.cols;
-  if (quant_is_block(w.type)) {
-    t_xq.resize(static_cast<size_t>(n * K));
-    t_xd.resize(static_cast<size_t>(n * K / 32));
-    t_xsum.resize(static_cast<size_t>(n * K / 32));
-    for (int64_t i = 0; i < n; ++i)
-      quantize_act_q8(x + i * K, t_xq.data() + i * K, t_xd.data() + i * K / 32, t_xsum.data() + i * K / 32, K);
-    const int8_t* xq = t_xq.data();
-    const float* xd = t_xd.data();
-    const int32_t* xs = t_xsum.data();
-    if (w.packed) {  // each weight row decoded once for all n rows of x
-      t_xt.resize(t_xq.size());
-      for (int64_t i = 0; i < n; ++i) qpack_act(xq + i * K, t_xt.data() + i * K, K);
-      const int8_t* xt = t_xt.data();
-      if (n == 1) {  // one contiguous run of rows per thread, no per-row dispatch
-#pragma omp parallel
-        {
-          const int64_t nt = omp_get_num_threads(), tid = omp_get_thread_num();
-          qpack_matvec(w.type, w.data, w.row_bytes, w.rows * tid / nt, w.rows * (tid + 1) / nt, xt, xd, xs, K, y);
-        }
-        return;
-      }
-#pragma omp parallel
-      {
-        float out[kQmatmulDotMaxRows];
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < w.rows; ++r) {
-          qpack_dot_rows(w.type, w.row(r), xt, xd, xs, K, n, out);
-          for (int64_t i = 0; i < n; ++i) y[i * ldy + r] = out[i];
-        }
-      }
-      return;
-    }
-    if (qdot_supported(w.type)) {
-      const QdotKernel kernel = qdot_q8act_kernel(w.type);
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < w.rows; ++r)
-        for (int64_t i = 0; i < n; ++i) y[i * ldy + r] = kernel(w.row(r), xq + i * K, xd + i * K / 32, xs + i * K / 32, K);
-      return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < w.rows; ++r)
-      for (int64_t i = 0; i < n; ++i)
-        y[i * ldy + r] = quant_dot_q8act(w.type, w.row(r), xq + i * K, xd + i * K / 32, xs + i * K / 32, K);
-    return;
-  }
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < w.rows; ++r)
-    for (int64_t i = 0; i < n; ++i) y[i * ldy + r] = quant_dot(w.type, w.row(r), x + i * K, K);
-}
-
-// Panels of rows dequantized to f32, then sgemm: y[:, r0:r0+R] = x · panelᵀ.
+// Panels of rows widened to f32, then sgemm: y[:, r0:r0+R] = x · panelᵀ (F16/BF16 with n > 1).
 void panel_gemm(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy) {
   const int64_t K = w.cols;
   const int64_t panel_rows = std::max<int64_t>(16, (int64_t{1} << 20) / K);  // ~4 MB of f32
@@ -125,71 +73,137 @@ void panel_gemm(const QMatrix& w, const float* x, int64_t n, float* y, int64_t l
     gemm(false, true, n, R, K, 1.0f, x, K, panel, K, 0.0f, y + r0, ldy);
   }
 }
-}  // namespace
 
-void qmatmul(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy) {
-  if (ldy == 0) ldy = w.rows;
-  check(!w.empty() && n >= 0 && ldy >= w.rows, "qmatmul: bad arguments");
-  if (n == 0) return;
-  if (w.type == QuantType::F32 && n > 1) {
+// A float product with several rows of x: BLAS (multi-threaded, or on the calling thread inside a parallel region).
+void float_matmul(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy) {
+  if (w.type == QuantType::F32)
     gemm(false, true, n, w.rows, w.cols, 1.0f, x, w.cols, reinterpret_cast<const float*>(w.data), w.cols, 0.0f, y,
          ldy);
-    return;
-  }
-  if (n <= kQmatmulDotMaxRows) dot_rows(w, x, n, y, ldy);
   else panel_gemm(w, x, n, y, ldy);
 }
 
-void qmatvec_many(const QMatVec* jobs, size_t count) {
-  // Each distinct input gets a slot in the 8-bit scratch, quantized once when some block-type matrix reads it.
-  std::vector<const float*> inputs;
-  std::vector<size_t> slot_offset;  // per input, in elements
-  std::vector<bool> quantized;
-  std::vector<size_t> input_of(count);
-  size_t total = 0;
-  for (size_t j = 0; j < count; ++j) {
-    const auto it = std::find(inputs.begin(), inputs.end(), jobs[j].x);
-    input_of[j] = static_cast<size_t>(it - inputs.begin());
-    if (it == inputs.end()) {
-      inputs.push_back(jobs[j].x);
-      slot_offset.push_back(total);
-      quantized.push_back(false);
-      total += static_cast<size_t>(jobs[j].w->cols);
+// Weight rows [r0, r1) of one product against all its rows of x: the unit of work a thread takes.
+struct Task {
+  size_t job;
+  int64_t r0, r1;
+  double end_cost;  // cumulative cost up to and including this task
+};
+
+// One quantized input: n rows of cols 8-bit activations at element offset `offset` of the scratch.
+struct QuantizedInput {
+  const float* x;
+  int64_t n, cols;
+  size_t offset;
+};
+
+// out[i] = dot(row r of w, activation row i) for i < nx, all in the 8-bit form.
+inline void int_dot_rows(const QMatrix& w, QdotKernel kernel, int64_t r, const int8_t* xq, const int8_t* xt,
+                         const float* xd, const int32_t* xs, int64_t nx, float* out) {
+  const int64_t K = w.cols, nb = K / 32;
+  if (w.packed) return qpack_dot_rows(w.type, w.row(r), xt, xd, xs, K, nx, out);
+  for (int64_t i = 0; i < nx; ++i)
+    out[i] = kernel ? kernel(w.row(r), xq + i * K, xd + i * nb, xs + i * nb, K)
+                    : quant_dot_q8act(w.type, w.row(r), xq + i * K, xd + i * nb, xs + i * nb, K);
+}
+
+// The calling thread's 8-bit scratch, by address: inside the parallel region t_xq and friends name each worker's
+// own (empty) thread_local copies.
+struct Scratch {
+  int8_t* xq;
+  int8_t* xt;
+  float* xd;
+  int32_t* xs;
+};
+
+// Rows [r0, r1) of one block-type product: y[i, r] for every row i of x, in x-blocks of kXBlock rows, each
+// against all the task's weight rows (the x-block stays in L1, the task's weight rows in L2).
+void run_int_task(const QProduct& job, int64_t r0, int64_t r1, const QuantizedInput& in, const Scratch& s) {
+  const QMatrix& w = *job.w;
+  const int64_t K = w.cols, nb = K / 32, n = job.n, ldy = job.ldy == 0 ? w.rows : job.ldy;
+  const int8_t* xq = s.xq + in.offset;
+  const int8_t* xt = s.xt + in.offset;
+  const float* xd = s.xd + in.offset / 32;
+  const int32_t* xs = s.xs + in.offset / 32;
+  if (n == 1 && w.packed) return qpack_matvec(w.type, w.data, w.row_bytes, r0, r1, xt, xd, xs, K, job.y);
+  const QdotKernel kernel = qdot_supported(w.type) ? qdot_q8act_kernel(w.type) : nullptr;  // chosen once per task
+  float out[kXBlock];
+  for (int64_t i0 = 0; i0 < n; i0 += kXBlock) {
+    const int64_t nx = std::min(kXBlock, n - i0);
+    for (int64_t r = r0; r < r1; ++r) {
+      int_dot_rows(w, kernel, r, xq + i0 * K, xt + i0 * K, xd + i0 * nb, xs + i0 * nb, nx, out);
+      for (int64_t i = 0; i < nx; ++i) job.y[(i0 + i) * ldy + r] = out[i];
     }
   }
+}
+}  // namespace
+
+void qmatmul(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy) {
+  check(!w.empty() && n >= 0 && (ldy == 0 || ldy >= w.rows), "qmatmul: bad arguments");
+  const QProduct job{&w, x, y, n, ldy};
+  qmatmul_many(&job, 1);
+}
+
+void qmatmul_many(const QProduct* jobs, size_t count) {
+  // Float products with several rows of x go to BLAS: one at a time on all threads when they are few, else
+  // spread whole over the threads (many small experts: one BLAS call per thread at a time).
+  std::vector<size_t> blas_jobs;
+  for (size_t j = 0; j < count; ++j) {
+    const QProduct& p = jobs[j];
+    check(p.w != nullptr && !p.w->empty() && p.n >= 0 && (p.ldy == 0 || p.ldy >= p.w->rows),
+          "qmatmul: bad arguments");
+    if (p.n > 1 && !quant_is_block(p.w->type)) blas_jobs.push_back(j);
+  }
+  if (!blas_jobs.empty()) {
+    auto run = [&](size_t j) {
+      const QProduct& p = jobs[j];
+      float_matmul(*p.w, p.x, p.n, p.y, p.ldy == 0 ? p.w->rows : p.ldy);
+    };
+    if (blas_jobs.size() < 2 * static_cast<size_t>(omp_get_max_threads())) {
+      for (size_t j : blas_jobs) run(j);
+    } else {
+#pragma omp parallel for schedule(dynamic, 1)
+      for (size_t i = 0; i < blas_jobs.size(); ++i) run(blas_jobs[i]);
+    }
+  }
+  // Each distinct input that a block-type matrix reads gets a slot in the 8-bit scratch.
+  std::vector<QuantizedInput> inputs;
+  std::vector<size_t> input_of(count, 0);
+  size_t total = 0;
+  int64_t quant_rows = 0;
+  for (size_t j = 0; j < count; ++j) {
+    const QProduct& p = jobs[j];
+    if (!quant_is_block(p.w->type) || p.n == 0) continue;
+    check(p.w->cols % 32 == 0, "qmatmul: {} columns is not a multiple of 32", p.w->cols);
+    size_t i = 0;
+    while (i < inputs.size() && inputs[i].x != p.x) ++i;
+    if (i == inputs.size()) {
+      inputs.push_back({p.x, p.n, p.w->cols, total});
+      total += static_cast<size_t>(p.n * p.w->cols);
+      quant_rows += p.n;
+    }
+    check(inputs[i].n == p.n && inputs[i].cols == p.w->cols, "qmatmul: products sharing an input differ in shape");
+    input_of[j] = i;
+  }
+  // Tasks of up to 32 weight rows, in job order; cost = bytes read x rows of x (decoding is bound by bytes,
+  // prefill by bytes times rows).
+  constexpr int64_t kRows = 32;
+  std::vector<Task> tasks;
+  double cost = 0.0;
+  for (size_t j = 0; j < count; ++j) {
+    const QProduct& p = jobs[j];
+    if (p.n == 0 || (p.n > 1 && !quant_is_block(p.w->type))) continue;
+    for (int64_t r0 = 0; r0 < p.w->rows; r0 += kRows) {
+      const int64_t r1 = std::min(p.w->rows, r0 + kRows);
+      cost += static_cast<double>((r1 - r0) * p.n) * static_cast<double>(p.w->row_bytes);
+      tasks.push_back({j, r0, r1, cost});
+    }
+  }
+  if (tasks.empty()) return;
   t_xq.resize(total);
   t_xt.resize(total);
   t_xd.resize(total / 32 + 1);
   t_xsum.resize(total / 32 + 1);
-  for (size_t j = 0; j < count; ++j) {
-    const QMatrix& w = *jobs[j].w;
-    const size_t in = input_of[j], off = slot_offset[in];
-    if (!quant_is_block(w.type) || quantized[in]) continue;
-    quantize_act_q8(jobs[j].x, t_xq.data() + off, t_xd.data() + off / 32, t_xsum.data() + off / 32, w.cols);
-    qpack_act(t_xq.data() + off, t_xt.data() + off, w.cols);
-    quantized[in] = true;
-  }
-  // Tasks of up to 32 rows, in job order. Each thread takes one contiguous run of tasks holding an equal share of
-  // the bytes to read: contiguous so the prefetchers follow long streams (a dynamic hand-out measured 1.5x
-  // slower), by bytes because Q8_0 and Q4_0 rows of one batch differ twofold in size.
-  constexpr int64_t kRows = 32;
-  struct Task {
-    size_t job;
-    int64_t r0, r1;
-    size_t end_bytes;  // cumulative bytes up to and including this task
-  };
-  std::vector<Task> tasks;
-  size_t bytes = 0;
-  for (size_t j = 0; j < count; ++j)
-    for (int64_t r0 = 0; r0 < jobs[j].w->rows; r0 += kRows) {
-      const int64_t r1 = std::min(jobs[j].w->rows, r0 + kRows);
-      bytes += static_cast<size_t>(r1 - r0) * jobs[j].w->row_bytes;
-      tasks.push_back({j, r0, r1, bytes});
-    }
-  const int8_t* xq = t_xq.data();
-  const int8_t* xt = t_xt.data();
-  const float* xd = t_xd.data();
-  const int32_t* xs = t_xsum.data();
+  const Scratch scratch{t_xq.data(), t_xt.data(), t_xd.data(), t_xsum.data()};
   // Profiling: each thread's busy time, so the time threads spend waiting at the region's end (imbalance, fork and
   // join) can be reported as "barrier wait".
   const bool profiling = profile_table().enabled;
@@ -197,36 +211,35 @@ void qmatvec_many(const QMatVec* jobs, size_t count) {
   const auto region_start = std::chrono::steady_clock::now();
 #pragma omp parallel
   {
+    // 1. Quantize every input row once (rows spread over the threads).
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < quant_rows; ++row) {
+      size_t i = 0;
+      int64_t first = 0;
+      while (row >= first + inputs[i].n) first += inputs[i++].n;
+      const QuantizedInput& in = inputs[i];
+      const int64_t K = in.cols;
+      const size_t off = in.offset + static_cast<size_t>((row - first) * K);
+      quantize_act_q8(in.x + (row - first) * K, scratch.xq + off, scratch.xd + off / 32, scratch.xs + off / 32, K);
+      qpack_act(scratch.xq + off, scratch.xt + off, K);
+    }
+    // 2. Each thread takes one contiguous run of tasks holding an equal share of the cost: contiguous so the
+    // prefetchers follow long streams (a dynamic hand-out measured 1.5x slower in decoding), by cost because
+    // Q8_0 and Q4_0 rows differ twofold in size and experts in rows of x.
     const size_t nt = static_cast<size_t>(omp_get_num_threads()), tid = static_cast<size_t>(omp_get_thread_num());
-    // First task whose cumulative bytes pass the thread's starting share.
     auto first_task = [&](size_t thread) {
-      const size_t share = bytes * thread / nt;
+      const double share = cost * static_cast<double>(thread) / static_cast<double>(nt);
       return static_cast<size_t>(std::upper_bound(tasks.begin(), tasks.end(), share,
-                                                  [](size_t v, const Task& t) { return v < t.end_bytes; }) -
+                                                  [](double v, const Task& t) { return v < t.end_cost; }) -
                                  tasks.begin());
     };
     const size_t lo = tid == 0 ? 0 : first_task(tid), hi = tid + 1 == nt ? tasks.size() : first_task(tid + 1);
     const auto thread_start = std::chrono::steady_clock::now();
     for (size_t t = lo; t < hi; ++t) {
-      const QMatVec& job = jobs[tasks[t].job];
-      const QMatrix& w = *job.w;
-      const size_t off = slot_offset[input_of[tasks[t].job]];
-      if (w.packed) {
-        qpack_matvec(w.type, w.data, w.row_bytes, tasks[t].r0, tasks[t].r1, xt + off, xd + off / 32, xs + off / 32,
-                     w.cols, job.y);
-        continue;
-      }
-      if (qdot_supported(w.type)) {  // K-quants and the other 32-blocks: the kernel chosen once per task
-        const QdotKernel kernel = qdot_q8act_kernel(w.type);
-        for (int64_t r = tasks[t].r0; r < tasks[t].r1; ++r)
-          job.y[r] = kernel(w.row(r), xq + off, xd + off / 32, xs + off / 32, w.cols);
-        continue;
-      }
-      for (int64_t r = tasks[t].r0; r < tasks[t].r1; ++r) {
-        if (quant_is_block(w.type))
-          job.y[r] = quant_dot_q8act(w.type, w.row(r), xq + off, xd + off / 32, xs + off / 32, w.cols);
-        else job.y[r] = quant_dot(w.type, w.row(r), job.x, w.cols);
-      }
+      const QProduct& job = jobs[tasks[t].job];
+      if (quant_is_block(job.w->type)) run_int_task(job, tasks[t].r0, tasks[t].r1, inputs[input_of[tasks[t].job]], scratch);
+      else
+        for (int64_t r = tasks[t].r0; r < tasks[t].r1; ++r) job.y[r] = quant_dot(job.w->type, job.w->row(r), job.x, job.w->cols);
     }
     if (profiling && nt == busy.size())
       busy[tid] = std::chrono::duration<double>(std::chrono::steady_clock::now() - thread_start).count();

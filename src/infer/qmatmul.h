@@ -1,18 +1,19 @@
 // Weight matrices in any GGUF storage type, used where they lie (a mapped file, an owned buffer, or an F32 model),
-// and the one product the inference engine needs: y = x · Wᵀ.
+// and the one product the inference engine needs: y = x · Wᵀ, usually several at once.
 //
 // Dimension legend: n = rows of x (tokens), rows/cols = W's shape [out, in].
-// Paths (chosen per call, all giving the same math up to rounding):
-//   F32, any n          -> OpenBLAS (sgemv for n == 1, sgemm otherwise).
-//   block types, n small -> x quantized to 8 bits per 32-block once, integer dot products per weight row
-//                          (decoding is bound by reading the weights; this reads each byte once, as llama.cpp does);
-//                          Q8_0/Q4_0 matrices packed at load (core/qpack.h) decode each weight group once for
-//                          up to 4 rows of x.
-//   F16/BF16, n small   -> float dot products converting on the fly.
-//   any type, n large   -> panels of rows dequantized to f32 (a few MB) and multiplied with sgemm (prefill is
-//                          bound by arithmetic; sgemm's throughput pays for the conversion many times over).
-// Row-parallel with OpenMP; inside an enclosing parallel region (e.g. experts run in parallel) it runs on the
-// calling thread.
+// Paths (chosen per matrix type, the same for every n, so a token's output does not depend on what it is batched
+// with):
+//   block types (Q8_0, Q4_0, K-quants, ...) -> x quantized to 8 bits per 32-block once, integer dot products per
+//                          weight row against blocks of up to kXBlock rows of x (llama.cpp's arithmetic). Decoding
+//                          is bound by reading the weights and reads each byte once; prefill is bound by arithmetic,
+//                          where 8-bit dot products outrun sgemm (bench_qmatmul --prefill: ~190 against ~90
+//                          GFLOP/s per AVX-512 core). Q8_0/Q4_0 matrices packed at load (core/qpack.h) decode each
+//                          weight group once for up to 4 rows of x.
+//   F16/BF16, n == 1      -> float dot products converting on the fly; n > 1: panels of rows widened to f32, sgemm.
+//   F32                   -> OpenBLAS (dot products for n == 1, sgemm otherwise).
+// qmatmul_many runs a batch of products in one parallel region, the weight rows of all of them split evenly over
+// the threads (one fork/join per batch: decoding runs many small products per layer, prefill one chain per expert).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -37,22 +38,23 @@ struct QMatrix {
 
 // y[n, rows] = x[n, cols] · Wᵀ  (y row stride ldy >= rows; 0 means rows).
 void qmatmul(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy = 0);
-// Several matrix-vector products (n = 1) in one parallel region, their rows spread evenly over the threads:
-// decoding runs many small products per layer (Q/K/V; the selected experts' gate and up), and one fork/join
-// each would leave the memory bus idle between them. Products sharing an input quantize it once.
-struct QMatVec {
+// One product of a batch: y[n, ldy] = x[n, w->cols] · wᵀ. Products that share an input (the same x pointer) must
+// agree on n and cols; it is quantized once.
+struct QProduct {
   const QMatrix* w;
-  const float* x;  // [w->cols]
-  float* y;        // [w->rows]
+  const float* x;
+  float* y;
+  int64_t n = 1;
+  int64_t ldy = 0;  // 0: w->rows
 };
-void qmatvec_many(const QMatVec* jobs, size_t count);
+void qmatmul_many(const QProduct* jobs, size_t count);
 // Reference: dequantize W fully and multiply in double. For tests.
 void qmatmul_reference(const QMatrix& w, const float* x, int64_t n, float* y);
 // Row r of W as f32 (embedding lookups).
 void qmatrix_row_f32(const QMatrix& w, int64_t r, float* out);
 
-// Largest n that takes the per-row dot-product path for a block type (above it: dequantize + sgemm). Measured on
-// bench-infer Q8_0: 16 beats 4 for 16- and 64-token prompts (the experts then see a few rows each) and 48.
-inline constexpr int64_t kQmatmulDotMaxRows = 16;
+// Rows of x one integer pass reads for every weight row of a task: 8 rows of 2048 8-bit activations (16 KB) stay
+// in L1 while the task's weight rows stream by.
+inline constexpr int64_t kXBlock = 8;
 
 }  // namespace dsmoe
