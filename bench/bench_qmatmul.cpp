@@ -86,7 +86,7 @@ void bench_kernels(int64_t cols, int64_t mb) {
 // beside OpenBLAS sgemm on the same f32 matrix (the float ceiling the dequantize path reaches at best).
 void bench_prefill(int64_t rows, int64_t cols) {
   set_num_threads(1);
-  std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(cols * 64)), y(static_cast<size_t>(rows * 64));
+  std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(cols * 512)), y(static_cast<size_t>(rows * 512));
   for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) - 3.0f;
   fmt::print("expert prefill, 1 thread, W [{} x {}] against nx rows: GFLOP/s\n", rows, cols);
@@ -103,7 +103,7 @@ void bench_prefill(int64_t rows, int64_t cols) {
       m.packed = true;
     }
     std::string line = fmt::format("{:6}{}", quant_type_name(t), m.packed ? " packed" : "       ");
-    for (int64_t n : {1, 4, 8, 12, 16, 24, 48}) {
+    for (int64_t n : {1, 3, 8, 12, 16, 48, 512}) {
       qmatmul(m, x.data(), n, y.data());
       double best = 1e30;
       for (int rep = 0; rep < 5; ++rep) {
@@ -116,23 +116,72 @@ void bench_prefill(int64_t rows, int64_t cols) {
     fmt::print("{}\n", line);
   }
 }
+// A routed-expert batch as MoE prefill runs it: E expert matrices [rows x cols] (beyond the caches), expert e with
+// a given number of rows of x, all in one qmatmul_many on every thread: wall-clock GFLOP/s.
+void bench_expert_batch(int64_t rows, int64_t cols, int64_t experts, QuantType t) {
+  const size_t rb = quant_row_bytes(t, cols);
+  std::vector<float> wrow(static_cast<size_t>(cols));
+  std::vector<uint8_t> stored(rb), all(rb * rows * experts);
+  for (int64_t r = 0; r < rows * experts; ++r) {
+    for (int64_t i = 0; i < cols; ++i) wrow[i] = static_cast<float>(((r * 31 + i) * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    quantize_row(t, wrow.data(), stored.data(), cols);
+    if (qpack_supported(t)) qpack_row(t, stored.data(), all.data() + r * rb, cols);
+    else std::copy(stored.begin(), stored.end(), all.begin() + r * rb);
+  }
+  std::vector<QMatrix> mats;
+  for (int64_t e = 0; e < experts; ++e) {
+    mats.push_back(QMatrix::view(t, all.data() + e * rows * rb, rows, cols));
+    mats.back().packed = qpack_supported(t);
+  }
+  fmt::print("routed-expert batch, {} threads, {} x W [{} x {}] {}: wall GFLOP/s\n", num_threads(), experts, rows, cols,
+             quant_type_name(t));
+  for (int64_t per : {1, 12, 48}) {
+    // Skewed like a real router: expert e gets per * (0.25 .. 1.75) rows.
+    std::vector<int64_t> n(experts);
+    int64_t total = 0;
+    for (int64_t e = 0; e < experts; ++e) total += n[e] = std::max<int64_t>(1, per * (1 + 6 * (e % 7)) / 10);
+    std::vector<float> x(static_cast<size_t>(total * cols)), y(static_cast<size_t>(total * rows));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 13) - 6.0f;
+    std::vector<QProduct> jobs;
+    int64_t off = 0;
+    for (int64_t e = 0; e < experts; ++e) {
+      jobs.push_back({&mats[e], x.data() + off * cols, y.data() + off * rows, n[e]});
+      off += n[e];
+    }
+    double best = 1e30;
+    for (int rep = 0; rep < 4; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      qmatmul_many(jobs.data(), jobs.size());
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    fmt::print("  ~{:3} rows per expert ({} in all): {:7.2f} ms  {:6.1f} GFLOP/s\n", per, total, best * 1e3,
+               2.0 * rows * cols * total / best / 1e9);
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"qmatmul / bandwidth benchmark"};
   int64_t rows = 102400, cols = 1024;
   int threads = 0;
-  bool bandwidth_only = false, kernels = false, prefill = false;
+  bool bandwidth_only = false, kernels = false, prefill = false, experts = false;
   int64_t kernel_mb = 100;
   app.add_flag("--bandwidth-only", bandwidth_only, "print the memory read bandwidth (GB/s) and stop");
   app.add_flag("--kernels", kernels, "time each block type's integer dot kernel per path on one thread, and stop");
   app.add_flag("--prefill", prefill, "time one expert's products (--rows x --cols, default 1408 x 2048) against 1..48 rows on one thread, and stop");
+  app.add_flag("--experts", experts, "time a batch of 64 expert products (--rows x --cols, default 1408 x 2048) with skewed rows per expert on --threads, and stop");
   app.add_option("--mb", kernel_mb, "--kernels: matrix size in MB");
   app.add_option("--rows", rows);
   app.add_option("--cols", cols);
   app.add_option("--threads", threads);
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) set_num_threads(threads);
+  if (experts) {
+    const bool sized = app.count("--rows") > 0;
+    for (QuantType t : {QuantType::Q4_0, QuantType::Q4_K})
+      bench_expert_batch(sized ? rows : 1408, app.count("--cols") > 0 ? cols : 2048, 64, t);
+    return 0;
+  }
   if (prefill) {
     const bool sized = app.count("--rows") > 0;
     bench_prefill(sized ? rows : 1408, app.count("--cols") > 0 ? cols : 2048);

@@ -203,8 +203,10 @@ DSMOE_QPACK_AVX2 inline __m256i dot_u8s8_avx2(__m256i acc, __m256i w, __m256i x)
       alignas(16) uint16_t scales16[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                 \
       std::memcpy(scales16, grp, static_cast<size_t>(2 * m));                                                      \
       const __m256 dw = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(scales16)));              \
+      const __mmask8 kmask = static_cast<__mmask8>((1u << m) - 1);                                                 \
       auto vec = [&](const void* p) {                                                                              \
-        return _mm256_maskload_epi32(reinterpret_cast<const int*>(p), mask);                                       \
+        if constexpr (kVnni) return _mm256_maskz_loadu_epi32(kmask, p); /* AVX-512 masked load: full speed */      \
+        else return _mm256_maskload_epi32(reinterpret_cast<const int*>(p), mask);                                  \
       };                                                                                                           \
       __m256i w[8], wsign[8];                                                                                      \
       if constexpr (kQ4) {                                                                                         \
