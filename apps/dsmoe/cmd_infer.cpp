@@ -1,6 +1,7 @@
 // Inference commands of the dsmoe CLI: bench (llama-bench style prompt-processing and generation throughput),
 // quantize and synth (streaming GGUF writers), perplexity (with KL divergence against saved log-probabilities).
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -38,7 +39,8 @@ namespace fs = std::filesystem;
 
 struct BenchArgs {
   std::string model, output = "md", kv_type = "f32";
-  int64_t n_prompt = 512, n_gen = 128, reps = 5;
+  std::vector<int64_t> n_prompt{512}, n_gen{128};  // lists, as llama-bench: -p 128,512 -n 32
+  int64_t reps = 5;
   int threads = 0;
   bool no_mmap = false, no_pack = false, profile = false, no_ceiling = false;
 };
@@ -79,6 +81,10 @@ struct Stats {
 };
 
 int run_bench(const BenchArgs& a) {
+  auto positive = [](int64_t v) { return v > 0; };
+  check(std::any_of(a.n_prompt.begin(), a.n_prompt.end(), positive) ||
+            std::any_of(a.n_gen.begin(), a.n_gen.end(), positive),
+        "bench: nothing to measure (every -p and -n value is 0)");
   if (a.threads > 0) set_num_threads(a.threads);
   const QuantType kv_type = quant_type_from_name(a.kv_type);
   LoadOptions load_options{!a.no_mmap, false, false};
@@ -92,7 +98,18 @@ int run_bench(const BenchArgs& a) {
     for (auto& x : t) x = static_cast<int32_t>(rng.next_u64() % c.vocab_size);
     return t;
   };
-  const int64_t context = std::max<int64_t>(a.n_prompt, a.n_gen) + 1;
+  // One test per list entry, as llama-bench: pp<N> for each prompt length, tg<N> for each generation length.
+  struct Test {
+    int64_t n_prompt = 0, n_gen = 0;
+    Stats stats;
+    std::map<std::string, double> phases;  // --profile: seconds per phase, summed over repetitions
+  };
+  std::vector<Test> tests;
+  int64_t context = 1;
+  for (int64_t p : a.n_prompt)
+    if (p > 0) tests.push_back({p, 0, {}, {}}), context = std::max(context, p + 1);
+  for (int64_t n : a.n_gen)
+    if (n > 0) tests.push_back({0, n, {}, {}}), context = std::max(context, n + 1);
   InferenceSession session(model, std::min(context, c.max_position_embeddings), kv_type);
   // What bounds decoding: the bytes of weights one token reads (llama.cpp's roofline figure).
   const double bytes_per_token = static_cast<double>(model.active_bytes_per_token());
@@ -100,91 +117,74 @@ int run_bench(const BenchArgs& a) {
              bytes_per_token / 1e6, model.type_summary, model.packed_bytes ? ", Q8_0/Q4_0 packed" : "");
   auto now = [] { return std::chrono::steady_clock::now(); };
   auto ns_since = [&](auto t0) { return std::chrono::duration<double, std::nano>(now() - t0).count(); };
-  Stats pp, tg;
-  pp.tokens = a.n_prompt;
-  tg.tokens = a.n_gen;
-  std::map<std::string, double> pp_phases, tg_phases;  // --profile: seconds per phase, summed over repetitions
-  auto phases_since_reset = [] {
-    std::map<std::string, double> out = profile_table().seconds;
-    profile_table().seconds.clear();
-    return out;
-  };
-  for (int64_t r = -1; r < a.reps; ++r) {  // r = -1: warm-up, not recorded
-    profile_enable(a.profile && r >= 0);
-    if (a.n_prompt > 0) {
-      std::vector<int32_t> prompt = random_tokens(a.n_prompt);
+  for (Test& test : tests) {
+    test.stats.tokens = test.n_prompt + test.n_gen;
+    for (int64_t r = -1; r < a.reps; ++r) {  // r = -1: warm-up, not recorded
+      std::vector<int32_t> tokens = random_tokens(test.stats.tokens);
       session.reset();
+      profile_enable(a.profile && r >= 0);
       profile_table().seconds.clear();
       const auto t0 = now();
-      session.forward(prompt.data(), a.n_prompt);  // logits for the last token only
-      if (r >= 0) {
-        pp.ns.push_back(ns_since(t0));
-        for (const auto& [k, v] : phases_since_reset()) pp_phases[k] += v;
-        pp_phases["total"] += pp.ns.back() * 1e-9;
-      }
-    }
-    if (a.n_gen > 0) {
-      std::vector<int32_t> gen = random_tokens(a.n_gen);
-      session.reset();
-      profile_table().seconds.clear();
-      const auto t0 = now();
-      for (int64_t i = 0; i < a.n_gen; ++i) session.forward(&gen[i], 1);
-      if (r >= 0) {
-        tg.ns.push_back(ns_since(t0));
-        for (const auto& [k, v] : phases_since_reset()) tg_phases[k] += v;
-        tg_phases["total"] += tg.ns.back() * 1e-9;
-      }
+      if (test.n_prompt > 0) session.forward(tokens.data(), test.n_prompt);  // logits for the last token only
+      for (int64_t i = 0; i < test.n_gen; ++i) session.forward(&tokens[i], 1);
+      const double ns = ns_since(t0);
+      profile_enable(false);
+      if (r < 0) continue;
+      test.stats.ns.push_back(ns);
+      for (const auto& [k, v] : profile_table().seconds) test.phases[k] += v;
+      test.phases["total"] += ns * 1e-9;
     }
   }
-  profile_enable(false);
+  profile_table().seconds.clear();
   // The ceilings this run is measured against: the machine's read bandwidth (a summing loop over 1 GiB with these
   // threads) bounds decoding; FLOPs per prompt token (2 per active weight, causal attention) give prefill GFLOP/s.
-  const double ceiling_gbs = (a.no_ceiling || tg.ns.empty()) ? 0.0 : memory_read_bandwidth_gbs();
-  const double tg_gbs = tg.ns.empty() ? 0.0 : bytes_per_token * tg.avg_ts() / 1e9;
+  const bool any_tg = std::any_of(tests.begin(), tests.end(), [](const Test& t) { return t.n_gen > 0; });
+  const double ceiling_gbs = (a.no_ceiling || !any_tg) ? 0.0 : memory_read_bandwidth_gbs();
   const double lm_head_flops = 2.0 * static_cast<double>(c.vocab_size) * c.hidden_size;
-  const double attn_flops = 4.0 * c.num_hidden_layers * c.num_attention_heads * c.head_dim() *
-                            (static_cast<double>(a.n_prompt) * (a.n_prompt + 1) / 2);
-  const double pp_flops = 2.0 * static_cast<double>(c.n_active_params()) * a.n_prompt -
-                          (a.n_prompt - 1) * lm_head_flops + attn_flops;  // logits for the last token only
-  const double pp_gflops = pp.ns.empty() ? 0.0 : pp_flops / (pp.avg_ns());
+  auto pp_gflops = [&](const Test& t) {
+    const double n = static_cast<double>(t.n_prompt);
+    const double attn_flops = 4.0 * c.num_hidden_layers * c.num_attention_heads * c.head_dim() * (n * (n + 1) / 2);
+    const double flops = 2.0 * static_cast<double>(c.n_active_params()) * n - (n - 1) * lm_head_flops +
+                         attn_flops;  // logits for the last token only
+    return flops / t.stats.avg_ns();
+  };
+  auto tg_gbs = [&](const Test& t) { return bytes_per_token * t.stats.avg_ts() / 1e9; };
+  auto name = [](const Test& t) { return t.n_prompt > 0 ? fmt::format("pp{}", t.n_prompt) : fmt::format("tg{}", t.n_gen); };
   const std::string type = fmt::format("deepseek {:.2f}B {}", c.n_params() / 1e9, model.type_summary);
   const std::string file = fs::path(a.model).filename().string();
-  // per: how many units (prompts for pp, tokens for tg) the summed phase times cover.
-  auto print_phases = [](const char* test, const std::map<std::string, double>& phases, double per, const char* unit) {
-    if (phases.empty()) return;
-    const double total = phases.at("total");
-    double named = 0.0;
-    fmt::print(stderr, "profile {} (ms per {}):\n", test, unit);
-    for (const auto& [k, v] : phases) {
-      if (k == "total") continue;
-      if (k != "barrier_wait") named += v;  // barrier wait lies inside the phases that run parallel products
-      fmt::print(stderr, "  {:<16} {:9.3f}  {:5.1f}%\n", k, v * 1e3 / per, 100.0 * v / total);
-    }
-    fmt::print(stderr, "  {:<16} {:9.3f}  {:5.1f}%\n", "other", (total - named) * 1e3 / per,
-               100.0 * (total - named) / total);
-    fmt::print(stderr, "  {:<16} {:9.3f}\n", "total", total * 1e3 / per);
-  };
   if (a.profile) {
-    print_phases("pp", pp_phases, static_cast<double>(pp.ns.size()), "prompt");
-    print_phases("tg", tg_phases, static_cast<double>(tg.ns.size() * std::max<int64_t>(1, a.n_gen)), "token");
+    for (const Test& t : tests) {
+      const double total = t.phases.at("total");
+      const double per = static_cast<double>(t.stats.ns.size() * (t.n_prompt > 0 ? 1 : t.n_gen));
+      double named = 0.0;
+      fmt::print(stderr, "profile {} (ms per {}):\n", name(t), t.n_prompt > 0 ? "prompt" : "token");
+      for (const auto& [k, v] : t.phases) {
+        if (k == "total") continue;
+        if (k != "barrier_wait") named += v;  // barrier wait lies inside the phases that run parallel products
+        fmt::print(stderr, "  {:<16} {:9.3f}  {:5.1f}%\n", k, v * 1e3 / per, 100.0 * v / total);
+      }
+      fmt::print(stderr, "  {:<16} {:9.3f}  {:5.1f}%\n", "other", (total - named) * 1e3 / per,
+                 100.0 * (total - named) / total);
+      fmt::print(stderr, "  {:<16} {:9.3f}\n", "total", total * 1e3 / per);
+    }
   }
   if (a.output == "json") {
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& [stats, n_prompt, n_gen] : {std::tuple{&pp, a.n_prompt, int64_t{0}}, std::tuple{&tg, int64_t{0}, a.n_gen}}) {
-      if (stats->ns.empty()) continue;
+    for (const Test& t : tests) {
+      const Stats& st = t.stats;
       nlohmann::json rec = {{"model_filename", file}, {"model_type", type}, {"n_threads", num_threads()},
-                            {"n_prompt", n_prompt}, {"n_gen", n_gen}, {"avg_ns", static_cast<int64_t>(stats->avg_ns())},
-                            {"stddev_ns", static_cast<int64_t>(stats->sd_ns())}, {"avg_ts", stats->avg_ts()},
-                            {"stddev_ts", stats->sd_ts()}, {"samples_ns", stats->ns}, {"samples_ts", stats->ts()}};
-      if (n_gen > 0) {
+                            {"n_prompt", t.n_prompt}, {"n_gen", t.n_gen}, {"avg_ns", static_cast<int64_t>(st.avg_ns())},
+                            {"stddev_ns", static_cast<int64_t>(st.sd_ns())}, {"avg_ts", st.avg_ts()},
+                            {"stddev_ts", st.sd_ts()}, {"samples_ns", st.ns}, {"samples_ts", st.ts()}};
+      if (t.n_gen > 0) {
         rec["bytes_per_token"] = bytes_per_token;
-        rec["gbs"] = tg_gbs;
+        rec["gbs"] = tg_gbs(t);
         if (ceiling_gbs > 0) {
           rec["bandwidth_ceiling_gbs"] = ceiling_gbs;
-          rec["roofline_fraction"] = tg_gbs / ceiling_gbs;
+          rec["roofline_fraction"] = tg_gbs(t) / ceiling_gbs;
         }
       } else {
-        rec["gflops"] = pp_gflops;
+        rec["gflops"] = pp_gflops(t);
       }
       out.push_back(rec);
     }
@@ -193,15 +193,18 @@ int run_bench(const BenchArgs& a) {
   }
   fmt::print("| model | size | params | threads | test | t/s | throughput |\n|---|---:|---:|---:|---:|---:|---:|\n");
   const double size_gib = model.weight_bytes() / static_cast<double>(1ull << 30);
-  if (!pp.ns.empty())
-    fmt::print("| {} | {:.2f} GiB | {:.2f} B | {} | pp{} | {:.2f} ± {:.2f} | {:.1f} GFLOP/s |\n", type, size_gib,
-               c.n_params() / 1e9, num_threads(), a.n_prompt, pp.avg_ts(), pp.sd_ts(), pp_gflops);
-  if (!tg.ns.empty()) {
-    const std::string roof =
-        ceiling_gbs > 0 ? fmt::format(", {:.0f}% of {:.1f} GB/s", 100.0 * tg_gbs / ceiling_gbs, ceiling_gbs) : "";
-    fmt::print("| {} | {:.2f} GiB | {:.2f} B | {} | tg{} | {:.2f} ± {:.2f} | {:.1f} MB/token, {:.1f} GB/s{} |\n", type,
-               size_gib, c.n_params() / 1e9, num_threads(), a.n_gen, tg.avg_ts(), tg.sd_ts(), bytes_per_token / 1e6,
-               tg_gbs, roof);
+  for (const Test& t : tests) {
+    std::string throughput;
+    if (t.n_prompt > 0) {
+      throughput = fmt::format("{:.1f} GFLOP/s", pp_gflops(t));
+    } else {
+      const std::string roof = ceiling_gbs > 0 ? fmt::format(", {:.0f}% of {:.1f} GB/s", 100.0 * tg_gbs(t) / ceiling_gbs,
+                                                             ceiling_gbs)
+                                               : "";
+      throughput = fmt::format("{:.1f} MB/token, {:.1f} GB/s{}", bytes_per_token / 1e6, tg_gbs(t), roof);
+    }
+    fmt::print("| {} | {:.2f} GiB | {:.2f} B | {} | {} | {:.2f} ± {:.2f} | {} |\n", type, size_gib, c.n_params() / 1e9,
+               num_threads(), name(t), t.stats.avg_ts(), t.stats.sd_ts(), throughput);
   }
   return 0;
 }
@@ -396,12 +399,24 @@ int run_perplexity(const PerplexityArgs& a) {
 }  // namespace
 
 void add_infer_commands(CLI::App& app, std::vector<Command>& commands) {
+  const auto kTokenCount = CLI::Validator(
+      [](std::string& v) -> std::string {
+        int64_t n = -1;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc() || end != v.data() + v.size() || n < 0 || n > (int64_t{1} << 24))
+          return fmt::format("'{}' is not a token count (an integer in [0, 16777216])", v);
+        return {};
+      },
+      "TOKENS");
   auto b = std::make_shared<BenchArgs>();
   CLI::App* bench = app.add_subcommand("bench", "llama-bench style throughput: pp (prompt) and tg (generation)");
   bench->add_option("--model,-m", b->model, "HF model directory or GGUF file")->required();
-  bench->add_option("-p,--n-prompt", b->n_prompt, "prompt tokens (logits for the last one only)")
-      ->check(CLI::NonNegativeNumber);
-  bench->add_option("-n,--n-gen", b->n_gen, "generated tokens (single-token decodes)")->check(CLI::NonNegativeNumber);
+  bench->add_option("-p,--n-prompt", b->n_prompt, "prompt tokens, a comma-separated list (logits for the last one only; 0: none)")
+      ->delimiter(',')
+      ->check(kTokenCount);
+  bench->add_option("-n,--n-gen", b->n_gen, "generated tokens, a comma-separated list (single-token decodes; 0: none)")
+      ->delimiter(',')
+      ->check(kTokenCount);
   bench->add_option("-r,--repetitions", b->reps, "repetitions after a warm-up")->check(CLI::PositiveNumber);
   bench->add_option("-t,--threads", b->threads, "threads")->check(CLI::NonNegativeNumber);
   bench->add_option("-o,--output", b->output, "md | json")->check(CLI::IsMember({"md", "json"}));
