@@ -199,6 +199,7 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
     }
   }
   if (tasks.empty()) return;
+  const bool batched = std::any_of(jobs, jobs + count, [](const QProduct& p) { return p.n > 1; });
   t_xq.resize(total);
   t_xt.resize(total);
   t_xd.resize(total / 32 + 1);
@@ -223,23 +224,31 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
       quantize_act_q8(in.x + (row - first) * K, scratch.xq + off, scratch.xd + off / 32, scratch.xs + off / 32, K);
       qpack_act(scratch.xq + off, scratch.xt + off, K);
     }
-    // 2. Each thread takes one contiguous run of tasks holding an equal share of the cost: contiguous so the
-    // prefetchers follow long streams (a dynamic hand-out measured 1.5x slower in decoding), by cost because
-    // Q8_0 and Q4_0 rows differ twofold in size and experts in rows of x.
+    // 2. Tasks. Decoding (every product one row of x) is bound by memory: each thread takes one contiguous run of
+    // tasks holding an equal share of the bytes, so the prefetchers follow long streams (a dynamic hand-out
+    // measured 1.5x slower). Prefill is bound by arithmetic, each task's weight rows reused by every x-block from
+    // cache: tasks are handed out one by one, so a thread slowed by anything (a busier core, a slower type) does not
+    // hold the others at the barrier.
     const size_t nt = static_cast<size_t>(omp_get_num_threads()), tid = static_cast<size_t>(omp_get_thread_num());
-    auto first_task = [&](size_t thread) {
-      const double share = cost * static_cast<double>(thread) / static_cast<double>(nt);
-      return static_cast<size_t>(std::upper_bound(tasks.begin(), tasks.end(), share,
-                                                  [](double v, const Task& t) { return v < t.end_cost; }) -
-                                 tasks.begin());
-    };
-    const size_t lo = tid == 0 ? 0 : first_task(tid), hi = tid + 1 == nt ? tasks.size() : first_task(tid + 1);
-    const auto thread_start = std::chrono::steady_clock::now();
-    for (size_t t = lo; t < hi; ++t) {
+    auto run = [&](size_t t) {
       const QProduct& job = jobs[tasks[t].job];
       if (quant_is_block(job.w->type)) run_int_task(job, tasks[t].r0, tasks[t].r1, inputs[input_of[tasks[t].job]], scratch);
       else
         for (int64_t r = tasks[t].r0; r < tasks[t].r1; ++r) job.y[r] = quant_dot(job.w->type, job.w->row(r), job.x, job.w->cols);
+    };
+    const auto thread_start = std::chrono::steady_clock::now();
+    if (batched) {
+#pragma omp for schedule(dynamic, 1) nowait
+      for (size_t t = 0; t < tasks.size(); ++t) run(t);
+    } else {
+      auto first_task = [&](size_t thread) {
+        const double share = cost * static_cast<double>(thread) / static_cast<double>(nt);
+        return static_cast<size_t>(std::upper_bound(tasks.begin(), tasks.end(), share,
+                                                    [](double v, const Task& t) { return v < t.end_cost; }) -
+                                   tasks.begin());
+      };
+      const size_t lo = tid == 0 ? 0 : first_task(tid), hi = tid + 1 == nt ? tasks.size() : first_task(tid + 1);
+      for (size_t t = lo; t < hi; ++t) run(t);
     }
     if (profiling && nt == busy.size())
       busy[tid] = std::chrono::duration<double>(std::chrono::steady_clock::now() - thread_start).count();
