@@ -5,7 +5,7 @@
 # 16B config (random weights) in Q4_0 (dsmoe synth, 9.7 GB) and Q4_K_M (llama-quantize from a dsmoe-synth Q8_0
 # file, and dsmoe quantize from the same file): tg32, pp128 and pp512 of both engines, % of the roofline, GFLOP/s,
 # and dsmoe's resident memory while generating.
-#   bench/run_infer_bench.sh LLAMA_BIN_DIR [--16b] [--rounds N]
+#   bench/run_infer_bench.sh LLAMA_BIN_DIR [--16b [--skip-small]] [--rounds N]
 # Build llama.cpp first (fetch it; never commit it): cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON
 #   -DLLAMA_CURL=OFF && cmake --build build --target llama-bench llama-simple llama-quantize
 # OpenBLAS picks its kernels from OPENBLAS_CORETYPE when set (this environment pins Haswell = AVX2); llama.cpp is
@@ -13,8 +13,11 @@
 # i.e. with the kernels OpenBLAS selects for this CPU.
 set -eu
 LLAMA=$(realpath "$1"); shift
-BIG=0; ROUNDS=3
-while [ $# -gt 0 ]; do case "$1" in --16b) BIG=1;; --rounds) ROUNDS=$2; shift;; *) echo "unknown flag $1"; exit 1;; esac; shift; done
+BIG=0; ROUNDS=3; SMALL=1
+while [ $# -gt 0 ]; do
+  case "$1" in --16b) BIG=1;; --skip-small) SMALL=0;; --rounds) ROUNDS=$2; shift;; *) echo "unknown flag $1"; exit 1;; esac
+  shift
+done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DSMOE=$ROOT/build/dsmoe
 WORK=${BENCH_DIR:-$ROOT/build/bench-infer}
@@ -38,6 +41,7 @@ bw=$($PY -c "print(max($bw, $k))")
 avg() { $PY -c "import json,sys; r=json.load(open(sys.argv[1])); print(' '.join('%.2f' % x['avg_ts'] for x in r))" "$1"; }
 median() { $PY -c "import statistics,sys; print('%.1f' % statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 for t in f32 q8_0; do
+  [ $SMALL = 1 ] || break
   f="$WORK/bench-infer-$t.gguf"
   L_pp=(); L_tg=(); D_pp=(); D_tg=(); N_pp=()
   for r in $(seq "$ROUNDS"); do
@@ -83,40 +87,54 @@ if [ $BIG = 1 ]; then
     if cmp -s "$km_llama" "$km_dsmoe"; then echo "Q4_K_M files of llama-quantize and dsmoe quantize: identical bytes"
     else echo "Q4_K_M files of llama-quantize and dsmoe quantize differ (both are measured)"; fi
   fi
-  field() { $PY -c "import json,sys; r=json.load(open(sys.argv[1])); print('%.2f' % r[0].get(sys.argv[2], 0))" "$1" "$2"; }
+  # Per round: llama-bench and dsmoe bench each run tg32, pp128 and pp512 in one process (one model load). llama.cpp
+  # reads the weights into memory (-mmp 0) as dsmoe does, so that neither engine's speed depends on the page cache
+  # keeping a 10 GB mapping resident beside the other's.
+  tests="-p 128,512 -n 32"
+  field() { $PY -c "import json,sys; r=json.load(open(sys.argv[1])); print(' '.join('%.2f' % x.get(sys.argv[2], 0) for x in r))" "$1" "$2"; }
   for f in "${files[@]}"; do
     cat "$f" > /dev/null  # page cache warm: measure the engine, not the disk
     /usr/bin/time -f "%M" -o "$WORK/rss" "$DSMOE" generate --model "$f" --prompt-ids 100000,500,600,700 -n 32 \
       --temperature 0 > /dev/null 2> "$WORK/gen.err"
+    declare -A L=() D=() N=() G=()
+    for r in $(seq "$ROUNDS"); do
+      "$LLAMA/llama-bench" -m "$f" $tests -r 2 -t 2 -mmp 0 -o json > "$WORK/l.json" 2> /dev/null
+      read -r lpp128 lpp512 ltg < <(avg "$WORK/l.json")
+      "$DSMOE" bench -m "$f" $tests -r 2 -t 2 -o json --no-ceiling > "$WORK/d.json" 2> /dev/null
+      read -r dpp128 dpp512 dtg < <(avg "$WORK/d.json")
+      read -r gpp128 gpp512 _ < <(field "$WORK/d.json" gflops)
+      L[pp128]+=" $lpp128"; L[pp512]+=" $lpp512"; L[tg32]+=" $ltg"
+      D[pp128]+=" $dpp128"; D[pp512]+=" $dpp512"; D[tg32]+=" $dtg"
+      G[pp128]+=" $gpp128"; G[pp512]+=" $gpp512"
+      if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+        env -u OPENBLAS_CORETYPE "$DSMOE" bench -m "$f" -p 128,512 -n 0 -r 1 -t 2 -o json --no-ceiling > "$WORK/n.json" 2> /dev/null
+        read -r npp128 npp512 < <(avg "$WORK/n.json")
+        N[pp128]+=" $npp128"; N[pp512]+=" $npp512"
+      fi
+    done
+    mb=$($PY -c "import json; print([x for x in json.load(open('$WORK/d.json')) if x['n_gen'] > 0][0]['bytes_per_token'] / 1e6)")
     echo
-    echo "## $(basename "$f") ($(du -hL "$f" | cut -f1)), 2 threads, median of $ROUNDS interleaved rounds"
+    echo "## $(basename "$f") ($(du -hL "$f" | cut -f1)), 2 threads, median of $ROUNDS interleaved rounds (each the mean of 2 repetitions)"
     echo "dsmoe generate (4-token prompt, 32 new tokens): peak RSS $($PY -c "print('%.2f' % ($(cat "$WORK/rss") / 1048576))") GiB"
     echo "| test | llama.cpp t/s | dsmoe t/s | ratio | dsmoe throughput |"
     echo "|---|---:|---:|---:|---|"
-    for test in "-p 0 -n 32 -r 2" "-p 128 -n 0 -r 2" "-p 512 -n 0 -r 1"; do
-      L=(); D=(); N=(); extra=""
-      for r in $(seq "$ROUNDS"); do
-        "$LLAMA/llama-bench" -m "$f" $test -t 2 -o json > "$WORK/l.json" 2> /dev/null; L+=("$(avg "$WORK/l.json")")
-        "$DSMOE" bench -m "$f" $test -t 2 -o json --no-ceiling > "$WORK/d.json" 2> /dev/null; D+=("$(avg "$WORK/d.json")")
-        if [ -n "${OPENBLAS_CORETYPE:-}" ] && [[ "$test" != "-p 0"* ]]; then
-          env -u OPENBLAS_CORETYPE "$DSMOE" bench -m "$f" $test -t 2 -o json --no-ceiling > "$WORK/n.json" 2> /dev/null
-          N+=("$(avg "$WORK/n.json")")
-        fi
-      done
-      l=$(median "${L[@]}"); d=$(median "${D[@]}")
-      name=$(echo "$test" | awk '{ if ($2 != "0") print "pp" $2; else print "tg" $4 }')
+    for name in tg32 pp128 pp512; do
+      # shellcheck disable=SC2086
+      l=$(median ${L[$name]}); d=$(median ${D[$name]})
       if [[ "$name" == tg* ]]; then
-        mb=$($PY -c "import json; print(json.load(open('$WORK/d.json'))[0]['bytes_per_token'] / 1e6)")
         extra="$mb MB/token: $($PY -c "print('%.1f GB/s = %.0f%% of %.1f GB/s; llama.cpp %.0f%%' % ($d * $mb / 1000, 100 * $d * $mb / 1000 / $bw, $bw, 100 * $l * $mb / 1000 / $bw))")"
       else
-        extra="$(field "$WORK/d.json" gflops) GFLOP/s"
+        # shellcheck disable=SC2086
+        extra="$(median ${G[$name]}) GFLOP/s"
       fi
       echo "| $name | $l | $d | $($PY -c "print('%.2f' % ($d / $l))")× | $extra |"
-      if [ ${#N[@]} -gt 0 ]; then
-        n=$(median "${N[@]}")
+      if [ -n "${N[$name]:-}" ]; then
+        # shellcheck disable=SC2086
+        n=$(median ${N[$name]})
         echo "| $name, OPENBLAS_CORETYPE unset | $l | $n | $($PY -c "print('%.2f' % ($n / $l))")× | |"
       fi
-      echo "raw $name: llama ${L[*]} | dsmoe ${D[*]} ${N[*]:+| unset ${N[*]}}" >&2
+      echo "raw $name: llama${L[$name]} | dsmoe${D[$name]}${N[$name]:+ | unset${N[$name]}}" >&2
     done
+    unset L D N G
   done
 fi

@@ -17,6 +17,7 @@
 #include "model/gguf_model.h"
 #include "test_util.h"
 
+#include "temp_dir.h"
 using namespace dsmoe;
 namespace fs = std::filesystem;
 
@@ -29,26 +30,9 @@ uint16_t u16_at(const uint8_t* p) {
 }
 float f16(uint16_t h) { return io::f16_to_f32(h); }
 
-class GgufTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir = fs::temp_directory_path() / fmt::format("dsmoe_test_gguf_{}_{}", info->name(), ::getpid());
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-  fs::path dir;
-};
-
-std::vector<uint8_t> slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
-}
-void spit(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
+class GgufTest : public dsmoe::testing::TempDirTest {};
+using dsmoe::testing::slurp;
+using dsmoe::testing::spit;
 
 io::GgufTensorToWrite f32_tensor(const std::string& name, std::vector<int64_t> ne, QuantType type,
                                  std::vector<float> values) {

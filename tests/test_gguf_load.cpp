@@ -23,6 +23,7 @@
 #include "model/gguf_model.h"
 #include "test_util.h"
 #include "text/gguf_vocab.h"
+#include "temp_dir.h"
 #include "text_util.h"
 
 using namespace dsmoe;
@@ -30,26 +31,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class GgufLoad : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir = fs::temp_directory_path() / fmt::format("dsmoe_test_gguf_load_{}_{}", info->name(), ::getpid());
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-  fs::path dir;
-};
-
-std::vector<uint8_t> slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
-}
-void spit(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
+class GgufLoad : public dsmoe::testing::TempDirTest {};
+using dsmoe::testing::slurp;
+using dsmoe::testing::spit;
 
 // A tensor copied byte for byte from an open file.
 io::GgufTensorToWrite copy_of(const io::GgufTensorInfo& t) {

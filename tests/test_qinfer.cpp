@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "core/error.h"
+#include "core/qpack.h"
 #include "infer/engine.h"
 #include "infer/infer_model.h"
 #include "infer/qmatmul.h"
@@ -139,6 +140,63 @@ TEST(Qmatmul, StridedOutput) {
 }
 
 // HF dir -> GGUF F32 -> the engine on the mapped file (adjacent-pair RoPE on permuted Q/K) == the F32 forward.
+// A batch of products (shared and distinct inputs, 1 to 37 rows of x, packed and stored layouts, K-quants and
+// 32-blocks) gives every output the bits that the same row of x gets alone: the integer path is the same for every
+// n and every batch, so prefill equals token-by-token decoding and the expert batches equal single products.
+TEST(Qmatmul, BatchEqualsRowByRowBitForBit) {
+  const int64_t cols = 512;
+  struct Spec {
+    QuantType type;
+    int64_t rows;
+    bool pack;
+    int64_t n;
+    int input;  // index into the shared inputs
+  };
+  const std::vector<Spec> specs = {{QuantType::Q4_0, 70, true, 37, 0}, {QuantType::Q8_0, 33, true, 37, 0},
+                                   {QuantType::Q8_0, 40, false, 5, 1},  {QuantType::Q4_K, 50, false, 12, 2},
+                                   {QuantType::Q5_0, 20, false, 1, 3},  {QuantType::Q6_K, 65, false, 9, 4},
+                                   {QuantType::Q4_0, 31, true, 1, 3}};
+  const std::vector<int64_t> input_rows = {37, 5, 12, 1, 9};
+  std::vector<std::vector<float>> inputs;
+  for (size_t i = 0; i < input_rows.size(); ++i) inputs.push_back(random_vector(input_rows[i] * cols, 1.0f, 40 + i));
+  std::vector<std::vector<uint8_t>> storage;
+  std::vector<QMatrix> mats;
+  for (size_t j = 0; j < specs.size(); ++j) {
+    const Spec& sp = specs[j];
+    std::vector<uint8_t> q = quantized(sp.type, random_vector(sp.rows * cols, 1.0f, 60 + j), sp.rows, cols);
+    if (sp.pack) {
+      std::vector<uint8_t> packed(q.size());
+      const size_t rb = quant_row_bytes(sp.type, cols);
+      for (int64_t r = 0; r < sp.rows; ++r) qpack_row(sp.type, q.data() + r * rb, packed.data() + r * rb, cols);
+      q = packed;
+    }
+    storage.push_back(std::move(q));
+  }
+  for (size_t j = 0; j < specs.size(); ++j) {
+    mats.push_back(QMatrix::view(specs[j].type, storage[j].data(), specs[j].rows, cols));
+    mats.back().packed = specs[j].pack;
+  }
+  std::vector<std::vector<float>> batched(specs.size());
+  std::vector<QProduct> jobs;
+  for (size_t j = 0; j < specs.size(); ++j) {
+    batched[j].assign(specs[j].n * specs[j].rows, -1.0f);
+    jobs.push_back({&mats[j], inputs[specs[j].input].data(), batched[j].data(), specs[j].n});
+  }
+  qmatmul_many(jobs.data(), jobs.size());
+  for (size_t j = 0; j < specs.size(); ++j) {
+    std::vector<float> one(specs[j].rows);
+    for (int64_t i = 0; i < specs[j].n; ++i) {
+      qmatmul(mats[j], inputs[specs[j].input].data() + i * cols, 1, one.data());
+      EXPECT_EQ(std::memcmp(one.data(), batched[j].data() + i * specs[j].rows, one.size() * 4), 0)
+          << "product " << j << " (" << quant_type_name(specs[j].type) << ") row " << i;
+    }
+  }
+  // Products that share an input must agree on its shape.
+  std::vector<float> y(70 * 2);
+  const QProduct bad[] = {{&mats[0], inputs[0].data(), y.data(), 2}, {&mats[1], inputs[0].data(), y.data(), 1}};
+  EXPECT_THROW(qmatmul_many(bad, 2), Error);
+}
+
 TEST(GgufEngine, F32FileEqualsTrainingForward) {
   TempDir tmp;
   const ModelConfig c = block_config();

@@ -84,11 +84,8 @@ inline uint8_t int8_code(float v, int max) {
 
 // ---- scale searches (ggml's make_*_quants, only the variants the file quantizers use) ----
 
-// make_qx_quants with rmse_type 1 and no importance weights (Q6_K's 16-weight groups). Codes l in [-nmax, nmax-1]
-// (stored as l + nmax), weights w = x^2. Starting from the scale that maps the largest-magnitude x to -nmax, tries
-// the inverse scales -(nmax + 0.1 k)/max for k = -9..9 and keeps the codes whose weighted least-squares fit
-// (sum w x l)^2 / (sum w l^2) is largest. Returns the fitted scale (x ~ scale * l).
-float fit_symmetric_codes(int n, int nmax, const float* x, int8_t* codes) {
+// The value of largest magnitude, the first one on ties (its sign sets the scale's sign); 0 for an empty group.
+float largest_magnitude(const float* x, int n) {
   float max = 0, amax = 0;
   for (int i = 0; i < n; ++i) {
     const float ax = std::fabs(x[i]);
@@ -97,7 +94,16 @@ float fit_symmetric_codes(int n, int nmax, const float* x, int8_t* codes) {
       max = x[i];
     }
   }
-  if (amax < kGroupMaxEps) {
+  return max;
+}
+
+// make_qx_quants with rmse_type 1 and no importance weights (Q6_K's 16-weight groups). Codes l in [-nmax, nmax-1]
+// (stored as l + nmax), weights w = x^2. Starting from the scale that maps the largest-magnitude x to -nmax, tries
+// the inverse scales -(nmax + 0.1 k)/max for k = -9..9 and keeps the codes whose weighted least-squares fit
+// (sum w x l)^2 / (sum w l^2) is largest. Returns the fitted scale (x ~ scale * l).
+float fit_symmetric_codes(int n, int nmax, const float* x, int8_t* codes) {
+  const float max = largest_magnitude(x, n);
+  if (std::fabs(max) < kGroupMaxEps) {
     std::fill(codes, codes + n, int8_t{0});
     return 0.0f;
   }
@@ -139,15 +145,8 @@ float fit_symmetric_codes(int n, int nmax, const float* x, int8_t* codes) {
 // scale mapping the largest-magnitude x to -nmax, then up to 5 passes of coordinate descent: each code moves to the
 // value that is optimal given the others, when that improves the weighted (w = x^2) least-squares fit.
 float fit_q3_codes(int n, int nmax, const float* x, int8_t* codes) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
+  const float max = largest_magnitude(x, n);
+  if (std::fabs(max) < kGroupMaxEps) {
     std::fill(codes, codes + n, int8_t{0});
     return 0.0f;
   }
@@ -299,14 +298,7 @@ inline void store_q5_codes(const uint8_t* q, uint8_t* qh_bytes, uint8_t* qs) {
 
 // Q5_0: d (fp16), qh[4], qs[16]; x ~ (q - 16) * d, d = max / -16 (max = the value of largest magnitude).
 void quantize_block_q5_0(const float* x, uint8_t* b) {
-  float amax = 0, max = 0;
-  for (int j = 0; j < kQK; ++j) {
-    if (amax < std::fabs(x[j])) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
-  }
-  const float d = max / -16;
+  const float d = largest_magnitude(x, kQK) / -16;
   const float id = d != 0 ? 1.0f / d : 0.0f;
   store_half(b, d);
   uint8_t q[kQK];
@@ -355,16 +347,9 @@ inline int nearest_iq4nl_level(float v) {
 // then every weight takes the level nearest to x / d. An all-zero block gets d = 0 and level 8 (+1) everywhere.
 void quantize_block_iq4_nl(const float* x, uint8_t* b) {
   constexpr int kTries = 7;
-  float amax = 0, max = 0;
-  for (int j = 0; j < kQK; ++j) {
-    const float ax = std::fabs(x[j]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[j];
-    }
-  }
+  const float max = largest_magnitude(x, kQK);
   float d = 0;
-  if (amax >= kGroupMaxEps) {
+  if (std::fabs(max) >= kGroupMaxEps) {
     auto fit = [&](float id, float& sumqx, float& sumq2) {
       sumqx = 0;
       sumq2 = 0;
@@ -498,15 +483,8 @@ inline int q3_scale(const uint8_t* s, int j) {
 void quantize_block_q3_k(const float* x, uint8_t* b) {
   int8_t codes[kSuper];
   float scales[16];
-  float max_scale = 0, amax = 0;  // the signed scale of largest magnitude
-  for (int j = 0; j < 16; ++j) {
-    scales[j] = fit_q3_codes(16, 4, x + 16 * j, codes + 16 * j);
-    const float a = std::fabs(scales[j]);
-    if (a > amax) {
-      amax = a;
-      max_scale = scales[j];
-    }
-  }
+  for (int j = 0; j < 16; ++j) scales[j] = fit_q3_codes(16, 4, x + 16 * j, codes + 16 * j);
+  const float max_scale = largest_magnitude(scales, 16);
   uint8_t* s = b + kQ3Scales;
   std::fill(s, s + 12, uint8_t{0});
   if (max_scale != 0) {
@@ -693,16 +671,9 @@ constexpr int kQ6Ql = 0, kQ6Qh = 128, kQ6Scales = 192, kQ6D = 208, kQ6Bytes = 21
 void quantize_block_q6_k(const float* x, uint8_t* b) {
   int8_t codes[kSuper];
   float scales[16];
-  float max_scale = 0, max_abs_scale = 0;
-  for (int j = 0; j < 16; ++j) {
-    scales[j] = fit_symmetric_codes(16, 32, x + 16 * j, codes + 16 * j);
-    const float a = std::fabs(scales[j]);
-    if (a > max_abs_scale) {
-      max_abs_scale = a;
-      max_scale = scales[j];
-    }
-  }
-  if (max_abs_scale < kGroupMaxEps) {  // all zero: an all-zero block
+  for (int j = 0; j < 16; ++j) scales[j] = fit_symmetric_codes(16, 32, x + 16 * j, codes + 16 * j);
+  const float max_scale = largest_magnitude(scales, 16);
+  if (std::fabs(max_scale) < kGroupMaxEps) {  // all zero: an all-zero block
     std::fill(b, b + kQ6Bytes, uint8_t{0});
     return;
   }

@@ -1017,22 +1017,29 @@ float qdot_q8act_scalar(QuantType t, const uint8_t* row, const int8_t* xq, const
   return kernel_scalar(t, row, xq, xd, xsum, n);
 }
 
+namespace {
+// The kernel of the fastest path this CPU has, up to `most` (tests and benchmarks pin a path).
+enum class Path { kScalar, kAvx2, kVnni };
+QdotKernel kernel_up_to(QuantType t, Path most) {
+#if defined(DSMOE_QDOT_SIMD)
+  if (most >= Path::kVnni && have_vnni()) return vnni_kernel_for(t);
+  if (most >= Path::kAvx2 && quant_have_avx2()) return avx2_kernel_for(t);
+#endif
+  (void)most;
+  return scalar_kernel_for(t);
+}
+}  // namespace
+
 float qdot_q8act_avx2(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
                       int64_t n) {
   check_row(t, n);
-#if defined(DSMOE_QDOT_SIMD)
-  if (quant_have_avx2()) return avx2_kernel_for(t)(row, xq, xd, xsum, n);
-#endif
-  return kernel_scalar(t, row, xq, xd, xsum, n);
+  return kernel_up_to(t, Path::kAvx2)(row, xq, xd, xsum, n);
 }
 
 float qdot_q8act_vnni(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
                       int64_t n) {
   check_row(t, n);
-#if defined(DSMOE_QDOT_SIMD)
-  if (have_vnni()) return vnni_kernel_for(t)(row, xq, xd, xsum, n);
-#endif
-  return qdot_q8act_avx2(t, row, xq, xd, xsum, n);
+  return kernel_up_to(t, Path::kVnni)(row, xq, xd, xsum, n);
 }
 
 float qdot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
@@ -1057,11 +1064,7 @@ float qdot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float*
 
 QdotKernel qdot_q8act_kernel(QuantType t) {
   check(qdot_supported(t), "integer dot product: no kernel for {}", quant_type_name(t));
-#if defined(DSMOE_QDOT_SIMD)
-  if (have_vnni()) return vnni_kernel_for(t);
-  if (quant_have_avx2()) return avx2_kernel_for(t);
-#endif
-  return scalar_kernel_for(t);
+  return kernel_up_to(t, Path::kVnni);
 }
 
 const char* qdot_q8act_path() {
