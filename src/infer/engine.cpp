@@ -54,6 +54,17 @@ void swiglu_forward_parallel(float* g, const float* u, int64_t count) {
     swiglu_forward(g + i0, u + i0, g + i0, m);
   }
 }
+
+// h += y, then xn = rmsnorm(h) * w, rows in parallel when there are several (prefill).
+void residual_add_norm(float* h, const float* y, const float* w, float eps, float* xn, float* rstd, int64_t n,
+                       int64_t d) {
+#pragma omp parallel for schedule(static) if (n > 1)
+  for (int64_t i = 0; i < n; ++i) {
+    if (y != nullptr)
+      for (int64_t j = 0; j < d; ++j) h[i * d + j] += y[i * d + j];
+    if (w != nullptr) rmsnorm_forward(h + i * d, w, eps, xn + i * d, rstd + i, 1, d);
+  }
+}
 }
 
 InferenceSession::InferenceSession(const InferModel& model, int64_t capacity, QuantType kv_type) : model_(model) {
@@ -103,6 +114,7 @@ void InferenceSession::attention(int64_t layer, const float* x, int64_t n, float
     qmatmul_many(jobs, 3);
   }
   // RoPE at absolute positions, and append K, V to the cache in its type.
+#pragma omp parallel for schedule(static) if (n > 1)
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t h = 0; h < H; ++h) rope(q + i * qd + h * hd, P + i);
     for (int64_t h = 0; h < KVH; ++h) {
@@ -282,21 +294,20 @@ void InferenceSession::run_layers(const int32_t* tokens, int64_t n, float* h) {
   for (int64_t i = 0; i < n; ++i) qmatrix_row_f32(model_.embedding, tokens[i], h + i * d);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const InferLayer& lw = model_.layers[l];
-    rmsnorm_forward(h, lw.attn_norm, c.rms_norm_eps, xn, rstd, n, d);
+    residual_add_norm(h, l == 0 ? nullptr : y, lw.attn_norm, c.rms_norm_eps, xn, rstd, n, d);
     {
       PROFILE_SCOPE("attention");
       attention(l, xn, n, y);
     }
-    for (int64_t i = 0; i < n * d; ++i) h[i] += y[i];
-    rmsnorm_forward(h, lw.ffn_norm, c.rms_norm_eps, xn, rstd, n, d);
+    residual_add_norm(h, y, lw.ffn_norm, c.rms_norm_eps, xn, rstd, n, d);
     if (c.is_moe_layer(l)) {
       moe(lw, xn, n, y);
     } else {
       PROFILE_SCOPE("dense_ffn");
       swiglu(lw.mlp_gate, lw.mlp_up, lw.mlp_down, xn, n, y, "dense");
     }
-    for (int64_t i = 0; i < n * d; ++i) h[i] += y[i];
   }
+  residual_add_norm(h, y, nullptr, c.rms_norm_eps, xn, rstd, n, d);
   cache_.length += n;
 }
 

@@ -158,6 +158,9 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
       const QProduct& p = jobs[j];
       float_matmul(*p.w, p.x, p.n, p.y, p.ldy == 0 ? p.w->rows : p.ldy);
     };
+    // Largest first, so that no big product starts last while the other threads idle.
+    auto work = [&](size_t j) { return static_cast<double>(jobs[j].n) * static_cast<double>(jobs[j].w->bytes()); };
+    std::stable_sort(blas_jobs.begin(), blas_jobs.end(), [&](size_t a, size_t b) { return work(a) > work(b); });
     if (blas_jobs.size() < 2 * static_cast<size_t>(omp_get_max_threads())) {
       for (size_t j : blas_jobs) run(j);
     } else {
