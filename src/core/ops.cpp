@@ -52,9 +52,17 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
     for (int64_t i = 0; i < d; ++i) dw[i] += static_cast<float>(partial[th][i]);
 }
 
+// Small calls run without an OpenMP region at all: a region with an `if` clause that runs on one thread still
+// re-forms the thread team and puts the idle threads to sleep, which costs decoding (many small calls per token)
+// more than the work.
 void swiglu_forward(const float* g, const float* u, float* act, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) act[i] = g[i] / (1.0f + exp_fast(-g[i])) * u[i];
+  if (n > 65536) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) act[i] = g[i] / (1.0f + exp_fast(-g[i])) * u[i];
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) act[i] = g[i] / (1.0f + exp_fast(-g[i])) * u[i];
+  }
 }
 
 void swiglu_backward(const float* g, const float* u, const float* dact, float* dg, float* du, int64_t n) {
@@ -102,11 +110,16 @@ void rope_rotate_pairs(float* x, int64_t hd, const float* cos_row, const float* 
 }
 
 void softmax_rows(float* x, int64_t rows, int64_t n) {
-#pragma omp parallel for schedule(static) if (rows * n > 65536)
-  for (int64_t r = 0; r < rows; ++r) {
+  auto softmax_row = [&](int64_t r) {
     float* row = x + r * n;
     const float sum = exp_shift_sum(row, n, max_of(row, n));
     scale_in_place(row, n, 1.0f / sum);
+  };
+  if (rows * n > 65536) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) softmax_row(r);
+  } else {
+    for (int64_t r = 0; r < rows; ++r) softmax_row(r);
   }
 }
 

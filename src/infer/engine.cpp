@@ -45,25 +45,39 @@ namespace {
 constexpr int64_t kMaxHeadDim = 1024;  // per-thread stack row for widening F16 V rows while decoding
 constexpr int64_t kQueryBlock = 64;    // prefill attention: query rows per causal block
 
+// body(i) for i in [0, count): over the threads when `parallel` (prefill), else on the calling thread. Not an
+// OpenMP `if` clause: a region that runs on one thread still re-forms the team and puts the idle threads to sleep
+// (measured: 5.9 ms per token on bench-infer, half the decode time).
+template <typename Body>
+void for_each_index(int64_t count, bool parallel, bool dynamic, Body&& body) {
+  if (!parallel) {
+    for (int64_t i = 0; i < count; ++i) body(i);
+  } else if (dynamic) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t i = 0; i < count; ++i) body(i);
+  } else {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; ++i) body(i);
+  }
+}
+
 // g = silu(g) * u over `count` elements, in chunks over the threads when there are many (prefill).
 void swiglu_forward_parallel(float* g, const float* u, int64_t count) {
   constexpr int64_t kChunk = 16384;
-#pragma omp parallel for schedule(static) if (count > kChunk)
-  for (int64_t i0 = 0; i0 < count; i0 += kChunk) {
-    const int64_t m = std::min(kChunk, count - i0);
+  for_each_index((count + kChunk - 1) / kChunk, count > kChunk, false, [&](int64_t c) {
+    const int64_t i0 = c * kChunk, m = std::min(kChunk, count - i0);
     swiglu_forward(g + i0, u + i0, g + i0, m);
-  }
+  });
 }
 
 // h += y, then xn = rmsnorm(h) * w, rows in parallel when there are several (prefill).
 void residual_add_norm(float* h, const float* y, const float* w, float eps, float* xn, float* rstd, int64_t n,
                        int64_t d) {
-#pragma omp parallel for schedule(static) if (n > 1)
-  for (int64_t i = 0; i < n; ++i) {
+  for_each_index(n, n > 1, false, [&](int64_t i) {
     if (y != nullptr)
       for (int64_t j = 0; j < d; ++j) h[i * d + j] += y[i * d + j];
     if (w != nullptr) rmsnorm_forward(h + i * d, w, eps, xn + i * d, rstd + i, 1, d);
-  }
+  });
 }
 }
 
@@ -114,15 +128,14 @@ void InferenceSession::attention(int64_t layer, const float* x, int64_t n, float
     qmatmul_many(jobs, 3);
   }
   // RoPE at absolute positions, and append K, V to the cache in its type.
-#pragma omp parallel for schedule(static) if (n > 1)
-  for (int64_t i = 0; i < n; ++i) {
+  for_each_index(n, n > 1, false, [&](int64_t i) {
     for (int64_t h = 0; h < H; ++h) rope(q + i * qd + h * hd, P + i);
     for (int64_t h = 0; h < KVH; ++h) {
       rope(kn + i * kvd + h * hd, P + i);
       quantize_row(cache_.type, kn + i * kvd + h * hd, cache_.k_row(layer, h, P + i), hd);
       quantize_row(cache_.type, vn + i * kvd + h * hd, cache_.v_row(layer, h, P + i), hd);
     }
-  }
+  });
   const int n_threads = omp_get_max_threads();
   if (n == 1) {
     // Decode: per head, scores over the cache by dot products, then a weighted sum of V rows.
@@ -257,27 +270,26 @@ void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float
   }
   run_batch();
   const int64_t n_chosen = static_cast<int64_t>(chosen.size());
-#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
-  for (int64_t i = 0; i <= n_chosen; ++i) {
+  for_each_index(n_chosen + 1, n > 1, true, [&](int64_t i) {
     if (i < n_chosen) {
       const int64_t e = chosen[i], r = plan.rows_of(e);
       swiglu_forward(expert_g(e), expert_g(e) + r * Fe, expert_g(e), r * Fe);
     } else if (shared) {
       swiglu_forward(gs, gs + n * Fs, gs, n * Fs);
     }
-  }
+  });
   for (int64_t e : chosen)
     jobs.push_back({&w.exp_down[e], expert_g(e), rows_out + plan.expert_offsets[e] * d, plan.rows_of(e)});
   if (shared) sj.push_back({&w.sh_down, gs, y, n});
   else std::fill(y, y + n * d, 0.0f);
   run_batch();
   // y[t] += sum_j w_tj rows_out[row of (t, j)], tokens in parallel.
-#pragma omp parallel for schedule(static) if (n > 1)
-  for (int64_t t = 0; t < n; ++t)
+  for_each_index(n, n > 1, false, [&](int64_t t) {
     for (int64_t j = 0; j < k; ++j) {
       const int32_t row = plan.slot_row[t * k + j];
       axpy(plan.topk_weight[t * k + j], rows_out + static_cast<int64_t>(row) * d, y + t * d, d);
     }
+  });
 }
 
 void InferenceSession::run_layers(const int32_t* tokens, int64_t n, float* h) {
