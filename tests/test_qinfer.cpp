@@ -66,20 +66,43 @@ std::vector<float> reference_logits(const Model& m, const std::vector<int32_t>& 
 }  // namespace
 
 TEST(IntegerDot, ActivationQuantizationErrorBound) {
-  const std::vector<float> x = random_vector(256, 3.0f, 1);
+  // Both activation formats: int8 in [-127, 127], sums per 32, and x within half a step of q * d (Q8_0's fp16 scale
+  // is the rounded amax/127 while q used 127/amax: up to 127 * 2^-11 steps more). Q8_K: one scale per 256 with the
+  // sign that maps the largest-magnitude value to -127.
+  for (const ActFormat f : {ActFormat::Q8_0, ActFormat::Q8_K}) {
+    const std::vector<float> x = random_vector(512, 3.0f, 1);
+    std::vector<int8_t> q(512);
+    std::vector<float> d(16);
+    std::vector<int32_t> sum(16);
+    quantize_act(f, x.data(), q.data(), d.data(), sum.data(), 512);
+    const float slack = f == ActFormat::Q8_0 ? 0.5f + 127.0f / 2048.0f : 0.5f;
+    for (int64_t b = 0; b < 16; ++b) {
+      int32_t want = 0;
+      for (int j = 0; j < 32; ++j) want += q[b * 32 + j];
+      EXPECT_EQ(sum[b], want);
+      if (f == ActFormat::Q8_K) EXPECT_EQ(d[b], d[b / 8 * 8]) << "one scale per 256";
+    }
+    for (int64_t i = 0; i < 512; ++i) {
+      EXPECT_LE(std::fabs(x[i] - q[i] * d[i / 32]), slack * std::fabs(d[i / 32]) * 1.0001f) << i;
+      EXPECT_LE(std::abs(static_cast<int>(q[i])), 127);
+    }
+    for (int64_t sb = 0; sb < 2; ++sb) {  // the value of largest magnitude lands on +-127 exactly
+      int64_t top = sb * 256;
+      for (int64_t i = sb * 256; i < sb * 256 + 256; ++i)
+        if (std::fabs(x[i]) > std::fabs(x[top])) top = i;
+      EXPECT_EQ(std::abs(static_cast<int>(q[top])), 127);
+      if (f == ActFormat::Q8_K) EXPECT_EQ(q[top], -127) << "whatever its sign";
+    }
+  }
   std::vector<int8_t> q(256);
   std::vector<float> d(8);
   std::vector<int32_t> sum(8);
-  quantize_act_q8(x.data(), q.data(), d.data(), sum.data(), 256);
-  for (int64_t b = 0; b < 8; ++b) {
-    int32_t want = 0;
-    for (int j = 0; j < 32; ++j) want += q[b * 32 + j];
-    EXPECT_EQ(sum[b], want);
-  }
-  for (int64_t i = 0; i < 256; ++i) {
-    EXPECT_LE(std::fabs(x[i] - q[i] * d[i / 32]), 0.5f * d[i / 32] * 1.0001f) << i;
-    EXPECT_LE(std::abs(static_cast<int>(q[i])), 127);
-  }
+  std::vector<float> zeros(256, 0.0f);
+  quantize_act(ActFormat::Q8_K, zeros.data(), q.data(), d.data(), sum.data(), 256);
+  for (int64_t i = 0; i < 256; ++i) EXPECT_EQ(q[i], 0);
+  EXPECT_EQ(d[0], 0.0f);
+  EXPECT_EQ(act_format(QuantType::Q4_K), ActFormat::Q8_K);
+  EXPECT_EQ(act_format(QuantType::IQ4_NL), ActFormat::Q8_0);
 }
 
 TEST(IntegerDot, ScalarEqualsSimdBitForBit) {

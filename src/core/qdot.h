@@ -1,5 +1,5 @@
 // Integer dot products of every block type beyond Q8_0/Q4_0 (Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K,
-// Q6_K) against activations quantized by quantize_act_q8 (core/quant.h: int8 xq[n], f32 scale xd[n/32], int32 sum
+// Q6_K) against activations quantized by quantize_act (core/quant.h: int8 xq[n], f32 scale xd[n/32], int32 sum
 // xsum[n/32] per 32-block). Every path (scalar reference, AVX2, AVX512-VNNI) computes the same exact integer sums
 // and combines them in the same documented float order, so all return identical bits.
 #pragma once

@@ -420,13 +420,19 @@ float quant_dot(QuantType t, const uint8_t* row, const float* x, int64_t n) {
 
 // ---- integer dot products against 8-bit activations ----
 
+ActFormat act_format(QuantType weights) {
+  return quant_block_size(weights) == kQK_K ? ActFormat::Q8_K : ActFormat::Q8_0;
+}
+
+// ggml's quantize_row_q8_0 (and q8_1) on x86: the multiplier is 127/amax (not 1/d), rounding is to nearest even,
+// the scale is stored in fp16.
 DSMOE_NO_FP_CONTRACT void quantize_act_q8(const float* x, int8_t* xq, float* xd, int32_t* xsum, int64_t n) {
   check_blocks(QuantType::Q8_0, n);
   for (int64_t b = 0; b < n / 32; ++b, x += 32, xq += 32) {
     float amax = 0.0f;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
-    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    xd[b] = d;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    xd[b] = fp16_to_fp32(fp32_to_fp16(amax / 127.0f));
     int32_t sum = 0;
     for (int j = 0; j < 32; ++j) {
       xq[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
@@ -434,6 +440,33 @@ DSMOE_NO_FP_CONTRACT void quantize_act_q8(const float* x, int8_t* xq, float* xd,
     }
     xsum[b] = sum;
   }
+}
+
+// ggml's quantize_row_q8_K_ref: the signed value of largest magnitude (first one) sets iscale = -127/max, so the
+// largest weight maps to -127 and the rest within [-127, 127]; d = 1/iscale is kept in f32.
+DSMOE_NO_FP_CONTRACT void quantize_act_q8_k(const float* x, int8_t* xq, float* xd, int32_t* xsum, int64_t n) {
+  check(n % kQK_K == 0, "Q8_K activations: {} is not a multiple of {}", n, kQK_K);
+  for (int64_t sb = 0; sb < n / kQK_K; ++sb, x += kQK_K, xq += kQK_K, xd += 8, xsum += 8) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < kQK_K; ++j)
+      if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), max = x[j];
+    const float iscale = amax != 0.0f ? -127.0f / max : 0.0f;
+    const float d = amax != 0.0f ? 1.0f / iscale : 0.0f;
+    for (int b = 0; b < 8; ++b) {
+      int32_t sum = 0;
+      for (int j = 32 * b; j < 32 * b + 32; ++j) {
+        xq[j] = static_cast<int8_t>(std::min(127.0f, std::nearbyint(iscale * x[j])));
+        sum += xq[j];
+      }
+      xd[b] = d;
+      xsum[b] = sum;
+    }
+  }
+}
+
+void quantize_act(ActFormat f, const float* x, int8_t* xq, float* xd, int32_t* xsum, int64_t n) {
+  if (f == ActFormat::Q8_K) quantize_act_q8_k(x, xq, xd, xsum, n);
+  else quantize_act_q8(x, xq, xd, xsum, n);
 }
 
 namespace {

@@ -65,13 +65,24 @@ float quant_dot_avx2(QuantType t, const uint8_t* row, const float* x, int64_t n)
 bool quant_have_avx2();  // the CPU supports avx2, fma and f16c (checked once with __builtin_cpu_supports)
 
 // ---- integer dot products for decoding (ggml's vec_dot_q8_0_q8_0 / vec_dot_q4_0_q8_0 scheme) ----
-// The activation vector is quantized once per matrix-vector product to 8 bits per 32-block (xq int8 [n], xd f32
-// scale [n/32] = amax/127 like Q8_0 but kept in f32, xsum int32 [n/32] = the block's sum of xq), so each weight
-// block costs one 32-wide int8 dot product instead of 32 float multiply-adds.
+// The activation vector is quantized once per matrix-vector product to 8 bits, exactly as ggml quantizes it for
+// llama.cpp's integer dot products on x86 (so both engines multiply the same integers and differ only in the order
+// of float sums: greedy text made from one GGUF file agrees). Per 32-block (xq int8 [n], xd f32 scale [n/32], xsum
+// int32 [n/32] = the block's sum of xq), two formats:
+//  - Q8_0 (ggml's quantize_row_q8_0/q8_1 AVX2 path; the activations of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL):
+//    q = round-to-even(x * (127/amax)), d = amax/127 rounded to fp16 (kept as the f32 it decodes to);
+//  - Q8_K (ggml's quantize_row_q8_K_ref; the activations of the K-quants): one scale per 256, iscale = -127/max
+//    (max: the signed value of largest magnitude), q = min(127, round-to-even(iscale * x)), d = 1/iscale, written
+//    to all eight of the super-block's xd entries.
+// Each weight block then costs one 32-wide int8 dot product instead of 32 float multiply-adds.
 // Order (every path): per block b, the exact integer dot product s_b; acc[b % 8] = fmaf(d_w,b * d_x,b, s_b,
 // acc[b % 8]); the result is hsum8(acc) (ggml's 8-lane order). So the scalar reference and the SIMD kernels
 // (AVX2, AVX512-VNNI; chosen at run time) return identical bits.
-void quantize_act_q8(const float* x, int8_t* xq, float* xd, int32_t* xsum, int64_t n);  // n a multiple of 32
+enum class ActFormat { Q8_0, Q8_K };
+ActFormat act_format(QuantType weights);  // the format ggml's vec_dot of that weight type reads
+void quantize_act_q8(const float* x, int8_t* xq, float* xd, int32_t* xsum, int64_t n);    // Q8_0; n % 32 == 0
+void quantize_act_q8_k(const float* x, int8_t* xq, float* xd, int32_t* xsum, int64_t n);  // Q8_K; n % 256 == 0
+void quantize_act(ActFormat f, const float* x, int8_t* xq, float* xd, int32_t* xsum, int64_t n);
 float quant_dot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
                       int64_t n);  // Q8_0 / Q4_0 rows
 float quant_dot_q8act_scalar(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,

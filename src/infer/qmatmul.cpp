@@ -92,6 +92,7 @@ struct Task {
 // One quantized input: n rows of cols 8-bit activations at element offset `offset` of the scratch.
 struct QuantizedInput {
   const float* x;
+  ActFormat format;  // as ggml quantizes activations for the weight type (so the products equal llama.cpp's)
   int64_t n, cols;
   size_t offset;
 };
@@ -168,7 +169,7 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
       for (size_t i = 0; i < blas_jobs.size(); ++i) run(blas_jobs[i]);
     }
   }
-  // Each distinct input that a block-type matrix reads gets a slot in the 8-bit scratch.
+  // Each distinct input (x and the activation format its weight type reads) gets a slot in the 8-bit scratch.
   std::vector<QuantizedInput> inputs;
   std::vector<size_t> input_of(count, 0);
   size_t total = 0;
@@ -177,10 +178,11 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
     const QProduct& p = jobs[j];
     if (!quant_is_block(p.w->type) || p.n == 0) continue;
     check(p.w->cols % 32 == 0, "qmatmul: {} columns is not a multiple of 32", p.w->cols);
+    const ActFormat format = act_format(p.w->type);
     size_t i = 0;
-    while (i < inputs.size() && inputs[i].x != p.x) ++i;
+    while (i < inputs.size() && (inputs[i].x != p.x || inputs[i].format != format)) ++i;
     if (i == inputs.size()) {
-      inputs.push_back({p.x, p.n, p.w->cols, total});
+      inputs.push_back({p.x, format, p.n, p.w->cols, total});
       total += static_cast<size_t>(p.n * p.w->cols);
       quant_rows += p.n;
     }
@@ -224,7 +226,8 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
       const QuantizedInput& in = inputs[i];
       const int64_t K = in.cols;
       const size_t off = in.offset + static_cast<size_t>((row - first) * K);
-      quantize_act_q8(in.x + (row - first) * K, scratch.xq + off, scratch.xd + off / 32, scratch.xs + off / 32, K);
+      quantize_act(in.format, in.x + (row - first) * K, scratch.xq + off, scratch.xd + off / 32, scratch.xs + off / 32,
+                   K);
       qpack_act(scratch.xq + off, scratch.xt + off, K);
     }
     // 2. Tasks. Decoding (every product one row of x) is bound by memory: each thread takes one contiguous run of
