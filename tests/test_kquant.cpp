@@ -283,6 +283,33 @@ double relative_rmse(QuantType t) {
   return std::sqrt(err / sig);
 }
 
+// The 8-bit activations of the integer dot products equal the ones llama.cpp's CPU backend makes (ggml's from_float
+// of Q8_0 and Q8_K) on every reference row: same f32 scale and int8 values per 32-block (see tools/ggml_ref for
+// blocks of scale 0).
+TEST(ActivationQuantization, MatchesGgmlBitForBit) {
+  for (const auto& [format, name] : {std::pair{ActFormat::Q8_0, "ACT_Q8_0"}, std::pair{ActFormat::Q8_K, "ACT_Q8_K"}}) {
+    const TypeReference& want = reference().types.at(name);
+    ASSERT_EQ(want.quant.size(), static_cast<size_t>(kr::kRowCount / kr::kChunkRows)) << name;
+    std::vector<float> x(kr::kRowLength), xd(kr::kRowLength / 32);
+    std::vector<int8_t> xq(kr::kRowLength);
+    std::vector<int32_t> xsum(kr::kRowLength / 32);
+    kr::Fnv1a h;
+    for (int r = 0; r < kr::kRowCount; ++r) {
+      kr::make_row(r, x.data());
+      quantize_act(format, x.data(), xq.data(), xd.data(), xsum.data(), kr::kRowLength);
+      for (int b = 0; b < kr::kRowLength / 32; ++b) {
+        static const int8_t kZeros[32] = {};  // a block of scale 0 adds 0 whatever its ints: hashed as zeros
+        h.add(&xd[b], sizeof(float));
+        h.add(xd[b] == 0.0f ? kZeros : xq.data() + 32 * b, 32);
+      }
+      if ((r + 1) % kr::kChunkRows == 0) {
+        EXPECT_EQ(h.h, want.quant.at(r / kr::kChunkRows)) << name << " rows of chunk " << r / kr::kChunkRows;
+        h = kr::Fnv1a();
+      }
+    }
+  }
+}
+
 TEST(KQuantRoundTrip, GaussianErrorBelowPerTypeBound) {
   // Measured (this implementation = ggml's; the rows are fixed, so these are exact): Q2_K 0.289, Q3_K 0.148,
   // Q4_0 0.085, Q4_1 0.078, IQ4_NL 0.074, Q4_K 0.071, Q5_0 0.042, Q5_1 0.037, Q5_K 0.035, Q6_K 0.0174,

@@ -431,7 +431,10 @@ DSMOE_NO_FP_CONTRACT void quantize_act_q8(const float* x, int8_t* xq, float* xd,
   for (int64_t b = 0; b < n / 32; ++b, x += 32, xq += 32) {
     float amax = 0.0f;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    // Below 127/FLT_MAX the multiplier overflows; the fp16 scale is then 0 and every product 0 (ggml's ints there
+    // are saturated -128s, ours zeros).
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    if (!std::isfinite(id)) id = 0.0f;
     xd[b] = fp16_to_fp32(fp32_to_fp16(amax / 127.0f));
     int32_t sum = 0;
     for (int j = 0; j < 32; ++j) {
@@ -452,10 +455,12 @@ DSMOE_NO_FP_CONTRACT void quantize_act_q8_k(const float* x, int8_t* xq, float* x
       if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), max = x[j];
     const float iscale = amax != 0.0f ? -127.0f / max : 0.0f;
     const float d = amax != 0.0f ? 1.0f / iscale : 0.0f;
+    // Below 127/FLT_MAX, iscale is infinite and d = -+0: ggml's rounding trick then yields 0 for every value.
+    const bool overflow = !std::isfinite(iscale);
     for (int b = 0; b < 8; ++b) {
       int32_t sum = 0;
       for (int j = 32 * b; j < 32 * b + 32; ++j) {
-        xq[j] = static_cast<int8_t>(std::min(127.0f, std::nearbyint(iscale * x[j])));
+        xq[j] = overflow ? 0 : static_cast<int8_t>(std::min(127.0f, std::nearbyint(iscale * x[j])));
         sum += xq[j];
       }
       xd[b] = d;

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "ggml-cpu.h"
 #include "ggml-quants.h"
 #include "ggml.h"
 #include "kquant_rows.h"
@@ -134,6 +135,44 @@ int main() {
     std::fprintf(stderr, "%-6s %d rows; quantize_row_*_ref differs from ggml_quantize_chunk in %s rows\n", t.name,
                  kRowCount, t.ref ? std::to_string(ref_mismatches).c_str() : "(not compared)");
     failures += ref_mismatches;
+  }
+  // The activations llama.cpp's CPU backend makes for its integer dot products (the from_float of the vec_dot type:
+  // Q8_0 for the 32-blocks, x86 AVX2 path here; Q8_K for the K-quants), per row hashed as dsmoe holds them: per
+  // 32-block the f32 scale (Q8_0: the fp16 decoded) then the 32 int8 values (zeros where the scale is 0).
+  struct ActRef {
+    ggml_type type;
+    const char* name;
+  };
+  for (const ActRef a : {ActRef{GGML_TYPE_Q8_0, "ACT_Q8_0"}, ActRef{GGML_TYPE_Q8_K, "ACT_Q8_K"}}) {
+    const size_t row_bytes = ggml_row_size(a.type, kRowLength);
+    std::vector<uint8_t> q(row_bytes);
+    Fnv1a hash;
+    for (int r = 0; r < kRowCount; ++r) {
+      make_row(r, x.data());
+      ggml_get_type_traits_cpu(a.type)->from_float(x.data(), q.data(), kRowLength);
+      for (int b = 0; b < kRowLength / 32; ++b) {
+        float d;
+        const int8_t* qs;
+        if (a.type == GGML_TYPE_Q8_0) {
+          const block_q8_0& blk = reinterpret_cast<const block_q8_0*>(q.data())[b];
+          d = ggml_fp16_to_fp32(blk.d);
+          qs = blk.qs;
+        } else {
+          const block_q8_K& blk = reinterpret_cast<const block_q8_K*>(q.data())[b / 8];
+          d = blk.d;
+          qs = blk.qs + 32 * (b % 8);
+        }
+        // A block with scale 0 contributes 0 whatever its ints: hashed with zeros (ggml's x86 Q8_0 writes
+        // saturated -128s where 127/amax overflows, amax < 127/FLT_MAX).
+        static const int8_t kZeros[32] = {};
+        hash.add(&d, sizeof d);
+        hash.add(d == 0.0f ? kZeros : qs, 32);
+      }
+      if ((r + 1) % kChunkRows == 0) {
+        print_hash(a.name, "quant", r / kChunkRows, hash);
+        hash = Fnv1a();
+      }
+    }
   }
   ggml_free(ctx);
   return failures == 0 ? 0 : 1;
