@@ -64,16 +64,16 @@ count() {  # count TYPE COLUMN OK [tie]
 # there, the exact best other token (the best one, if dsmoe's is not) and how far apart they are (nats).
 near_tie() {
   local file=$1 p=$2 cont=$3 lo hi mid n_prompt n_gen tok exact="$work/exact-$(basename "$1")"
-  local all=($("$DSMOE" generate --model "$file" --prompt "$p" -n "$N" --temperature 0 --ids 2>/dev/null))
-  n_prompt=$("$DSMOE" generate --model "$file" --prompt "$p" -n 0 --ids 2>/dev/null | wc -w)
+  local all=($("$DSMOE" generate --kv-type f16 --model "$file" --prompt "$p" -n "$N" --temperature 0 --ids 2>/dev/null))
+  n_prompt=$("$DSMOE" generate --kv-type f16 --model "$file" --prompt "$p" -n 0 --ids 2>/dev/null | wc -w)
   n_gen=$((${#all[@]} - n_prompt)); lo=0; hi=$((n_gen + 1))
   while [ $((hi - lo)) -gt 1 ]; do  # the longest run of dsmoe's tokens whose text starts llama.cpp's continuation
     mid=$(((lo + hi) / 2))
-    if [[ "$cont" == "$("$DSMOE" generate --model "$file" --prompt "$p" -n $mid --temperature 0 2>/dev/null)"* ]]; then
+    if [[ "$cont" == "$("$DSMOE" generate --kv-type f16 --model "$file" --prompt "$p" -n $mid --temperature 0 2>/dev/null)"* ]]; then
       lo=$mid; else hi=$mid; fi
   done
   if [ $lo -lt $n_gen ]; then tok=${all[$((n_prompt + lo))]}; else  # dsmoe stopped: its token was end-of-sequence
-    tok=$("$DSMOE" generate --model "$file" --prompt "$p" -n $((lo + 1)) --ignore-eos --temperature 0 --ids 2>/dev/null | awk '{print $NF}'); fi
+    tok=$("$DSMOE" generate --kv-type f16 --model "$file" --prompt "$p" -n $((lo + 1)) --ignore-eos --temperature 0 --ids 2>/dev/null | awk '{print $NF}'); fi
   [ -f "$exact" ] || "$DSMOE" quantize --model "$file" --type f32 --out "$exact" > /dev/null 2>&1 || return 1
   perl -e 'print pack("V*", @ARGV)' "${all[@]:0:$((n_prompt + lo))}" "$tok" > "$work/seq.bin"
   "$DSMOE" perplexity -m "$exact" --data "$work/seq.bin" --ctx $((n_prompt + lo)) --save-logits "$work/exact.lp" \
@@ -95,7 +95,7 @@ same_text() {
   local file=$1 type=$2 column=$3 i=0 p ours theirs rc_ours rc_theirs k tok other gap where
   for p in "${prompts[@]}"; do
     i=$((i + 1))
-    ours=$("$DSMOE" generate --model "$file" --prompt "$p" -n "$N" --temperature 0 2> "$work/dsmoe.log"); rc_ours=$?
+    ours=$("$DSMOE" generate --kv-type f16 --model "$file" --prompt "$p" -n "$N" --temperature 0 2> "$work/dsmoe.log"); rc_ours=$?
     theirs=$("$LLAMA/llama-simple" -m "$file" -n "$N" "$p" 2> "$work/llama.log"); rc_theirs=$?
     if [ $rc_ours -eq 0 ] && [ $rc_theirs -eq 0 ] && [[ "$theirs" == *"$p$ours" ]]; then
       pass "$column $type, prompt $i: same greedy text: $(printf %q "$ours")"; count "$type" "$column" 1

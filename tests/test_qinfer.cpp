@@ -80,7 +80,9 @@ TEST(IntegerDot, ActivationQuantizationErrorBound) {
       int32_t want = 0;
       for (int j = 0; j < 32; ++j) want += q[b * 32 + j];
       EXPECT_EQ(sum[b], want);
-      if (f == ActFormat::Q8_K) EXPECT_EQ(d[b], d[b / 8 * 8]) << "one scale per 256";
+      if (f == ActFormat::Q8_K) {
+        EXPECT_EQ(d[b], d[b / 8 * 8]) << "one scale per 256";
+      }
     }
     for (int64_t i = 0; i < 512; ++i) {
       EXPECT_LE(std::fabs(x[i] - q[i] * d[i / 32]), slack * std::fabs(d[i / 32]) * 1.0001f) << i;
@@ -91,7 +93,9 @@ TEST(IntegerDot, ActivationQuantizationErrorBound) {
       for (int64_t i = sb * 256; i < sb * 256 + 256; ++i)
         if (std::fabs(x[i]) > std::fabs(x[top])) top = i;
       EXPECT_EQ(std::abs(static_cast<int>(q[top])), 127);
-      if (f == ActFormat::Q8_K) EXPECT_EQ(q[top], -127) << "whatever its sign";
+      if (f == ActFormat::Q8_K) {
+        EXPECT_EQ(q[top], -127) << "whatever its sign";
+      }
     }
   }
   std::vector<int8_t> q(256);

@@ -1,5 +1,6 @@
 // GGUF v3 reading and writing (see gguf.h).
 #include "io/gguf.h"
+#include "io/mapped.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -531,7 +532,7 @@ std::vector<std::string> gguf_model_files(const std::string& path) {
   return all_split_paths(first, keys);
 }
 
-void gguf_validate_block_scales(const GgufFile& file) {
+void gguf_validate_block_scales(const GgufFile& file, bool release_pages) {
   // Work in pieces of about 1 MiB so that a few huge expert tensors still spread over every thread.
   struct Piece {
     const GgufTensorInfo* t;
@@ -567,6 +568,9 @@ void gguf_validate_block_scales(const GgufFile& file) {
       }
       break;
     }
+    if (release_pages)
+      io::release_pages(p.t->data + static_cast<size_t>(p.row0) * row_bytes,
+                        static_cast<size_t>(p.row1 - p.row0) * row_bytes);
   }
   if (bad_piece == pieces.size()) return;
   const GgufTensorInfo& t = *pieces[bad_piece].t;

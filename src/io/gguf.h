@@ -145,8 +145,9 @@ std::vector<std::string> gguf_model_files(const std::string& path);
 
 // Every block-quantized tensor's block scales (fp16 d / dmin) are finite (core/kquant.h quant_validate_row), checked
 // in parallel: NaN/Inf scales from a corrupt file would otherwise spread silently through the logits. Throws one
-// line naming the file, the tensor and the row / block.
-void gguf_validate_block_scales(const GgufFile& file);
+// line naming the file, the tensor and the row / block. release_pages: drop each checked piece from the resident set
+// again (streaming conversions, which read a file larger than the memory they may use one tensor at a time).
+void gguf_validate_block_scales(const GgufFile& file, bool release_pages = false);
 
 // Bytes of a tensor of `type` with ggml dims ne (ne[0] must be a multiple of the block size).
 size_t gguf_tensor_bytes(QuantType type, const std::vector<int64_t>& ne);

@@ -363,7 +363,7 @@ ModelConfig gguf_read_config(const io::GgufFile& g) {
   return c;
 }
 
-void gguf_check_tensors(const io::GgufFile& g, const ModelConfig& c) {
+void gguf_check_tensors(const io::GgufFile& g, const ModelConfig& c, bool release_pages) {
   // Names and shapes first: a model built from the file then cannot be larger than its tensors.
   for (const TensorSpec& spec : build_registry(c)) {
     const std::string gname = gguf_tensor_name(spec);
@@ -382,7 +382,7 @@ void gguf_check_tensors(const io::GgufFile& g, const ModelConfig& c) {
       check(out->shape() == std::vector<int64_t>{c.vocab_size, c.hidden_size}, "{}: tensor output.weight has shape "
             "{}, expected {}", g.file_of(*out), shape_str(out->shape()), shape_str({c.vocab_size, c.hidden_size}));
   // Block scales last: it reads every block of the file (in parallel).
-  io::gguf_validate_block_scales(g);
+  io::gguf_validate_block_scales(g, release_pages);
 }
 
 std::unique_ptr<Model> model_load_gguf(const std::string& path) {
@@ -414,7 +414,7 @@ StreamingModelSource open_streaming_source(const std::string& path) {
     check(fs::is_regular_file(path), "model file {} does not exist", path);
     auto file = std::make_shared<io::GgufFile>(io::GgufFile::open(path));
     src.config = gguf_read_config(*file);
-    gguf_check_tensors(*file, src.config);
+    gguf_check_tensors(*file, src.config, /*release_pages=*/true);  // streaming: keep the resident set small
     src.gguf_layout = true;
     for (const GgufKV& kv : file->kvs())
       if (kv.key.rfind("tokenizer.", 0) == 0) src.tokenizer_kvs.push_back(kv);

@@ -99,8 +99,8 @@ void model_save_gguf(const Model& model, const std::string& path, QuantType type
 // token count or token_embd's rows). Without dsmoe.config: untied `output`, top-k weights not renormalized.
 ModelConfig gguf_read_config(const io::GgufFile& file);
 // Every tensor the config needs is present with its shape, and no other tensor is; every block tensor's scales are
-// finite (io::gguf_validate_block_scales). Errors name the file (the split) and the tensor.
-void gguf_check_tensors(const io::GgufFile& file, const ModelConfig& config);
+// finite (io::gguf_validate_block_scales; release_pages: as there). Errors name the file (the split) and the tensor.
+void gguf_check_tensors(const io::GgufFile& file, const ModelConfig& config, bool release_pages = false);
 
 // Read a deepseek GGUF (any tensor types of core/quant.h; split files given the first split) into an F32 model.
 std::unique_ptr<Model> model_load_gguf(const std::string& path);
