@@ -56,10 +56,10 @@ count() {  # count TYPE COLUMN OK [tie]
 }
 
 # near_tie FILE PROMPT CONTINUATION: where dsmoe's greedy text leaves llama.cpp's continuation, how close the
-# choice was in exact arithmetic. Both engines quantize activations to 8 bits before integer dot products, each its
-# own way (ggml: Q8_0/Q8_1 blocks with fp16 scales, Q8_K with one scale per 256 for K-quants; dsmoe: f32 scale per
-# 32), and llama-simple keeps an F16 KV cache: each moves log-probs by ~1e-2 (up to ~0.3), so a token that wins by
-# less than that can go either way. The exact reference is FILE's weights dequantized to F32 (dsmoe and llama.cpp
+# choice was in exact arithmetic. Both engines multiply the same 8-bit activations (ggml's Q8_0/Q8_K, which dsmoe
+# reproduces bit for bit) against the same weights, but sum floats in different orders, and llama.cpp's attention
+# on its F16 KV cache also rounds the query and the softmax weights to fp16: a token that wins by a few thousandths
+# of a nat can go either way. The exact reference is FILE's weights dequantized to F32 (dsmoe and llama.cpp
 # agree there to ~1e-5, measured). Prints "K TOKEN OTHER GAP": the first diverging generated token K, dsmoe's token
 # there, the exact best other token (the best one, if dsmoe's is not) and how far apart they are (nats).
 near_tie() {
