@@ -202,7 +202,14 @@ int main(int argc, char** argv) {
   for (QuantType t : {QuantType::F32, QuantType::F16, QuantType::BF16, QuantType::Q8_0, QuantType::Q4_0}) {
     std::vector<uint8_t> q(quant_row_bytes(t, cols) * rows);
     for (int64_t r = 0; r < rows; ++r) quantize_row(t, w.data() + r * cols, q.data() + r * quant_row_bytes(t, cols), cols);
-    const QMatrix m = QMatrix::view(t, q.data(), rows, cols);
+    // Q8_0 and Q4_0 also in the packed form the engine keeps them in (core/qpack.h).
+    std::vector<uint8_t> packed(qpack_supported(t) ? q.size() : 0);
+    for (int64_t r = 0; r < rows && qpack_supported(t); ++r)
+      qpack_row(t, q.data() + r * quant_row_bytes(t, cols), packed.data() + r * quant_row_bytes(t, cols), cols);
+    for (bool pack : {false, true}) {
+    if (pack && packed.empty()) continue;
+    QMatrix m = QMatrix::view(t, pack ? packed.data() : q.data(), rows, cols);
+    m.packed = pack;
     for (int64_t n : {1, 2, 4}) {
       qmatmul(m, x.data(), n, y.data());
       double best = 1e30;
@@ -211,8 +218,9 @@ int main(int argc, char** argv) {
         qmatmul(m, x.data(), n, y.data());
         best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       }
-      fmt::print("{:5} [{} x {}] n={}: {:8.3f} ms  {:6.1f} GB/s of weights\n", quant_type_name(t), rows, cols, n,
-                 best * 1e3, m.bytes() / best / 1e9);
+      fmt::print("{:5}{} [{} x {}] n={}: {:8.3f} ms  {:6.1f} GB/s of weights\n", quant_type_name(t),
+                 pack ? " packed" : "", rows, cols, n, best * 1e3, m.bytes() / best / 1e9);
+    }
     }
   }
   return 0;

@@ -5,7 +5,7 @@
 # 16B config (random weights) in Q4_0 (dsmoe synth, 9.7 GB) and Q4_K_M (llama-quantize from a dsmoe-synth Q8_0
 # file, and dsmoe quantize from the same file): tg32, pp128 and pp512 of both engines, % of the roofline, GFLOP/s,
 # and dsmoe's resident memory while generating.
-#   bench/run_infer_bench.sh LLAMA_BIN_DIR [--16b [--skip-small]] [--rounds N]
+#   bench/run_infer_bench.sh LLAMA_BIN_DIR [--16b [--skip-small] [--q4_0-only]] [--rounds N]
 # Build llama.cpp first (fetch it; never commit it): cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON
 #   -DLLAMA_CURL=OFF && cmake --build build --target llama-bench llama-simple llama-quantize
 # OpenBLAS picks its kernels from OPENBLAS_CORETYPE when set (this environment pins Haswell = AVX2); llama.cpp is
@@ -13,9 +13,9 @@
 # i.e. with the kernels OpenBLAS selects for this CPU.
 set -eu
 LLAMA=$(realpath "$1"); shift
-BIG=0; ROUNDS=3; SMALL=1
+BIG=0; ROUNDS=3; SMALL=1; Q4_ONLY=0
 while [ $# -gt 0 ]; do
-  case "$1" in --16b) BIG=1;; --skip-small) SMALL=0;; --rounds) ROUNDS=$2; shift;; *) echo "unknown flag $1"; exit 1;; esac
+  case "$1" in --16b) BIG=1;; --skip-small) SMALL=0;; --q4_0-only) Q4_ONLY=1;; --rounds) ROUNDS=$2; shift;; *) echo "unknown flag $1"; exit 1;; esac
   shift
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -77,12 +77,13 @@ if [ $BIG = 1 ]; then
   [ -f "$q4" ] || "$DSMOE" synth --preset deepseek-moe-16b-base --type q4_0 --tokenizer "$TOKENIZER" --out "$q4" > /dev/null
   # SKIP_DSMOE_QUANT=1: measure only llama-quantize's Q4_K_M (dsmoe quantize of the 16B takes ~30 min on 2 cores)
   files=("$q4" "$km_llama")
-  if [ ! -f "$km_llama" ] || { [ "${SKIP_DSMOE_QUANT:-0}" != 1 ] && [ ! -f "$km_dsmoe" ]; }; then
+  [ $Q4_ONLY = 0 ] || files=("$q4")
+  if [ $Q4_ONLY = 0 ] && { [ ! -f "$km_llama" ] || { [ "${SKIP_DSMOE_QUANT:-0}" != 1 ] && [ ! -f "$km_dsmoe" ]; }; }; then
     [ -f "$q8" ] || "$DSMOE" synth --preset deepseek-moe-16b-base --type q8_0 --tokenizer "$TOKENIZER" --out "$q8" > /dev/null
     [ -f "$km_llama" ] || "$LLAMA/llama-quantize" --allow-requantize "$q8" "$km_llama" Q4_K_M > "$WORK/lq.log" 2>&1
     [ "${SKIP_DSMOE_QUANT:-0}" = 1 ] || [ -f "$km_dsmoe" ] || "$DSMOE" quantize --model "$q8" --type q4_k_m --out "$km_dsmoe" > /dev/null 2>&1
   fi
-  if [ -f "$km_dsmoe" ]; then
+  if [ $Q4_ONLY = 0 ] && [ -f "$km_dsmoe" ]; then
     files+=("$km_dsmoe")
     if cmp -s "$km_llama" "$km_dsmoe"; then echo "Q4_K_M files of llama-quantize and dsmoe quantize: identical bytes"
     else echo "Q4_K_M files of llama-quantize and dsmoe quantize differ (both are measured)"; fi

@@ -80,6 +80,12 @@ gguf_offset() {
     my $name = $ARGV[1] // ""; die "no tensor $name\n" if $name ne "" && !defined $off{$name};
     print int(($p + $align - 1) / $align) * $align + ($name eq "" ? 0 : $off{$name}), "\n";' "$@"
 }
+# general.name of a GGUF source is kept, as llama-quantize keeps it (the key: u32 type, u64 length, bytes).
+name_of() { perl -e 'read STDIN, $d, 1 << 16; $i = index($d, "general.name"); exit 1 if $i < 0;
+  $n = unpack("Q<", substr($d, $i + 16, 8)); print substr($d, $i + 24, $n)' < "$1"; }
+[ -n "$(name_of f32.gguf)" ] && [ "$(name_of q4_k_m.gguf)" = "$(name_of f32.gguf)" ] \
+  && pass "quantize keeps the source's general.name ($(name_of q4_k_m.gguf))" \
+  || failed "general.name: f32.gguf '$(name_of f32.gguf)', q4_k_m.gguf '$(name_of q4_k_m.gguf)'"
 # From the HF directory and from the F32 GGUF: the same tensors (the file differs only in general.name).
 "$DSMOE" quantize --model R/latest --tokenizer tok --type q4_k_m --out hf.gguf > hf.log 2>&1
 data_sha() { tail -c +$(($(gguf_offset "$1") + 1)) "$1" | sha256sum; }

@@ -265,8 +265,8 @@ int run_quantize(const QuantizeArgs& a) {
   GgufWriteOptions options;
   options.ftype = file_type_from_name(a.type);
   options.keep_8bit = !a.all_same_type;
-  options.name = fs::path(a.model).filename().string();
   StreamingModelSource src = open_streaming_source(a.model);
+  options.name = src.name;
   options.source_in_gguf_layout = src.gguf_layout;
   options.extra_kvs = !a.tokenizer.empty() || !src.gguf_layout
                           ? tokenizer_kvs_for(a.tokenizer, src.gguf_layout ? "" : a.model, src.config.vocab_size)

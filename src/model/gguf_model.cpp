@@ -416,6 +416,8 @@ StreamingModelSource open_streaming_source(const std::string& path) {
     src.config = gguf_read_config(*file);
     gguf_check_tensors(*file, src.config, /*release_pages=*/true);  // streaming: keep the resident set small
     src.gguf_layout = true;
+    const io::GgufValue* name = file->find("general.name");
+    src.name = name != nullptr && name->type == io::GgufType::STRING ? name->s : fs::path(path).filename().string();
     for (const GgufKV& kv : file->kvs())
       if (kv.key.rfind("tokenizer.", 0) == 0) src.tokenizer_kvs.push_back(kv);
     src.source = [file](const TensorSpec& spec, float* dst) {
@@ -430,6 +432,8 @@ StreamingModelSource open_streaming_source(const std::string& path) {
   const std::string config_path = (fs::path(path) / "config.json").string();
   check(fs::exists(config_path), "{} is neither a .gguf file nor a directory with config.json", path);
   src.config = config_from_file(config_path);
+  src.name = fs::path(path).lexically_normal().filename().string();
+  if (src.name.empty()) src.name = fs::path(path).lexically_normal().parent_path().filename().string();  // "dir/"
   auto archive = std::make_shared<io::SafetensorsArchive>(io::SafetensorsArchive::open(path));
   // Every tensor present with its shape before anything is written.
   for (const TensorSpec& spec : build_registry(src.config))

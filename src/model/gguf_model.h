@@ -84,6 +84,8 @@ struct StreamingModelSource {
   GgufTensorSource source;
   bool gguf_layout = false;                 // Q/K rows already permuted
   std::vector<io::GgufKV> tokenizer_kvs;    // a GGUF source's tokenizer.* keys
+  std::string name;                         // general.name to write: a GGUF source's own (as llama-quantize keeps
+                                            // it), else the source's file or directory name
 };
 StreamingModelSource open_streaming_source(const std::string& path);
 
