@@ -98,7 +98,11 @@ if [ $BIG = 1 ]; then
     /usr/bin/time -f "%M" -o "$WORK/rss" "$DSMOE" generate --model "$f" --prompt-ids 100000,500,600,700 -n 32 \
       --temperature 0 > /dev/null 2> "$WORK/gen.err"
     declare -A L=() D=() N=() G=()
+    B=""
     for r in $(seq "$ROUNDS"); do
+      # The bandwidth of this moment (it drifts by +-15% on a shared machine): each round's decode is also
+      # compared with the summing loop measured right before it.
+      B+=" $("$ROOT/build/bench_qmatmul" --bandwidth-only)"
       "$LLAMA/llama-bench" -m "$f" $tests -r 2 -t 2 -mmp 0 -o json > "$WORK/l.json" 2> /dev/null
       read -r lpp128 lpp512 ltg < <(avg "$WORK/l.json")
       "$DSMOE" bench -m "$f" $tests -r 2 -t 2 -o json --no-ceiling > "$WORK/d.json" 2> /dev/null
@@ -123,7 +127,14 @@ if [ $BIG = 1 ]; then
       # shellcheck disable=SC2086
       l=$(median ${L[$name]}); d=$(median ${D[$name]})
       if [[ "$name" == tg* ]]; then
-        extra="$mb MB/token: $($PY -c "print('%.1f GB/s = %.0f%% of %.1f GB/s; llama.cpp %.0f%%' % ($d * $mb / 1000, 100 * $d * $mb / 1000 / $bw, $bw, 100 * $l * $mb / 1000 / $bw))")"
+        # shellcheck disable=SC2086
+        per_round=$($PY -c "
+import statistics as st, sys
+b, l, d = [[float(v) for v in a.split()] for a in sys.argv[1:4]]
+m = $mb / 1000
+print('%.0f%% (llama.cpp %.0f%%) of the bandwidth measured before each round (%s GB/s)' % (
+    100 * st.median(x * m / y for x, y in zip(d, b)), 100 * st.median(x * m / y for x, y in zip(l, b)), ' '.join(sys.argv[1].split())))" "$B" "${L[$name]}" "${D[$name]}")
+        extra="$mb MB/token: $($PY -c "print('%.1f GB/s = %.0f%% of %.1f GB/s; llama.cpp %.0f%%' % ($d * $mb / 1000, 100 * $d * $mb / 1000 / $bw, $bw, 100 * $l * $mb / 1000 / $bw))"); $per_round"
       else
         # shellcheck disable=SC2086
         extra="$(median ${G[$name]}) GFLOP/s"
