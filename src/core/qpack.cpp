@@ -121,7 +121,7 @@ void qpack_dot_rows_scalar(QuantType t, const uint8_t* row, const int8_t* xt, co
 #if defined(DSMOE_QPACK_X86)
 namespace {
 #define DSMOE_QPACK_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define DSMOE_QPACK_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
+#define DSMOE_QPACK_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 
 inline float hsum8(const float* a) {  // ggml's hsum_float_8 order, as quant.cpp
   const float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];
@@ -135,6 +135,40 @@ DSMOE_QPACK_VNNI inline __m256i dot_u8s8_vnni(__m256i acc, __m256i w, __m256i x)
 DSMOE_QPACK_AVX2 inline __m256i dot_u8s8_avx2(__m256i acc, __m256i w, __m256i x) {
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
 }
+
+// One full Q4_0 group (8 blocks) against NX activation rows, 512 bits wide: vectors j and j+1 of a group are
+// adjacent (32 bytes apart), so one zmm load, mask and shift decode two weight vectors, one zmm vpdpbusd sums two
+// blocks-vectors, and the two 256-bit halves are added at the end. Integer sums are exact, so this gives the bits
+// of the 256-bit kernel below with about 35% fewer instructions (the nibble decoding made Q4_0 decode
+// instruction-bound: 40-46 GB/s against 48-54 for packed Q8_0 on the same 0.9 GB matrix).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12: _mm512_undefined_epi32() (bug 105593)
+template <int NX>
+DSMOE_QPACK_VNNI inline void q4_group_vnni512(const uint8_t* grp, const int8_t* xt, const float* xd,
+                                              const int32_t* xsum, int64_t n, int64_t b0, __m256* acc) {
+  const int64_t nb = n / 32;
+  const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(grp)));
+  const uint8_t* payload = grp + 2 * kGroup;
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  const __m512i b01 = _mm512_loadu_si512(payload), b23 = _mm512_loadu_si512(payload + 64);
+  const __m512i w01 = _mm512_and_si512(b01, low4), w23 = _mm512_and_si512(b23, low4);
+  const __m512i w45 = _mm512_and_si512(_mm512_srli_epi16(b01, 4), low4);
+  const __m512i w67 = _mm512_and_si512(_mm512_srli_epi16(b23, 4), low4);
+  for (int i = 0; i < NX; ++i) {
+    const int8_t* x = xt + i * n + b0 * 32;
+    __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w01, _mm512_loadu_si512(x));
+    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w23, _mm512_loadu_si512(x + 64));
+    s0 = _mm512_dpbusd_epi32(s0, w45, _mm512_loadu_si512(x + 128));
+    s1 = _mm512_dpbusd_epi32(s1, w67, _mm512_loadu_si512(x + 192));
+    const __m512i s = _mm512_add_epi32(s0, s1);
+    __m256i sums = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+    sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(
+                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum + i * nb + b0)), 3));
+    const __m256 scale = _mm256_mul_ps(dw, _mm256_loadu_ps(xd + i * nb + b0));
+    acc[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[i]);
+  }
+}
+#pragma GCC diagnostic pop
 
 // One packed row against NX activation rows. Weights of a group are decoded once into w[8] vectors (unsigned
 // forms: Q4_0 nibbles q = w + 8; Q8_0 under VNNI w ^ 0x80 = w + 128, under AVX2 |w| with the sign moved onto x),
@@ -194,9 +228,13 @@ DSMOE_QPACK_AVX2 inline __m256i dot_u8s8_avx2(__m256i acc, __m256i w, __m256i x)
     };                                                                                                                 \
     auto full = [](const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); };                      \
     auto keep_new = [](__m256, __m256 updated) { return updated; };                                                    \
-    for (int64_t g = 0; g < ng; ++g) {                                                                                 \
-      const uint8_t* grp = row + g * kGroup * bb;                                                                      \
-      group(g * kGroup, kGroup, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(grp))), full, keep_new); \
+    if constexpr (kVnni && kQ4) {                                                                                      \
+      for (int64_t g = 0; g < ng; ++g) q4_group_vnni512<NX>(row + g * kGroup * bb, xt, xd, xsum, n, g * kGroup, acc);   \
+    } else {                                                                                                           \
+      for (int64_t g = 0; g < ng; ++g) {                                                                               \
+        const uint8_t* grp = row + g * kGroup * bb;                                                                    \
+        group(g * kGroup, kGroup, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(grp))), full, keep_new); \
+      }                                                                                                                \
     }                                                                                                                  \
     const int64_t m = nb - ng * kGroup;  /* the last, partial group: m 4-byte lanes, loaded under a lane mask */       \
     if (m > 0) {                                                                                                       \
@@ -250,7 +288,7 @@ bool have_avx2() {
 }
 bool have_vnni() {
   static const bool have = have_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                           __builtin_cpu_supports("avx512vnni");
+                           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
   return have;
 }
 }  // namespace
