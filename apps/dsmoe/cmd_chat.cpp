@@ -34,11 +34,11 @@
 #include "commands.h"
 #include "core/error.h"
 #include "infer/engine.h"
+#include "infer/generation.h"
 #include "infer/sampling.h"
 #include "model_loading.h"
-#include "text/chat_template.h"
+#include "text/chat_prompt.h"
 #include "text/tokenizer.h"
-#include "text/unicode.h"
 
 namespace dsmoe::cli {
 namespace {
@@ -131,22 +131,6 @@ std::string trim(const std::string& s) {
   return s.substr(b, s.find_last_not_of(kSpace) - b + 1);
 }
 
-// The template: --chat-template FILE, else tokenizer_config's chat_template (a string, or HF's list of named
-// templates: "default"), else the built-in DeepSeek one.
-text::ChatTemplate pick_template(const std::string& file, const text::Tokenizer& tok) {
-  if (!file.empty()) return text::ChatTemplate::from_jinja(read_file(file));
-  const nlohmann::json& cfg = tok.config();
-  if (cfg.is_object() && cfg.contains("chat_template")) {
-    const nlohmann::json& t = cfg["chat_template"];
-    if (t.is_string()) return text::ChatTemplate::from_jinja(t.get<std::string>());
-    if (t.is_array())
-      for (const nlohmann::json& e : t)
-        if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string())
-          return text::ChatTemplate::from_jinja(e["template"].get<std::string>());
-  }
-  return text::ChatTemplate::deepseek();
-}
-
 // ---- dsmoe chat ----
 struct ChatArgs {
   std::string model, tokenizer, system, chat_template;
@@ -177,37 +161,34 @@ int run_chat(const ChatArgs& a) {
   const int64_t ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(4096, config.max_position_embeddings);
   check(ctx <= config.max_position_embeddings, "--ctx {} exceeds the model's max_position_embeddings {}", ctx,
         config.max_position_embeddings);
-  const text::ChatTemplate tpl = pick_template(a.chat_template, tok);
-  const std::string bos_text = tok.bos_id() >= 0 ? tok.token_bytes(tok.bos_id()) : "";
-  const std::string eos_text = tok.eos_id() >= 0 ? tok.token_bytes(tok.eos_id()) : "";
+  // --chat-template FILE, else the tokenizer config's, else DeepSeek's.
+  const text::ChatTemplate tpl = a.chat_template.empty() ? text::chat_template_for(tok)
+                                                         : text::ChatTemplate::from_jinja(read_file(a.chat_template));
   std::vector<int32_t> eos_ids;
   if (!a.ignore_eos) {
     if (config.eos_token_id >= 0) eos_ids.push_back(config.eos_token_id);
     if (tok.eos_id() >= 0 && tok.eos_id() != config.eos_token_id) eos_ids.push_back(tok.eos_id());
   }
-  auto is_eos = [&](int32_t t) { return std::find(eos_ids.begin(), eos_ids.end(), t) != eos_ids.end(); };
 
   // The prompt ids of a conversation: what `dsmoe chat-template --add-generation-prompt --ids` prints (the template
   // writes BOS as text, matched as the special token); BOS is added only when the tokenizer config asks for it and
   // the template did not write it.
   auto prompt_ids = [&](const std::vector<ChatMessage>& messages) {
-    std::vector<int32_t> ids = tok.encode(tpl.render(messages, true, bos_text, eos_text), false);
-    if (tok.add_bos() && tok.bos_id() >= 0 && (ids.empty() || ids.front() != tok.bos_id()))
-      ids.insert(ids.begin(), tok.bos_id());
+    std::vector<int32_t> ids = text::chat_prompt_ids(tpl, tok, messages);
     for (int32_t t : ids) check(t < V, "prompt token {} is >= the model's vocab_size {}", t, V);
     return ids;
   };
 
   InferenceSession session(*loaded.model, ctx);
   std::vector<int32_t> cached;  // exactly the ids whose K/V are in the session's cache
-  Sampler sampler(a.sampling);
+  uint64_t turn = 0;  // replies since the conversation started: each samples with seed + turn
   std::vector<ChatMessage> messages;
   auto start_conversation = [&] {
     messages.clear();
     if (a.has_system) messages.push_back({"system", a.system});
     session.reset();
     cached.clear();
-    sampler.reset(a.sampling.seed);
+    turn = 0;
   };
   start_conversation();
   const size_t first_turn = messages.size();  // messages before it (the system prompt) are never dropped
@@ -293,74 +274,53 @@ int run_chat(const ChatArgs& a) {
       session.truncate(static_cast<int64_t>(keep));
       cached.resize(keep);
       const int64_t n_eval = static_cast<int64_t>(prompt.size() - keep);
-      const auto t0 = std::chrono::steady_clock::now();
+      // Sample and stream the reply: leading whitespace (the template writes "Assistant: " itself) is not shown and
+      // not kept; bytes that could start a stop string are held back. Each turn draws from its own seeded stream.
+      GenerationOptions options;
+      options.sampling = a.sampling;
+      options.sampling.seed = a.sampling.seed + turn++;
+      options.max_tokens = a.max_new_tokens;
+      options.stops = a.stops;
+      options.eos_ids = eos_ids;
+      options.skip_leading_space = true;
+      Generation gen(&tok, options, prompt);
       const std::vector<float>* logits = &session.forward(prompt.data() + keep, n_eval);
       cached = prompt;
-      const double prompt_s = seconds_since(t0);
-
-      // Sample and stream the reply: leading whitespace (the template writes "Assistant: " itself) is not shown and
-      // not kept; bytes that could start a stop string are held back.
-      const auto t1 = std::chrono::steady_clock::now();
-      std::vector<int32_t> history = prompt;  // for the penalties: the conversation so far
-      std::string text;
-      size_t streamed = 0;
-      int64_t generated = 0;
+      gen.prompt_done(n_eval);
+      auto emit = [&] {
+        const std::string piece = gen.take_text();
+        if (piece.empty()) return;
+        fmt::print("{}", piece);
+        std::fflush(stdout);
+      };
       bool interrupted = g_interrupted.exchange(false), context_full = false;
-      for (int64_t i = 0; i < a.max_new_tokens && !interrupted; ++i) {
-        const int32_t next = sampler.sample(logits->data(), V, history);
-        if (is_eos(next)) break;
-        history.push_back(next);
-        ++generated;
-        text += tok.token_bytes(next);
-        const StopMatch m = find_stop(text, a.stops);
-        const size_t safe = text.size() - m.hold_back;
-        size_t begin = text.find_first_not_of(kSpace);
-        if (begin == std::string::npos) begin = text.size();
-        const size_t from = std::max(streamed, begin);
-        if (safe > from) {
-          fmt::print("{}", text.substr(from, safe - from));
-          std::fflush(stdout);
-          streamed = safe;
-        }
-        if (m.stop_at != std::string::npos) break;
-        if (i + 1 >= a.max_new_tokens) break;
+      if (interrupted) gen.end(Finish::kCancelled);
+      while (gen.step(logits->data(), V)) {
+        emit();
         if (g_interrupted.exchange(false)) {
           interrupted = true;
+          gen.end(Finish::kCancelled);
           break;
         }
         if (session.length() >= ctx) {
           context_full = true;
+          gen.end(Finish::kLength);
           break;
         }
+        const int32_t next = gen.last_token();
         logits = &session.forward(&next, 1);
         cached.push_back(next);
       }
-      const double eval_s = seconds_since(t1);
-      const StopMatch m = find_stop(text, a.stops);
-      if (m.stop_at != std::string::npos) {
-        text.resize(m.stop_at);
-      } else {
-        size_t begin = text.find_first_not_of(kSpace);
-        if (begin == std::string::npos) begin = text.size();
-        const size_t from = std::max(streamed, begin);
-        if (text.size() > from) fmt::print("{}", text.substr(from));
-      }
+      emit();
       fmt::print("\n");
       std::fflush(stdout);
-      const size_t begin = text.find_first_not_of(kSpace);
-      messages.push_back({"assistant", text::unicode::replace_invalid_utf8(begin == std::string::npos ? "" : text.substr(begin))});
+      messages.push_back({"assistant", gen.text()});
       if (interrupted) fmt::print(stderr, "(reply interrupted)\n");
       if (context_full)
         fmt::print(stderr, "(context of {} tokens full: reply cut; older turns will be dropped)\n", ctx);
       if (a.verbose) {
         fmt::print(stderr, "reused {} cached tokens of a {}-token prompt\n", keep, prompt.size());
-        fmt::print(stderr,
-                   "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
-                   prompt_s * 1e3, n_eval, prompt_s * 1e3 / n_eval, n_eval / prompt_s);
-        if (generated > 0)
-          fmt::print(stderr,
-                     "       eval time = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
-                     eval_s * 1e3, generated, eval_s * 1e3 / generated, generated / eval_s);
+        print_timings(gen.timings());
       }
     } catch (const Error& e) {
       // A bad turn (e.g. input that is not UTF-8) is reported and forgotten; the session goes on from a clean cache.

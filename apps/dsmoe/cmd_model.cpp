@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "infer/engine.h"
+#include "infer/generation.h"
 #include "infer/sampling.h"
 #include "text/tokenizer.h"
 #include "model/checkpoint.h"
@@ -33,6 +34,15 @@ namespace fs = std::filesystem;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void print_timings(const GenerationTimings& t) {
+  if (t.prompt_tokens > 0)
+    fmt::print(stderr, "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
+               t.prompt_ms, t.prompt_tokens, t.prompt_ms / t.prompt_tokens, t.prompt_tokens * 1e3 / t.prompt_ms);
+  if (t.generated > 0)
+    fmt::print(stderr, "       eval time = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
+               t.generation_ms, t.generated, t.generation_ms / t.generated, t.generated * 1e3 / t.generation_ms);
 }
 
 namespace {
@@ -117,55 +127,42 @@ int run_generate(const GenerateArgs& a) {
   check(context <= model.config.max_position_embeddings,
         "prompt ({}) + --max-new-tokens ({}) exceeds max_position_embeddings {}", tokens.size(), a.max_new_tokens,
         model.config.max_position_embeddings);
-  Sampler sampler(a.sampling);
-  const int32_t eos = model.config.eos_token_id;
   // Batched prefill of the prompt, then one cached decode step per new token; text streams as it is generated,
   // holding back bytes that could start a stop string.
+  GenerationOptions options;
+  options.sampling = a.sampling;
+  options.max_tokens = a.max_new_tokens;
+  options.stops = a.stops;
+  if (!a.ignore_eos && model.config.eos_token_id >= 0) options.eos_ids = {static_cast<int32_t>(model.config.eos_token_id)};
   InferenceSession session(model, context, kv_type);
-  const size_t n_prompt = tokens.size();
-  const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<float>* logits = &session.forward(tokens.data(), static_cast<int64_t>(n_prompt));
-  const double prompt_s = seconds_since(t0);
-  const auto t1 = std::chrono::steady_clock::now();
-  std::string text;
-  size_t streamed = 0;
-  int64_t generated = 0;
-  for (int64_t i = 0; i < a.max_new_tokens; ++i) {
-    const int32_t next = sampler.sample(logits->data(), V, tokens);
-    if (next == eos && !a.ignore_eos) break;
-    tokens.push_back(next);
-    ++generated;
-    if (tok && !a.ids) {
-      text += tok->token_bytes(next);
-      const StopMatch m = find_stop(text, a.stops);
-      const size_t safe = text.size() - m.hold_back;
-      if (safe > streamed) {
-        fmt::print("{}", text.substr(streamed, safe - streamed));
-        std::fflush(stdout);
-        streamed = safe;
-      }
-      if (m.stop_at != std::string::npos) break;
-    }
-    if (i + 1 < a.max_new_tokens) logits = &session.forward(&tokens.back(), 1);
+  Generation gen(tok ? &*tok : nullptr, options, tokens);
+  const std::vector<float>* logits = &session.forward(tokens.data(), static_cast<int64_t>(tokens.size()));
+  gen.prompt_done(static_cast<int64_t>(tokens.size()));
+  const bool show_text = tok && !a.ids;
+  auto emit = [&] {
+    const std::string piece = gen.take_text();
+    if (!show_text || piece.empty()) return;
+    fmt::print("{}", piece);
+    std::fflush(stdout);
+  };
+  while (gen.step(logits->data(), V)) {
+    emit();
+    const int32_t next = gen.last_token();
+    logits = &session.forward(&next, 1);
   }
-  const double eval_s = seconds_since(t1);
-  if (a.ids || !tok) {
+  emit();
+  if (!show_text) {
     std::string line;
-    for (size_t i = 0; i < tokens.size(); ++i) line += (i ? " " : "") + std::to_string(tokens[i]);
+    const std::vector<int32_t>& all = gen.history();
+    for (size_t i = 0; i < all.size(); ++i) line += (i ? " " : "") + std::to_string(all[i]);
     fmt::print("{}\n", line);
   } else {
-    const StopMatch m = find_stop(text, a.stops);
-    if (m.stop_at == std::string::npos && text.size() > streamed) fmt::print("{}", text.substr(streamed));
     fmt::print("\n");
     std::fflush(stdout);  // the text ends before the timing lines on stderr
   }
   if (a.ids) return 0;  // --ids: nothing but the ids
   // llama.cpp-style timings (stderr)
-  fmt::print(stderr, "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
-             prompt_s * 1e3, n_prompt, prompt_s * 1e3 / n_prompt, n_prompt / prompt_s);
-  if (generated > 0)
-    fmt::print(stderr, "       eval time = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
-               eval_s * 1e3, generated, eval_s * 1e3 / generated, generated / eval_s);
+  print_timings(gen.timings());
   return 0;
 }
 

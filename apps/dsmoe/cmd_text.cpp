@@ -15,7 +15,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "text/bpe_trainer.h"
-#include "text/chat_template.h"
+#include "text/chat_prompt.h"
 #include "text/corpus.h"
 #include "text/synth.h"
 #include "text/tokenizer.h"
@@ -161,11 +161,8 @@ int run_chat_template(const ChatArgs& a) {
   if (text::chat_has_system_message(messages))
     fmt::print(stderr, "warning: a system message is not recommended for DeepSeekMoE chat models\n");
   // Template: --chat-template FILE, else the tokenizer config's chat_template, else the built-in DeepSeek one.
-  text::ChatTemplate tpl = text::ChatTemplate::deepseek();
-  const nlohmann::json& cfg = tok.config();
-  if (!a.chat_template.empty()) tpl = text::ChatTemplate::from_jinja(read_file(a.chat_template));
-  else if (cfg.is_object() && cfg.contains("chat_template") && cfg["chat_template"].is_string())
-    tpl = text::ChatTemplate::from_jinja(cfg["chat_template"].get<std::string>());
+  const text::ChatTemplate tpl = a.chat_template.empty() ? text::chat_template_for(tok)
+                                                         : text::ChatTemplate::from_jinja(read_file(a.chat_template));
   const std::string bos = tok.bos_id() >= 0 ? tok.token_bytes(tok.bos_id()) : "";
   const std::string eos = tok.eos_id() >= 0 ? tok.token_bytes(tok.eos_id()) : "";
   const std::string rendered = tpl.render(messages, a.add_generation_prompt, bos, eos);

@@ -12,6 +12,7 @@
 
 namespace dsmoe {
 struct SamplingParams;
+struct GenerationTimings;
 }
 
 namespace dsmoe::cli {
@@ -26,6 +27,9 @@ std::string read_file(const std::string& path);
 // Seconds since t0 (timing lines).
 double seconds_since(std::chrono::steady_clock::time_point t0);
 
+// llama.cpp-style "prompt eval time" and "eval time" lines (stderr).
+void print_timings(const GenerationTimings& t);
+
 // "1,2,3" or "1 2 3" -> ids; a non-number or a negative value is an error naming it.
 std::vector<int32_t> parse_ids(const std::string& text);
 
@@ -39,5 +43,6 @@ void add_infer_commands(CLI::App& app, std::vector<Command>& commands);   // ben
 void add_report_commands(CLI::App& app, std::vector<Command>& commands);  // plot
 void add_text_commands(CLI::App& app, std::vector<Command>& commands);   // tokenizer data tokenize detokenize chat-template
 void add_chat_commands(CLI::App& app, std::vector<Command>& commands);   // chat
+void add_serve_commands(CLI::App& app, std::vector<Command>& commands);  // serve
 
 }  // namespace dsmoe::cli

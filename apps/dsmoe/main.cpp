@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   dsmoe::cli::add_train_commands(app, commands);
   dsmoe::cli::add_text_commands(app, commands);
   dsmoe::cli::add_chat_commands(app, commands);
+  dsmoe::cli::add_serve_commands(app, commands);
   dsmoe::cli::add_report_commands(app, commands);
   dsmoe::cli::add_infer_commands(app, commands);
   try {

@@ -81,30 +81,22 @@ void residual_add_norm(float* h, const float* y, const float* w, float eps, floa
 }
 }
 
-InferenceSession::InferenceSession(const InferModel& model, int64_t capacity, QuantType kv_type) : model_(model) {
-  init(capacity, kv_type);
+void KvCache::truncate(int64_t len) {
+  check(len >= 0 && len <= length, "cannot truncate a cache of {} positions to {}", length, len);
+  length = len;
 }
 
-InferenceSession::InferenceSession(const Model& model, int64_t capacity, QuantType kv_type)
-    : owned_view_(infer_model_view(model)), model_(*owned_view_) {
-  init(capacity, kv_type);
-}
+// ---- engine ----
 
-void InferenceSession::init(int64_t capacity, QuantType kv_type) {
+Engine::Engine(const InferModel& model, int64_t max_positions) : model_(model), max_positions_(max_positions) {
   const ModelConfig& c = model_.config;
-  check(capacity > 0 && capacity <= c.max_position_embeddings,
-        "context {} must be in [1, max_position_embeddings = {}]", capacity, c.max_position_embeddings);
+  check(max_positions > 0 && max_positions <= c.max_position_embeddings,
+        "context {} must be in [1, max_position_embeddings = {}]", max_positions, c.max_position_embeddings);
   check(c.head_dim() <= kMaxHeadDim, "head_dim {} > {} is not supported by the decoder", c.head_dim(), kMaxHeadDim);
-  cache_.init(c, capacity, kv_type);
-  rope_tables_build(rope_, capacity, c.head_dim(), c.rope_theta);
+  rope_tables_build(rope_, max_positions, c.head_dim(), c.rope_theta);
 }
 
-void InferenceSession::truncate(int64_t length) {
-  check(length >= 0 && length <= cache_.length, "cannot truncate a cache of {} positions to {}", cache_.length, length);
-  cache_.length = length;
-}
-
-void InferenceSession::rope(float* x, int64_t pos) const {
+void Engine::rope(float* x, int64_t pos) const {
   const int64_t hd = model_.config.head_dim();
   const float* cs = rope_.cos.data() + pos * hd / 2;
   const float* sn = rope_.sin.data() + pos * hd / 2;
@@ -112,78 +104,102 @@ void InferenceSession::rope(float* x, int64_t pos) const {
   else rope_rotate(x, hd, cs, sn, 1.0f);
 }
 
-// y[n,d] = Attention(x[n,d]) for the n new positions, reading and extending the cache.
-void InferenceSession::attention(int64_t layer, const float* x, int64_t n, float* y) {
+// y[N,d] = Attention(x[N,d]) for the new positions of every sequence, reading and extending each one's cache.
+void Engine::attention(int64_t layer, const SeqBatch* seqs, size_t count, const float* x, int64_t N, float* y) {
   const ModelConfig& c = model_.config;
   const InferLayer& w = model_.layers[layer];
   const int64_t H = c.num_attention_heads, KVH = c.num_key_value_heads, hd = c.head_dim();
-  const int64_t G = H / KVH, qd = H * hd, kvd = KVH * hd, P = cache_.length, total = P + n;
+  const int64_t G = H / KVH, qd = H * hd, kvd = KVH * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  float* q = ws_.get("inf.q", n * qd);
-  float* kn = ws_.get("inf.k", n * kvd);
-  float* vn = ws_.get("inf.v", n * kvd);
-  float* out = ws_.get("inf.attn", n * qd);
+  float* q = ws_.get("inf.q", N * qd);
+  float* kn = ws_.get("inf.k", N * kvd);
+  float* vn = ws_.get("inf.v", N * kvd);
+  float* out = ws_.get("inf.attn", N * qd);
   {
-    const QProduct jobs[] = {{&w.wq, x, q, n}, {&w.wk, x, kn, n}, {&w.wv, x, vn, n}};
+    const QProduct jobs[] = {product(w.wq, x, q, N), product(w.wk, x, kn, N), product(w.wv, x, vn, N)};
     qmatmul_many(jobs, 3);
   }
-  // RoPE at absolute positions, and append K, V to the cache in its type.
-  for_each_index(n, n > 1, false, [&](int64_t i) {
-    for (int64_t h = 0; h < H; ++h) rope(q + i * qd + h * hd, P + i);
+  // RoPE at absolute positions, and append K, V to each sequence's cache in its type.
+  for_each_index(N, N > 1, false, [&](int64_t i) {
+    KvCache& cache = *seqs[row_seq_[i]].cache;
+    const int64_t pos = row_pos_[i];
+    for (int64_t h = 0; h < H; ++h) rope(q + i * qd + h * hd, pos);
     for (int64_t h = 0; h < KVH; ++h) {
-      rope(kn + i * kvd + h * hd, P + i);
-      quantize_row(cache_.type, kn + i * kvd + h * hd, cache_.k_row(layer, h, P + i), hd);
-      quantize_row(cache_.type, vn + i * kvd + h * hd, cache_.v_row(layer, h, P + i), hd);
+      rope(kn + i * kvd + h * hd, pos);
+      quantize_row(cache.type, kn + i * kvd + h * hd, cache.k_row(layer, h, pos), hd);
+      quantize_row(cache.type, vn + i * kvd + h * hd, cache.v_row(layer, h, pos), hd);
     }
   });
   const int n_threads = omp_get_max_threads();
-  if (n == 1) {
-    // Decode: per head, scores over the cache by dot products, then a weighted sum of V rows.
-    float* scores_all = ws_.get("inf.scores", static_cast<size_t>(n_threads) * total);
+  // Decoding sequences (one new token each): per (sequence, head), scores over the cache by dot products, then a
+  // weighted sum of V rows; all of them in one parallel region.
+  std::vector<int64_t> decode_rows, first_row(count);
+  int64_t max_total = 0;
+  for (size_t s = 0, row = 0; s < count; row += seqs[s].n, ++s) {
+    first_row[s] = static_cast<int64_t>(row);
+    if (seqs[s].n == 1) {
+      decode_rows.push_back(static_cast<int64_t>(row));
+      max_total = std::max(max_total, seqs[s].cache->length + 1);
+    }
+  }
+  if (!decode_rows.empty()) {
+    const int64_t D = static_cast<int64_t>(decode_rows.size());
+    float* scores_all = ws_.get("inf.scores", static_cast<size_t>(n_threads) * max_total);
 #pragma omp parallel for schedule(static)
-    for (int64_t h = 0; h < H; ++h) {
-      float* scores = scores_all + static_cast<size_t>(omp_get_thread_num()) * total;
-      const float* qh = q + h * hd;
+    for (int64_t item = 0; item < D * H; ++item) {
+      const int64_t i = decode_rows[item / H], h = item % H;
+      const KvCache& cache = *seqs[row_seq_[i]].cache;
+      const int64_t total = row_pos_[i] + 1;
+      float* scores = scores_all + static_cast<size_t>(omp_get_thread_num()) * max_total;
+      const float* qh = q + i * qd + h * hd;
       for (int64_t p = 0; p < total; ++p)
-        scores[p] = scale * quant_dot(cache_.type, cache_.k_row(layer, h / G, p), qh, hd);
+        scores[p] = scale * quant_dot(cache.type, cache.k_row(layer, h / G, p), qh, hd);
       const float sum = exp_shift_sum(scores, total, max_of(scores, total));
-      float* oh = out + h * hd;
+      float* oh = out + i * qd + h * hd;
       std::fill(oh, oh + hd, 0.0f);
       float vrow[kMaxHeadDim];
       for (int64_t p = 0; p < total; ++p) {
-        const uint8_t* vr = cache_.v_row(layer, h / G, p);
+        const uint8_t* vr = cache.v_row(layer, h / G, p);
         const float* vf = reinterpret_cast<const float*>(vr);
-        if (cache_.type != QuantType::F32) {
-          dequantize_row(cache_.type, vr, vrow, hd);
+        if (cache.type != QuantType::F32) {
+          dequantize_row(cache.type, vr, vrow, hd);
           vf = vrow;
         }
         axpy(scores[p] / sum, vf, oh, hd);
       }
     }
-  } else {
-    // Prefill: per head, scores [n, total] = Q Kᵀ * scale by GEMM, causal softmax, out = scores V.
-    const bool f32 = cache_.type == QuantType::F32;
-    float* scores_all = ws_.get("inf.scores", static_cast<size_t>(n_threads) * n * total);
+  }
+  // Prompt chunks (several new tokens): per head, scores [n, total] = Q Kᵀ * scale by GEMM, causal softmax,
+  // out = scores V.
+  for (size_t s = 0; s < count; ++s) {
+    const int64_t n = seqs[s].n;
+    if (n == 1) continue;
+    const KvCache& cache = *seqs[s].cache;
+    const int64_t P = cache.length, total = P + n, row0 = first_row[s];
+    const bool f32 = cache.type == QuantType::F32;
+    float* scores_all = ws_.get("inf.scores", static_cast<size_t>(n_threads) * std::min(n, kQueryBlock) * total);
     float* kv_all = f32 ? nullptr : ws_.get("inf.kvf32", static_cast<size_t>(n_threads) * 2 * total * hd);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t h = 0; h < H; ++h) {
       const int tid = omp_get_thread_num();
-      float* scores = scores_all + static_cast<size_t>(tid) * n * total;
-      const float* kc = reinterpret_cast<const float*>(cache_.k_row(layer, h / G, 0));
-      const float* vc = reinterpret_cast<const float*>(cache_.v_row(layer, h / G, 0));
+      float* scores = scores_all + static_cast<size_t>(tid) * std::min(n, kQueryBlock) * total;
+      const float* kc = reinterpret_cast<const float*>(cache.k_row(layer, h / G, 0));
+      const float* vc = reinterpret_cast<const float*>(cache.v_row(layer, h / G, 0));
       if (!f32) {  // widen this head's K and V once; rows are contiguous per head
         float* kf = kv_all + static_cast<size_t>(tid) * 2 * total * hd;
         float* vf = kf + total * hd;
-        dequantize_row(cache_.type, cache_.k_row(layer, h / G, 0), kf, total * hd);
-        dequantize_row(cache_.type, cache_.v_row(layer, h / G, 0), vf, total * hd);
+        dequantize_row(cache.type, cache.k_row(layer, h / G, 0), kf, total * hd);
+        dequantize_row(cache.type, cache.v_row(layer, h / G, 0), vf, total * hd);
         kc = kf;
         vc = vf;
       }
       // Causal blocks of query rows: block [i0, i1) sees keys [0, P + i1) only, so about half of the masked
       // products are never computed.
+      const float* qs = q + row0 * qd;
+      float* os = out + row0 * qd;
       for (int64_t i0 = 0; i0 < n; i0 += kQueryBlock) {
         const int64_t i1 = std::min(n, i0 + kQueryBlock), rows = i1 - i0, keys = P + i1;
-        gemm(false, true, rows, keys, hd, scale, q + i0 * qd + h * hd, qd, kc, hd, 0.0f, scores, keys);
+        gemm(false, true, rows, keys, hd, scale, qs + i0 * qd + h * hd, qd, kc, hd, 0.0f, scores, keys);
         for (int64_t i = i0; i < i1; ++i) {
           float* row = scores + (i - i0) * keys;
           const int64_t visible = P + i + 1;
@@ -191,37 +207,40 @@ void InferenceSession::attention(int64_t layer, const float* x, int64_t n, float
           scale_in_place(row, visible, 1.0f / sum);
           std::fill(row + visible, row + keys, 0.0f);
         }
-        gemm(false, false, rows, hd, keys, 1.0f, scores, keys, vc, hd, 0.0f, out + i0 * qd + h * hd, qd);
+        gemm(false, false, rows, hd, keys, 1.0f, scores, keys, vc, hd, 0.0f, os + i0 * qd + h * hd, qd);
       }
     }
   }
-  qmatmul(w.wo, out, n, y);
+  const QProduct wo = product(w.wo, out, y, N);
+  qmatmul_many(&wo, 1);
 }
 
 // y[n,d] = down(silu(gate x) * up x). `tag` keeps the scratch of concurrent callers apart.
-void InferenceSession::swiglu(const QMatrix& gate, const QMatrix& up, const QMatrix& down, const float* x, int64_t n,
+void Engine::swiglu(const QMatrix& gate, const QMatrix& up, const QMatrix& down, const float* x, int64_t n,
                               float* y, const char* tag) {
   const int64_t F = gate.rows;
   float* g = ws_.get(std::string(tag) + ".g", n * F);
   float* u = ws_.get(std::string(tag) + ".u", n * F);
-  const QProduct jobs[] = {{&gate, x, g, n}, {&up, x, u, n}};
+  const QProduct jobs[] = {product(gate, x, g, n), product(up, x, u, n)};
   qmatmul_many(jobs, 2);
   swiglu_forward_parallel(g, u, n * F);
-  qmatmul(down, g, n, y);
+  const QProduct down_job = product(down, g, y, n);
+  qmatmul_many(&down_job, 1);
 }
 
 // y[n,d] = shared(x) + sum_k w_k expert_k(x): softmax gate, top-k (no capacity: inference is dropless, as HF),
 // tokens grouped per expert so each selected expert's weights stream once per step for all rows that chose it.
 // Two batches of products (gate and up of every selected expert and the shared ones, then every down), each one
 // parallel region over all its weight rows.
-void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float* y) {
+void Engine::moe(const InferLayer& w, const float* x, int64_t n, float* y) {
   const ModelConfig& c = model_.config;
   const int64_t d = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok, Fe = c.moe_intermediate_size;
   float* probs = ws_.get("moe.probs", n * E);
   RoutingPlan plan;
   {
     PROFILE_SCOPE("router");
-    qmatmul(w.router, x, n, probs);
+    const QProduct router = product(w.router, x, probs, n);
+    qmatmul_many(&router, 1);
     softmax_rows(probs, n, E);
     plan = routing_plan_build(probs, n, E, k, c.norm_topk_prob, 0.0);
   }
@@ -261,12 +280,12 @@ void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float
   };
   for (int64_t e : chosen) {
     const int64_t r = plan.rows_of(e);
-    jobs.push_back({&w.exp_gate[e], expert_x(e), expert_g(e), r});
-    jobs.push_back({&w.exp_up[e], expert_x(e), expert_g(e) + r * Fe, r});
+    jobs.push_back(product(w.exp_gate[e], expert_x(e), expert_g(e), r));
+    jobs.push_back(product(w.exp_up[e], expert_x(e), expert_g(e) + r * Fe, r));
   }
   if (shared) {
-    sj.push_back({&w.sh_gate, x, gs, n});
-    sj.push_back({&w.sh_up, x, gs + n * Fs, n});
+    sj.push_back(product(w.sh_gate, x, gs, n));
+    sj.push_back(product(w.sh_up, x, gs + n * Fs, n));
   }
   run_batch();
   const int64_t n_chosen = static_cast<int64_t>(chosen.size());
@@ -279,8 +298,8 @@ void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float
     }
   });
   for (int64_t e : chosen)
-    jobs.push_back({&w.exp_down[e], expert_g(e), rows_out + plan.expert_offsets[e] * d, plan.rows_of(e)});
-  if (shared) sj.push_back({&w.sh_down, gs, y, n});
+    jobs.push_back(product(w.exp_down[e], expert_g(e), rows_out + plan.expert_offsets[e] * d, plan.rows_of(e)));
+  if (shared) sj.push_back(product(w.sh_down, gs, y, n));
   else std::fill(y, y + n * d, 0.0f);
   run_batch();
   // y[t] += sum_j w_tj rows_out[row of (t, j)], tokens in parallel.
@@ -292,63 +311,140 @@ void InferenceSession::moe(const InferLayer& w, const float* x, int64_t n, float
   });
 }
 
-void InferenceSession::run_layers(const int32_t* tokens, int64_t n, float* h) {
+void Engine::run_layers(const SeqBatch* seqs, size_t count, int64_t N, float* h) {
   const ModelConfig& c = model_.config;
-  const int64_t d = c.hidden_size, V = c.vocab_size;
-  check(n > 0, "nothing to run");
-  check(cache_.length + n <= cache_.capacity, "context full: {} cached + {} new tokens > {}", cache_.length, n,
-        cache_.capacity);
-  for (int64_t i = 0; i < n; ++i)
-    check(tokens[i] >= 0 && tokens[i] < V, "token id {} is outside the vocabulary [0, {})", tokens[i], V);
-  float* xn = ws_.get("inf.xn", n * d);
-  float* y = ws_.get("inf.y", n * d);
-  float* rstd = ws_.get("inf.rstd", n);
-  for (int64_t i = 0; i < n; ++i) qmatrix_row_f32(model_.embedding, tokens[i], h + i * d);
+  const int64_t d = c.hidden_size;
+  float* xn = ws_.get("inf.xn", N * d);
+  float* y = ws_.get("inf.y", N * d);
+  float* rstd = ws_.get("inf.rstd", N);
+  for (int64_t i = 0; i < N; ++i) qmatrix_row_f32(model_.embedding, row_token_[i], h + i * d);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const InferLayer& lw = model_.layers[l];
-    residual_add_norm(h, l == 0 ? nullptr : y, lw.attn_norm, c.rms_norm_eps, xn, rstd, n, d);
+    residual_add_norm(h, l == 0 ? nullptr : y, lw.attn_norm, c.rms_norm_eps, xn, rstd, N, d);
     {
       PROFILE_SCOPE("attention");
-      attention(l, xn, n, y);
+      attention(l, seqs, count, xn, N, y);
     }
-    residual_add_norm(h, y, lw.ffn_norm, c.rms_norm_eps, xn, rstd, n, d);
+    residual_add_norm(h, y, lw.ffn_norm, c.rms_norm_eps, xn, rstd, N, d);
     if (c.is_moe_layer(l)) {
-      moe(lw, xn, n, y);
+      moe(lw, xn, N, y);
     } else {
       PROFILE_SCOPE("dense_ffn");
-      swiglu(lw.mlp_gate, lw.mlp_up, lw.mlp_down, xn, n, y, "dense");
+      swiglu(lw.mlp_gate, lw.mlp_up, lw.mlp_down, xn, N, y, "dense");
     }
   }
-  residual_add_norm(h, y, nullptr, c.rms_norm_eps, xn, rstd, n, d);
-  cache_.length += n;
+  residual_add_norm(h, y, nullptr, c.rms_norm_eps, xn, rstd, N, d);
+  for (size_t s = 0; s < count; ++s) seqs[s].cache->length += seqs[s].n;
 }
 
-const std::vector<float>& InferenceSession::forward(const int32_t* tokens, int64_t n) {
+namespace {
+// Checks a batch and returns its row count.
+int64_t check_batch(const InferModel& model, int64_t max_positions, const SeqBatch* seqs, size_t count) {
+  const int64_t V = model.config.vocab_size;
+  int64_t N = 0;
+  for (size_t s = 0; s < count; ++s) {
+    const SeqBatch& b = seqs[s];
+    check(b.cache != nullptr && b.n > 0 && b.tokens != nullptr, "forward: sequence {} has nothing to run", s);
+    check(b.cache->length + b.n <= b.cache->capacity, "context full: {} cached + {} new tokens > {}",
+          b.cache->length, b.n, b.cache->capacity);
+    check(b.cache->capacity <= max_positions, "a cache of {} positions is longer than this engine's {}",
+          b.cache->capacity, max_positions);
+    for (size_t o = 0; o < s; ++o) check(seqs[o].cache != b.cache, "forward: one cache given twice in a batch");
+    for (int64_t i = 0; i < b.n; ++i)
+      check(b.tokens[i] >= 0 && b.tokens[i] < V, "token id {} is outside the vocabulary [0, {})", b.tokens[i], V);
+    N += b.n;
+  }
+  check(N > 0, "nothing to run");
+  return N;
+}
+}  // namespace
+
+void Engine::forward(const SeqBatch* seqs, size_t count) {
   const ModelConfig& c = model_.config;
-  const int64_t d = c.hidden_size;
-  float* h = ws_.get("inf.h", n * d);
-  run_layers(tokens, n, h);
-  // Logits only for the last position.
-  float* xn = ws_.get("inf.xn", d);
-  float rstd;
-  rmsnorm_forward(h + (n - 1) * d, model_.final_norm, c.rms_norm_eps, xn, &rstd, 1, d);
-  logits_.resize(static_cast<size_t>(c.vocab_size));
+  const int64_t d = c.hidden_size, V = c.vocab_size;
+  const int64_t N = check_batch(model_, max_positions_, seqs, count);
+  index_rows(seqs, count);
+  std::vector<int64_t> last_rows;  // rows whose logits are wanted
+  std::vector<float*> wanted;
+  for (size_t s = 0, row = 0; s < count; ++s) {
+    row += static_cast<size_t>(seqs[s].n);
+    if (seqs[s].logits != nullptr) {
+      last_rows.push_back(static_cast<int64_t>(row) - 1);
+      wanted.push_back(seqs[s].logits);
+    }
+  }
+  float* h = ws_.get("inf.h", N * d);
+  run_layers(seqs, count, N, h);
+  // Logits only for the last position of the sequences that want them: one product for all of them.
+  const int64_t S = static_cast<int64_t>(last_rows.size());
+  if (S == 0) return;
+  float* xn = ws_.get("inf.xn", S * d);
+  float* rstd = ws_.get("inf.rstd", S);
+  for (int64_t i = 0; i < S; ++i)
+    rmsnorm_forward(h + last_rows[i] * d, model_.final_norm, c.rms_norm_eps, xn + i * d, rstd + i, 1, d);
   PROFILE_SCOPE("lm_head");
-  qmatmul(model_.lm_head, xn, 1, logits_.data());
-  return logits_;
+  float* logits = S == 1 ? wanted[0] : ws_.get("inf.logits", S * V);
+  const QProduct head = product(model_.lm_head, xn, logits, S);
+  qmatmul_many(&head, 1);
+  if (S > 1)
+    for (int64_t i = 0; i < S; ++i) std::memcpy(wanted[i], logits + i * V, V * sizeof(float));
 }
 
-void InferenceSession::forward_all(const int32_t* tokens, int64_t n, std::vector<float>& logits) {
+void Engine::index_rows(const SeqBatch* seqs, size_t count) {
+  row_seq_.clear();
+  row_pos_.clear();
+  row_token_.clear();
+  decode_rows_ = true;
+  for (size_t s = 0; s < count; ++s) {
+    for (int64_t i = 0; i < seqs[s].n; ++i) {
+      row_seq_.push_back(static_cast<int64_t>(s));
+      row_pos_.push_back(seqs[s].cache->length + i);
+      row_token_.push_back(seqs[s].tokens[i]);
+    }
+    decode_rows_ = decode_rows_ && seqs[s].n == 1;
+  }
+}
+
+void Engine::forward_all(KvCache& cache, const int32_t* tokens, int64_t n, std::vector<float>& logits) {
   const ModelConfig& c = model_.config;
   const int64_t d = c.hidden_size;
+  const SeqBatch seq{&cache, tokens, n, nullptr};
+  check_batch(model_, max_positions_, &seq, 1);
+  index_rows(&seq, 1);
   float* h = ws_.get("inf.h", n * d);
-  run_layers(tokens, n, h);
+  run_layers(&seq, 1, n, h);
   float* xn = ws_.get("inf.xn", n * d);
   float* rstd = ws_.get("inf.rstd", n);
   rmsnorm_forward(h, model_.final_norm, c.rms_norm_eps, xn, rstd, n, d);
   logits.resize(static_cast<size_t>(n * c.vocab_size));
   PROFILE_SCOPE("lm_head");
-  qmatmul(model_.lm_head, xn, n, logits.data());
+  const QProduct head = product(model_.lm_head, xn, logits.data(), n);
+  qmatmul_many(&head, 1);
+}
+
+// ---- session ----
+
+InferenceSession::InferenceSession(const InferModel& model, int64_t capacity, QuantType kv_type)
+    : engine_(model, capacity) {
+  cache_.init(model.config, capacity, kv_type);
+}
+
+InferenceSession::InferenceSession(const Model& model, int64_t capacity, QuantType kv_type)
+    : owned_view_(infer_model_view(model)), engine_(*owned_view_, capacity) {
+  cache_.init(owned_view_->config, capacity, kv_type);
+}
+
+void InferenceSession::truncate(int64_t length) { cache_.truncate(length); }
+
+const std::vector<float>& InferenceSession::forward(const int32_t* tokens, int64_t n) {
+  logits_.resize(static_cast<size_t>(model().config.vocab_size));
+  const SeqBatch seq{&cache_, tokens, n, logits_.data()};
+  engine_.forward(&seq, 1);
+  return logits_;
+}
+
+void InferenceSession::forward_all(const int32_t* tokens, int64_t n, std::vector<float>& logits) {
+  engine_.forward_all(cache_, tokens, n, logits);
 }
 
 }  // namespace dsmoe

@@ -136,6 +136,15 @@ void run_int_task(const QProduct& job, int64_t r0, int64_t r1, const QuantizedIn
     }
   }
 }
+// Rows [r0, r1) of a float product by dot products, for each row of x (one row, or a decode batch).
+void run_float_rows_task(const QProduct& job, int64_t r0, int64_t r1) {
+  const QMatrix& w = *job.w;
+  const int64_t ldy = job.ldy == 0 ? w.rows : job.ldy;
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t i = 0; i < job.n; ++i) job.y[i * ldy + r] = quant_dot(w.type, w.row(r), job.x + i * w.cols, w.cols);
+}
+
+bool uses_blas(const QProduct& p) { return p.n > 1 && !quant_is_block(p.w->type) && !p.decode_rows; }
 }  // namespace
 
 void qmatmul(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy) {
@@ -152,7 +161,7 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
     const QProduct& p = jobs[j];
     check(p.w != nullptr && !p.w->empty() && p.n >= 0 && (p.ldy == 0 || p.ldy >= p.w->rows),
           "qmatmul: bad arguments");
-    if (p.n > 1 && !quant_is_block(p.w->type)) blas_jobs.push_back(j);
+    if (uses_blas(p)) blas_jobs.push_back(j);
   }
   if (!blas_jobs.empty()) {
     auto run = [&](size_t j) {
@@ -196,7 +205,7 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
   double cost = 0.0;
   for (size_t j = 0; j < count; ++j) {
     const QProduct& p = jobs[j];
-    if (p.n == 0 || (p.n > 1 && !quant_is_block(p.w->type))) continue;
+    if (p.n == 0 || uses_blas(p)) continue;
     for (int64_t r0 = 0; r0 < p.w->rows; r0 += kRows) {
       const int64_t r1 = std::min(p.w->rows, r0 + kRows);
       cost += static_cast<double>((r1 - r0) * p.n) * static_cast<double>(p.w->row_bytes);
@@ -239,8 +248,7 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
     auto run = [&](size_t t) {
       const QProduct& job = jobs[tasks[t].job];
       if (quant_is_block(job.w->type)) run_int_task(job, tasks[t].r0, tasks[t].r1, inputs[input_of[tasks[t].job]], scratch);
-      else
-        for (int64_t r = tasks[t].r0; r < tasks[t].r1; ++r) job.y[r] = quant_dot(job.w->type, job.w->row(r), job.x, job.w->cols);
+      else run_float_rows_task(job, tasks[t].r0, tasks[t].r1);
     };
     const auto thread_start = std::chrono::steady_clock::now();
     if (batched) {

@@ -12,6 +12,7 @@
 //                          weight group once for up to 4 rows of x.
 //   F16/BF16, n == 1      -> float dot products converting on the fly; n > 1: panels of rows widened to f32, sgemm.
 //   F32                   -> OpenBLAS (dot products for n == 1, sgemm otherwise).
+//   (A product marked decode_rows takes the n == 1 path for each of its rows: see QProduct.)
 // qmatmul_many runs a batch of products in one parallel region, the weight rows of all of them split evenly over
 // the threads (one fork/join per batch: decoding runs many small products per layer, prefill one chain per expert).
 #pragma once
@@ -46,6 +47,9 @@ struct QProduct {
   float* y;
   int64_t n = 1;
   int64_t ldy = 0;  // 0: w->rows
+  // Float types only: every row of x by dot products, as a lone row (n == 1) is, instead of sgemm, so that rows
+  // batched together (decode steps of several sequences) get exactly the bits each would get alone.
+  bool decode_rows = false;
 };
 void qmatmul_many(const QProduct* jobs, size_t count);
 // Reference: dequantize W fully and multiply in double. For tests.
