@@ -215,6 +215,7 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint) 
   r.options.max_tokens = max_tokens < 0 ? max_completion : max_completion < 0 ? max_tokens : std::min(max_tokens, max_completion);
   r.options.stops = parse_stops(body);
   r.stream = boolean(body, "stream", false);
+  r.ignore_eos = boolean(body, "ignore_eos", false);
   if (const json* so = field(body, "stream_options")) {
     if (!so->is_object()) bad("stream_options", "'stream_options' must be an object");
     if (!r.stream) bad("stream_options", "'stream_options' is only allowed when 'stream' is true");

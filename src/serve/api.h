@@ -41,6 +41,7 @@ struct CompletionRequest {
   GenerationOptions options;                // sampling, max_tokens (-1: the room left), stops, logprobs
   bool stream = false, include_usage = false;
   bool logprobs = false;                    // chat: `logprobs: true`; completions: `logprobs: N` given
+  bool ignore_eos = false;                  // llama.cpp's extension: keep going after an end-of-sequence token
   std::string model;                        // echoed back (the server's own name when absent)
 };
 

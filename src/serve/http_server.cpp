@@ -37,10 +37,11 @@ namespace {
 // Request::is_connection_closed). The connection's socket is found once per request among this process's
 // descriptors (the one whose peer is the request's remote address and port, on our port), then polled for a
 // hang-up between engine steps.
-int find_client_socket(const httplib::Request& req) {
+// Calls fn(fd, local port, peer address, peer port) for each connected TCP socket of this process.
+template <typename Fn>
+void for_each_connection(Fn&& fn) {
   DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int found = -1;
+  if (dir == nullptr) return;
   while (dirent* e = readdir(dir)) {
     char* end = nullptr;
     const long fd = std::strtol(e->d_name, &end, 10);
@@ -51,7 +52,7 @@ int find_client_socket(const httplib::Request& req) {
     socklen_t ll = sizeof local, pl = sizeof peer;
     if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &ll) != 0 ||
         getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &pl) != 0)
-      continue;
+      continue;  // not connected (e.g. the listening socket)
     char host[INET6_ADDRSTRLEN] = {0};
     int local_port = 0, peer_port = 0;
     if (peer.ss_family == AF_INET) {
@@ -67,13 +68,28 @@ int find_client_socket(const httplib::Request& req) {
     } else {
       continue;
     }
-    if (peer_port == req.remote_port && local_port == req.local_port && req.remote_addr == host) {
-      found = static_cast<int>(fd);
-      break;
-    }
+    if (fn(static_cast<int>(fd), local_port, std::string(host), peer_port)) break;
   }
   closedir(dir);
+}
+
+int find_client_socket(const httplib::Request& req) {
+  int found = -1;
+  for_each_connection([&](int fd, int local_port, const std::string& host, int peer_port) {
+    if (peer_port != req.remote_port || local_port != req.local_port || host != req.remote_addr) return false;
+    found = fd;
+    return true;
+  });
   return found;
+}
+
+// At shutdown: idle keep-alive connections would hold cpp-httplib's workers (and so the exit) for the keep-alive
+// timeout; shutting their sockets down wakes them at once.
+void close_connections(int port) {
+  for_each_connection([&](int fd, int local_port, const std::string&, int) {
+    if (local_port == port) ::shutdown(fd, SHUT_RDWR);
+    return false;
+  });
 }
 
 // True when the peer closed or reset the connection (POLLRDHUP: its FIN arrived; a pipelined next request is
@@ -147,7 +163,10 @@ void Server::completions(const httplib::Request& req, httplib::Response& res, En
                                     ctx, prompt.size()),
                    prompt_param, "context_length_exceeded");
   Job job{prompt, r.options};
-  job.options.eos_ids = eos_ids;
+  if (!r.ignore_eos) job.options.eos_ids = eos_ids;
+  // Chat templates end with the assistant's tag ("Assistant:"): the reply's leading whitespace is not content (as
+  // in `dsmoe chat`).
+  job.options.skip_leading_space = endpoint == Endpoint::kChat;
   std::shared_ptr<JobHandle> handle = loop->submit(std::move(job));
   if (!handle)
     throw ApiError(503, fmt::format("the server is busy: {} requests waiting (--max-queue); retry later",
@@ -449,6 +468,8 @@ int run_server(const ServerOptions& options, const std::function<ServedModel()>&
     if (server.state.load() == kLoading) std::_Exit(0);  // nothing is being served yet; loading cannot be interrupted
     if (server.loop) server.loop->shutdown();  // cancels running and queued jobs: their handlers answer and return
     stop_http();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the handlers' last bytes go out
+    close_connections(port);
   });
   http.listen_after_bind();
   loader.join();
