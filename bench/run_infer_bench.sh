@@ -18,18 +18,8 @@ while [ $# -gt 0 ]; do
   case "$1" in --16b) BIG=1;; --skip-small) SMALL=0;; --q4_0-only) Q4_ONLY=1;; --rounds) ROUNDS=$2; shift;; *) echo "unknown flag $1"; exit 1;; esac
   shift
 done
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DSMOE=$ROOT/build/dsmoe
-WORK=${BENCH_DIR:-$ROOT/build/bench-infer}
-mkdir -p "$WORK"
-PY=/usr/bin/python3
-# llama.cpp loads no GGUF without tokenizer metadata: embed the DeepSeek tokenizer (TOKENIZER=DIR overrides).
-TOKENIZER=${TOKENIZER:-$ROOT/../shared/tokenizers/deepseek-llm}
-[ -f "$TOKENIZER/tokenizer.json" ] || { echo "no tokenizer at $TOKENIZER (set TOKENIZER=DIR)"; exit 1; }
-for t in f32 q8_0; do
-  [ -f "$WORK/bench-infer-$t.gguf" ] || "$DSMOE" synth --preset bench-infer --type $t --tokenizer "$TOKENIZER" \
-    --out "$WORK/bench-infer-$t.gguf" > /dev/null 2>&1
-done
+source "$(dirname "$0")/lib.sh"
+for t in f32 q8_0; do synth_file bench-infer $t "$WORK/bench-infer-$t.gguf"; done
 # The read-bandwidth ceiling: the best of a plain summing loop (3 x best-of-5) and of the fastest streaming kernel
 # (an F32 matrix-vector product over a 400 MB matrix): whichever reads faster on this machine at this moment.
 bw=0
@@ -74,12 +64,12 @@ done
 if [ $BIG = 1 ]; then
   q4="$WORK/deepseek-moe-16b-q4_0.gguf"; q8="$WORK/deepseek-moe-16b-q8_0.gguf"
   km_llama="$WORK/deepseek-moe-16b-q4_k_m-llama.gguf"; km_dsmoe="$WORK/deepseek-moe-16b-q4_k_m-dsmoe.gguf"
-  [ -f "$q4" ] || "$DSMOE" synth --preset deepseek-moe-16b-base --type q4_0 --tokenizer "$TOKENIZER" --out "$q4" > /dev/null
+  synth_file deepseek-moe-16b-base q4_0 "$q4"
   # SKIP_DSMOE_QUANT=1: measure only llama-quantize's Q4_K_M (dsmoe quantize of the 16B takes ~30 min on 2 cores)
   files=("$q4" "$km_llama")
   [ $Q4_ONLY = 0 ] || files=("$q4")
   if [ $Q4_ONLY = 0 ] && { [ ! -f "$km_llama" ] || { [ "${SKIP_DSMOE_QUANT:-0}" != 1 ] && [ ! -f "$km_dsmoe" ]; }; }; then
-    [ -f "$q8" ] || "$DSMOE" synth --preset deepseek-moe-16b-base --type q8_0 --tokenizer "$TOKENIZER" --out "$q8" > /dev/null
+    synth_file deepseek-moe-16b-base q8_0 "$q8"
     [ -f "$km_llama" ] || "$LLAMA/llama-quantize" --allow-requantize "$q8" "$km_llama" Q4_K_M > "$WORK/lq.log" 2>&1
     [ "${SKIP_DSMOE_QUANT:-0}" = 1 ] || [ -f "$km_dsmoe" ] || "$DSMOE" quantize --model "$q8" --type q4_k_m --out "$km_dsmoe" > /dev/null 2>&1
   fi

@@ -170,7 +170,9 @@ TEST_P(MoeGradCheck, Layer) {
     return dot(y.data(), r) + acts.balance.total();
   };
   f();
-  if (c.capacity_factor > 0) EXPECT_GT(acts.plan.n_dropped, 0) << "capacity case must actually drop";
+  if (c.capacity_factor > 0) {
+    EXPECT_GT(acts.plan.n_dropped, 0) << "capacity case must actually drop";
+  }
   base_experts = acts.plan.topk_expert;
   base_rows = acts.plan.slot_row;
   auto unstable = [&]() { return acts.plan.topk_expert != base_experts || acts.plan.slot_row != base_rows; };

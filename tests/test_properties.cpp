@@ -189,7 +189,9 @@ TEST(Routing, DroplessPlanKeepsEveryAssignmentOnceGroupedByExpert) {
       const int32_t e = plan.topk_expert[t * k + j];
       EXPECT_GE(row, plan.expert_offsets[e]);
       EXPECT_LT(row, plan.expert_offsets[e + 1]);
-      if (j > 0) EXPECT_GE(probs[t * E + plan.topk_expert[t * k + j - 1]], probs[t * E + e]);
+      if (j > 0) {
+        EXPECT_GE(probs[t * E + plan.topk_expert[t * k + j - 1]], probs[t * E + e]);
+      }
     }
   for (int v : seen) EXPECT_EQ(v, 1);
   for (int64_t e = 0; e < E; ++e)

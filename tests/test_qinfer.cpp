@@ -29,13 +29,7 @@ std::vector<uint8_t> quantized(QuantType t, const std::vector<float>& w, int64_t
   return q;
 }
 
-ModelConfig block_config() {  // block_quant_config with a third layer (two MoE layers)
-  ModelConfig c = block_quant_config();
-  c.num_hidden_layers = 3;
-  c.max_position_embeddings = 128;
-  c.validate();
-  return c;
-}
+ModelConfig block_config() { return block_quant_config_3layers(); }
 
 struct TempDir {
   fs::path dir = fs::temp_directory_path() / ("dsmoe_test_qinfer_" + std::to_string(::getpid()));

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,36 +20,25 @@
 #include "infer/infer_model.h"
 #include "model/gguf_model.h"
 #include "serve/engine_loop.h"
+#include "temp_dir.h"
 #include "test_util.h"
 #include "text_util.h"
 
 using namespace dsmoe;
 using namespace dsmoe::testing;
-namespace fs = std::filesystem;
 
 namespace {
-ModelConfig serve_config() {
-  ModelConfig c = block_quant_config();
-  c.num_hidden_layers = 3;
-  c.max_position_embeddings = 128;
-  c.validate();
-  return c;
-}
-
-struct TempDir {
-  fs::path dir = fs::temp_directory_path() / ("dsmoe_test_serve_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(dir); }
-  ~TempDir() { fs::remove_all(dir); }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
-
 // The model in three storage forms: F32 (sgemm for prompts, dot products for single rows), Q8_0 and Q4_0 (integer
 // kernels, packed).
-std::vector<std::unique_ptr<InferModel>> model_forms(const TempDir& tmp, uint64_t seed) {
-  auto m = random_model(serve_config(), seed);
+class Serve : public TempDirTest {
+ protected:
+  std::vector<std::unique_ptr<InferModel>> model_forms(uint64_t seed) const;
+};
+std::vector<std::unique_ptr<InferModel>> Serve::model_forms(uint64_t seed) const {
+  auto m = random_model(block_quant_config_3layers(), seed);
   std::vector<std::unique_ptr<InferModel>> out;
   for (QuantType t : {QuantType::F32, QuantType::Q8_0, QuantType::Q4_0}) {
-    const std::string path = tmp.file(fmt::format("m{}_{}.gguf", seed, quant_type_name(t)));
+    const std::string path = file(fmt::format("m{}_{}.gguf", seed, quant_type_name(t)));
     model_save_gguf(*m, path, t);
     out.push_back(infer_model_load(path));
   }
@@ -70,9 +60,8 @@ std::vector<int32_t> greedy_alone(const InferModel& m, const std::vector<int32_t
 }  // namespace
 
 // A decode step of several sequences in one forward gives each exactly the logits it gets alone.
-TEST(EngineBatch, DecodeStepEqualsEachSequenceAlone) {
-  TempDir tmp;
-  for (const auto& m : model_forms(tmp, 21)) {
+TEST_F(Serve, BatchedDecodeStepEqualsEachSequenceAlone) {
+  for (const auto& m : model_forms(21)) {
     const int64_t V = m->config.vocab_size;
     const std::vector<std::vector<int32_t>> prompts = {random_tokens(5, V, 1), random_tokens(9, V, 2),
                                                        random_tokens(3, V, 3)};
@@ -247,9 +236,8 @@ serve::Job job(const std::vector<int32_t>& prompt, int64_t max_tokens) {
 }
 }  // namespace
 
-TEST(EngineLoop, ParallelJobsEqualTheirResultsAlone) {
-  TempDir tmp;
-  for (const auto& m : model_forms(tmp, 22)) {
+TEST_F(Serve, EngineLoopParallelJobsEqualTheirResultsAlone) {
+  for (const auto& m : model_forms(22)) {
     const int64_t V = m->config.vocab_size;
     std::vector<std::vector<int32_t>> prompts;
     for (int i = 0; i < 5; ++i) prompts.push_back(random_tokens(3 + 4 * i, V, 30 + i));
@@ -279,9 +267,8 @@ TEST(EngineLoop, ParallelJobsEqualTheirResultsAlone) {
   }
 }
 
-TEST(EngineLoop, PrefixReuseCancellationQueueAndContext) {
-  TempDir tmp;
-  const auto forms = model_forms(tmp, 23);
+TEST_F(Serve, EngineLoopPrefixReuseCancellationQueueAndContext) {
+  const auto forms = model_forms(23);
   const InferModel& m = *forms[1];  // Q8_0
   const int64_t V = m.config.vocab_size;
   serve::LoopOptions o;
@@ -332,4 +319,148 @@ TEST(EngineLoop, PrefixReuseCancellationQueueAndContext) {
   loop2.shutdown();
   EXPECT_TRUE(run_to_end(last).done);
   EXPECT_FALSE(loop2.submit(job(random_tokens(4, V, 50), 2)));
+}
+
+// ---- constrained JSON ----
+namespace {
+bool accepts_whole(JsonConstraint c, const std::string& text) {
+  for (char ch : text)
+    if (!c.advance(std::string(1, ch))) return false;
+  return c.complete();
+}
+const nlohmann::ordered_json kPersonSchema = nlohmann::ordered_json::parse(R"({
+  "type": "object",
+  "properties": {
+    "name": {"type": "string"},
+    "age": {"type": "integer"},
+    "height": {"type": "number"},
+    "tags": {"type": "array", "items": {"type": "string", "enum": ["red", "green", "blue"]}},
+    "ok": {"type": "boolean"},
+    "pet": {"type": ["object", "null"], "properties": {"kind": {"type": "string"}}, "required": ["kind"]}
+  },
+  "required": ["name", "age"]
+})");
+
+// The schema above, checked directly on a parsed value.
+bool valid_person(const nlohmann::json& v) {
+  if (!v.is_object() || !v.contains("name") || !v["name"].is_string() || !v.contains("age") ||
+      !v["age"].is_number_integer())
+    return false;
+  for (const auto& [k, x] : v.items()) {
+    if (k == "name" || k == "age") continue;
+    if (k == "height" && x.is_number()) continue;
+    if (k == "ok" && x.is_boolean()) continue;
+    if (k == "tags" && x.is_array()) {
+      for (const auto& t : x)
+        if (!t.is_string() || (t != "red" && t != "green" && t != "blue")) return false;
+      continue;
+    }
+    if (k == "pet" && (x.is_null() || (x.is_object() && x.size() == 1 && x.contains("kind") && x["kind"].is_string())))
+      continue;
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
+TEST(JsonConstraint, AcceptsExactlyTheSchema) {
+  const JsonConstraint any = JsonConstraint::any_object();
+  EXPECT_TRUE(accepts_whole(any, R"({"a":[1,-2.5e3,0,"x\"y\u00e9",true,null,{}],"b":{"c":[]}})"));
+  EXPECT_TRUE(accepts_whole(any, "{\"caf\xC3\xA9\":\"\xE2\x82\xAC\"}"));
+  for (const char* bad : {"[1]", "{a:1}", R"({"a":01})", R"({"a": 1})", R"({"a":1,})", R"({"a":tru})", "\"x\"",
+                          R"({"a":"\x01"})", "{\"a\":\"\xC3\"}", "{\"a\":\"\xED\xA0\x80\"}", R"({"a":1.})"})
+    EXPECT_FALSE(accepts_whole(any, bad)) << bad;
+  const JsonConstraint person = JsonConstraint::from_schema(kPersonSchema);
+  for (const char* good : {R"({"name":"Ann","age":31})", R"({"name":"","age":-4,"ok":false})",
+                           R"({"name":"B","age":0,"height":1.85,"tags":["red","blue"],"ok":true,"pet":{"kind":"cat"}})",
+                           R"({"name":"C","age":7,"pet":null})"})
+    EXPECT_TRUE(accepts_whole(person, good)) << good;
+  for (const char* bad : {R"({"age":31,"name":"Ann"})", R"({"name":"Ann"})", R"({"name":"Ann","age":3.5})",
+                          R"({"name":"Ann","age":3,"tags":["pink"]})", R"({"name":1,"age":3})",
+                          R"({"name":"A","age":3,"extra":1})", R"({"name":"A","age":3,"pet":{}})"})
+    EXPECT_FALSE(accepts_whole(person, bad)) << bad;
+  // Schemas it cannot enforce are refused, naming the keyword.
+  try {
+    JsonConstraint::from_schema(nlohmann::ordered_json::parse(R"({"type":"string","pattern":"^a"})"));
+    ADD_FAILURE() << "pattern accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pattern"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(JsonConstraint::from_schema(nlohmann::ordered_json::parse(R"({"type":"strung"})")), Error);
+  EXPECT_THROW(JsonConstraint::from_schema(nlohmann::ordered_json::parse(R"({"properties":{"a":{}},"required":["b"]})")), Error);
+}
+
+// Sampling at temperature 1 from random logits (a byte-level vocabulary): every reply parses and validates.
+TEST(JsonConstraint, EverySampledReplyParsesAndValidates) {
+  const text::Tokenizer tok = byte_tokenizer();
+  const int64_t V = 258;
+  std::mt19937_64 rng(7);
+  int parsed = 0;
+  for (int sample = 0; sample < 60; ++sample) {
+    GenerationOptions o;
+    o.sampling.temperature = 1.0;
+    o.sampling.top_k = 0;
+    o.sampling.top_p = 1.0;
+    o.sampling.min_p = 0.0;
+    o.sampling.seed = static_cast<uint64_t>(sample);
+    o.max_tokens = 20000;
+    o.eos_ids = {257};
+    o.json = std::make_shared<const JsonConstraint>(sample % 2 ? JsonConstraint::any_object()
+                                                               : JsonConstraint::from_schema(kPersonSchema));
+    Generation g(&tok, o, {256});
+    std::vector<float> logits(static_cast<size_t>(V));
+    for (;;) {
+      for (float& l : logits) l = static_cast<float>(rng() % 1000) / 250.0f;
+      logits['"'] += 2.0f;  // strings end in reasonable time
+      if (!g.step(logits.data(), V)) break;
+    }
+    g.take_text();
+    ASSERT_EQ(g.finish(), Finish::kStop) << g.text();
+    nlohmann::json v;
+    ASSERT_NO_THROW(v = nlohmann::json::parse(g.text())) << g.text();
+    if (sample % 2 == 0) EXPECT_TRUE(valid_person(v)) << g.text();
+    else EXPECT_TRUE(v.is_object()) << g.text();
+    ++parsed;
+  }
+  EXPECT_EQ(parsed, 60);
+}
+
+// A tight token budget still ends in complete JSON: near the end only tokens that shorten the shortest completion
+// are allowed. And bytes_to_close counts exactly that shortest completion.
+TEST(JsonConstraint, ClosesWithinTheTokenBudget) {
+  JsonConstraint c = JsonConstraint::from_schema(kPersonSchema);
+  EXPECT_EQ(c.bytes_to_close(), static_cast<int>(std::string(R"({"name":"","age":0})").size()));
+  ASSERT_TRUE(c.advance(R"({"name":"abc)"));
+  EXPECT_EQ(c.bytes_to_close(), static_cast<int>(std::string(R"(","age":0})").size()));
+  ASSERT_TRUE(c.advance(R"(","age":12,"tags":["gr)"));
+  EXPECT_EQ(c.bytes_to_close(), static_cast<int>(std::string(R"(een"]})").size()));
+  const text::Tokenizer tok = byte_tokenizer();
+  std::mt19937_64 rng(9);
+  for (int budget : {20, 24, 40, 80}) {
+    for (int sample = 0; sample < 10; ++sample) {
+      GenerationOptions o;
+      o.sampling.temperature = 1.0;
+      o.sampling.top_k = 0;
+      o.sampling.top_p = 1.0;
+      o.sampling.min_p = 0.0;
+      o.sampling.seed = static_cast<uint64_t>(sample);
+      o.max_tokens = budget;
+      o.eos_ids = {257};
+      o.json = std::make_shared<const JsonConstraint>(sample % 2 ? JsonConstraint::any_object()
+                                                                 : JsonConstraint::from_schema(kPersonSchema));
+      Generation g(&tok, o, {256});
+      std::vector<float> logits(258);
+      for (;;) {
+        for (float& l : logits) l = static_cast<float>(rng() % 1000) / 250.0f;
+        if (!g.step(logits.data(), 258)) break;
+      }
+      g.take_text();
+      EXPECT_LE(g.generated(), budget);
+      nlohmann::json v;
+      ASSERT_NO_THROW(v = nlohmann::json::parse(g.text())) << "budget " << budget << ": " << g.text();
+      if (sample % 2 == 0) {
+        EXPECT_TRUE(valid_person(v)) << g.text();
+      }
+    }
+  }
 }

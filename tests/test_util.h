@@ -40,6 +40,15 @@ inline ModelConfig block_quant_config() {
   return c;
 }
 
+// block_quant_config with a third layer (two MoE layers) and 128 positions: the inference tests' model.
+inline ModelConfig block_quant_config_3layers() {
+  ModelConfig c = block_quant_config();
+  c.num_hidden_layers = 3;
+  c.max_position_embeddings = 128;
+  c.validate();
+  return c;
+}
+
 inline std::unique_ptr<Model> random_model(const ModelConfig& c, uint64_t seed) {
   auto m = std::make_unique<Model>(c);
   init_params(m->params, c, seed);

@@ -41,6 +41,7 @@ struct BenchArgs {
   std::string model, output = "md", kv_type = "f32";
   std::vector<int64_t> n_prompt{512}, n_gen{128};  // lists, as llama-bench: -p 128,512 -n 32
   int64_t reps = 5;
+  int64_t batch = 1;  // tg: sequences decoding together, one batched forward per step (a server's slots)
   int threads = 0;
   bool no_mmap = false, no_pack = false, profile = false, no_ceiling = false;
 };
@@ -111,6 +112,12 @@ int run_bench(const BenchArgs& a) {
   for (int64_t n : a.n_gen)
     if (n > 0) tests.push_back({0, n, {}, {}}), context = std::max(context, n + 1);
   InferenceSession session(model, std::min(context, c.max_position_embeddings), kv_type);
+  // --batch B: B sequences, each its own cache, decoding together (what `serve --parallel B` does per step).
+  Engine batch_engine(model, std::min(context, c.max_position_embeddings));
+  std::vector<KvCache> caches(static_cast<size_t>(a.batch));
+  std::vector<std::vector<float>> batch_logits(static_cast<size_t>(a.batch), std::vector<float>(c.vocab_size));
+  if (a.batch > 1)
+    for (KvCache& kv : caches) kv.init(c, std::min(context, c.max_position_embeddings), kv_type);
   // What bounds decoding: the bytes of weights one token reads (llama.cpp's roofline figure).
   const double bytes_per_token = static_cast<double>(model.active_bytes_per_token());
   fmt::print(stderr, "weights {:.1f} MB, read per decoded token {:.1f} MB ({}{})\n", model.weight_bytes() / 1e6,
@@ -118,15 +125,26 @@ int run_bench(const BenchArgs& a) {
   auto now = [] { return std::chrono::steady_clock::now(); };
   auto ns_since = [&](auto t0) { return std::chrono::duration<double, std::nano>(now() - t0).count(); };
   for (Test& test : tests) {
-    test.stats.tokens = test.n_prompt + test.n_gen;
+    const int64_t streams = test.n_gen > 0 ? a.batch : 1;
+    test.stats.tokens = test.n_prompt + test.n_gen * streams;
     for (int64_t r = -1; r < a.reps; ++r) {  // r = -1: warm-up, not recorded
       std::vector<int32_t> tokens = random_tokens(test.stats.tokens);
       session.reset();
+      for (KvCache& kv : caches) kv.clear();
       profile_enable(a.profile && r >= 0);
       profile_table().seconds.clear();
       const auto t0 = now();
       if (test.n_prompt > 0) session.forward(tokens.data(), test.n_prompt);  // logits for the last token only
-      for (int64_t i = 0; i < test.n_gen; ++i) session.forward(&tokens[i], 1);
+      if (streams == 1) {
+        for (int64_t i = 0; i < test.n_gen; ++i) session.forward(&tokens[i], 1);
+      } else {
+        std::vector<SeqBatch> step(static_cast<size_t>(streams));
+        for (int64_t i = 0; i < test.n_gen; ++i) {
+          for (int64_t b = 0; b < streams; ++b)
+            step[b] = {&caches[b], &tokens[b * test.n_gen + i], 1, batch_logits[b].data()};
+          batch_engine.forward(step.data(), step.size());
+        }
+      }
       const double ns = ns_since(t0);
       profile_enable(false);
       if (r < 0) continue;
@@ -149,7 +167,10 @@ int run_bench(const BenchArgs& a) {
     return flops / t.stats.avg_ns();
   };
   auto tg_gbs = [&](const Test& t) { return bytes_per_token * t.stats.avg_ts() / 1e9; };
-  auto name = [](const Test& t) { return t.n_prompt > 0 ? fmt::format("pp{}", t.n_prompt) : fmt::format("tg{}", t.n_gen); };
+  auto name = [&](const Test& t) {
+    if (t.n_prompt > 0) return fmt::format("pp{}", t.n_prompt);
+    return a.batch > 1 ? fmt::format("tg{} x{}", t.n_gen, a.batch) : fmt::format("tg{}", t.n_gen);
+  };
   const std::string type = fmt::format("deepseek {:.2f}B {}", c.n_params() / 1e9, model.type_summary);
   const std::string file = fs::path(a.model).filename().string();
   if (a.profile) {
@@ -176,7 +197,9 @@ int run_bench(const BenchArgs& a) {
                             {"n_prompt", t.n_prompt}, {"n_gen", t.n_gen}, {"avg_ns", static_cast<int64_t>(st.avg_ns())},
                             {"stddev_ns", static_cast<int64_t>(st.sd_ns())}, {"avg_ts", st.avg_ts()},
                             {"stddev_ts", st.sd_ts()}, {"samples_ns", st.ns}, {"samples_ts", st.ts()}};
-      if (t.n_gen > 0) {
+      if (t.n_gen > 0 && a.batch > 1) {
+        rec["n_batch"] = a.batch;  // aggregate t/s of a.batch sequences; bytes per token depend on the routing
+      } else if (t.n_gen > 0) {
         rec["bytes_per_token"] = bytes_per_token;
         rec["gbs"] = tg_gbs(t);
         if (ceiling_gbs > 0) {
@@ -197,6 +220,8 @@ int run_bench(const BenchArgs& a) {
     std::string throughput;
     if (t.n_prompt > 0) {
       throughput = fmt::format("{:.1f} GFLOP/s", pp_gflops(t));
+    } else if (a.batch > 1) {
+      throughput = fmt::format("{} sequences, aggregate", a.batch);
     } else {
       const std::string roof = ceiling_gbs > 0 ? fmt::format(", {:.0f}% of {:.1f} GB/s", 100.0 * tg_gbs(t) / ceiling_gbs,
                                                              ceiling_gbs)
@@ -418,6 +443,9 @@ void add_infer_commands(CLI::App& app, std::vector<Command>& commands) {
       ->delimiter(',')
       ->check(kTokenCount);
   bench->add_option("-r,--repetitions", b->reps, "repetitions after a warm-up")->check(CLI::PositiveNumber);
+  bench->add_option("-b,--batch", b->batch, "tg: sequences decoding together (one batched forward per step, as "
+                                            "serve's slots); t/s counts all of them")
+      ->check(CLI::Range(1, 256));
   bench->add_option("-t,--threads", b->threads, "threads")->check(CLI::NonNegativeNumber);
   bench->add_option("-o,--output", b->output, "md | json")->check(CLI::IsMember({"md", "json"}));
   bench->add_option("--kv-type", b->kv_type, "KV cache type: f32 | f16")->check(CLI::IsMember({"f32", "f16"}));

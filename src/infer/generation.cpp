@@ -1,6 +1,7 @@
 #include "infer/generation.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 #include "core/error.h"
@@ -67,6 +68,8 @@ Generation::Generation(const text::Tokenizer* tok, GenerationOptions options, st
       start_(std::chrono::steady_clock::now()) {
   check(tok_ != nullptr || options_.stops.empty(), "stop strings need a tokenizer");
   check(options_.max_tokens >= -1, "max_tokens must be >= 0, not {}", options_.max_tokens);
+  check(tok_ != nullptr || !options_.json, "constrained JSON output needs a tokenizer");
+  if (options_.json) json_.emplace(*options_.json);
   if (options_.max_tokens == 0) finish_ = Finish::kLength;
 }
 
@@ -79,8 +82,50 @@ void Generation::prompt_done(int64_t n_evaluated) {
 bool Generation::step(const float* logits, int64_t vocab) {
   if (finished()) return false;
   if (!prompt_timed_) prompt_done(0);
-  const int32_t next = sampler_.sample(logits, vocab, history_);
-  if (std::find(options_.eos_ids.begin(), options_.eos_ids.end(), next) != options_.eos_ids.end()) {
+  auto is_eos = [&](int32_t t) {
+    return std::find(options_.eos_ids.begin(), options_.eos_ids.end(), t) != options_.eos_ids.end();
+  };
+  const float* sample_from = logits;
+  if (json_) {
+    // Every token that cannot continue the JSON value gets probability 0; EOS only once the value is whole.
+    if (pieces_.empty()) {
+      pieces_.resize(static_cast<size_t>(vocab));
+      // Special and undefined ids are never part of a JSON value (their text is not the model's to write).
+      for (int64_t t = 0; t < vocab && t < tok_->vocab_size(); ++t)
+        if (tok_->token_kind(static_cast<int32_t>(t)) == text::Tokenizer::TokenKind::Normal)
+          pieces_[t] = tok_->token_bytes(static_cast<int32_t>(t));
+    }
+    // Within a token budget a token is allowed only if the value can still be completed in the tokens left after
+    // it (each byte of the shortest completion is a token of a byte-level vocabulary), so that the reply is
+    // complete JSON when the budget runs out. Without a feasible token (a budget too small from the start) the
+    // budget is ignored and the reply may be cut.
+    const int64_t remaining = options_.max_tokens >= 0 ? options_.max_tokens - generated_ : INT64_MAX;
+    const bool may_end = json_->complete();
+    bool any = false;
+    for (int pass = remaining == INT64_MAX ? 1 : 0; pass < 2 && !any; ++pass) {
+      masked_.assign(logits, logits + vocab);
+      for (int64_t t = 0; t < vocab; ++t) {
+        bool ok;
+        if (is_eos(static_cast<int32_t>(t))) {
+          ok = may_end;
+        } else if (pass == 0) {
+          const int after = json_->bytes_to_close_after(pieces_[t]);
+          ok = after >= 0 && after <= remaining - 1;
+        } else {
+          ok = json_->accepts(pieces_[t]);
+        }
+        if (ok) any = true;
+        else masked_[t] = -INFINITY;
+      }
+    }
+    if (!any) {  // the vocabulary cannot continue the value (cannot happen with a byte-level vocabulary)
+      end(Finish::kStop);
+      return false;
+    }
+    sample_from = masked_.data();
+  }
+  const int32_t next = sampler_.sample(sample_from, vocab, history_);
+  if (is_eos(next)) {
     end(Finish::kEos);
     return false;
   }
@@ -88,12 +133,17 @@ bool Generation::step(const float* logits, int64_t vocab) {
   history_.push_back(next);
   last_token_ = next;
   ++generated_;
+  if (json_) json_->advance(pieces_[next]);
   if (tok_ != nullptr) {
     raw_ += tok_->token_bytes(next);
     if (find_stop(raw_, options_.stops).stop_at != std::string::npos) {
       end(Finish::kStop);
       return false;
     }
+  }
+  if (json_ && json_->closed()) {  // the value is complete: nothing may follow
+    end(Finish::kStop);
+    return false;
   }
   if (options_.max_tokens >= 0 && generated_ >= options_.max_tokens) {
     end(Finish::kLength);

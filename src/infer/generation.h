@@ -12,9 +12,12 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "infer/json_constraint.h"
 #include "infer/sampling.h"
 
 namespace dsmoe {
@@ -29,6 +32,9 @@ struct GenerationOptions {
   std::vector<int32_t> eos_ids;        // tokens that end the reply (not emitted); empty: never stop on one
   bool skip_leading_space = false;     // chat: the template ends with "Assistant:"; leading whitespace is dropped
   int top_logprobs = -1;               // < 0: no log-probabilities; else also this many alternatives per token
+  // Constrained output (response_format json_object / json_schema): tokens that cannot continue the value are
+  // never sampled, and the reply ends when the value is complete. Needs a tokenizer.
+  std::shared_ptr<const JsonConstraint> json;
 };
 
 enum class Finish {
@@ -95,6 +101,9 @@ class Generation {
   int32_t last_token_ = -1;
   Finish finish_ = Finish::kNone;
   std::vector<TokenLogprob> logprobs_;
+  std::optional<JsonConstraint> json_;
+  std::vector<std::string> pieces_;  // bytes of every token id (constrained sampling checks them all each step)
+  std::vector<float> masked_;
   std::chrono::steady_clock::time_point start_, prompt_end_, end_;
   int64_t prompt_evaluated_ = 0;
   bool prompt_timed_ = false;

@@ -213,7 +213,9 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
     }
   }
   if (tasks.empty()) return;
-  const bool batched = std::any_of(jobs, jobs + count, [](const QProduct& p) { return p.n > 1; });
+  // Bound by arithmetic only when some product has more rows of x than one x-block: decode steps of a few
+  // sequences (a server's slots) still stream their weights, and keep the contiguous per-thread runs.
+  const bool batched = std::any_of(jobs, jobs + count, [](const QProduct& p) { return p.n > kXBlock; });
   t_xq.resize(total);
   t_xt.resize(total);
   t_xd.resize(total / 32 + 1);
@@ -239,7 +241,7 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
                    K);
       qpack_act(scratch.xq + off, scratch.xt + off, K);
     }
-    // 2. Tasks. Decoding (every product one row of x) is bound by memory: each thread takes one contiguous run of
+    // 2. Tasks. Decoding (every product a few rows of x at most) is bound by memory: each thread takes one contiguous run of
     // tasks holding an equal share of the bytes, so the prefetchers follow long streams (a dynamic hand-out
     // measured 1.5x slower). Prefill is bound by arithmetic, each task's weight rows reused by every x-block from
     // cache: tasks are handed out one by one, so a thread slowed by anything (a busier core, a slower type) does not

@@ -5,12 +5,14 @@
 
 #include <fmt/format.h>
 
+#include "core/error.h"
+#include "infer/json_constraint.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
 
 namespace dsmoe::serve {
 
-using nlohmann::json;
+using json = Json;
 
 json error_json(const ApiError& e) {
   return {{"error",
@@ -238,10 +240,20 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint) 
     if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
       bad("response_format", "'response_format' must be an object with a string 'type'");
     const std::string type = (*rf)["type"].get<std::string>();
-    if (type != "text")
-      throw ApiError(400, fmt::format("response_format type '{}' is not supported by this server yet (only 'text'); "
-                                      "it is refused rather than silently ignored", type),
-                     "response_format", "unsupported_response_format");
+    if (type == "json_object") {
+      r.options.json = std::make_shared<const JsonConstraint>(JsonConstraint::any_object());
+    } else if (type == "json_schema") {
+      const json* js = field(*rf, "json_schema");
+      if (js == nullptr || !js->is_object() || !js->contains("schema"))
+        bad("response_format", "'response_format.json_schema' must be an object with a 'schema'");
+      try {
+        r.options.json = std::make_shared<const JsonConstraint>(JsonConstraint::from_schema((*js)["schema"]));
+      } catch (const Error& e) {
+        bad("response_format", e.what());
+      }
+    } else if (type != "text") {
+      bad("response_format", fmt::format("response_format type '{}' is not one of text, json_object, json_schema", type));
+    }
   }
   if (field(body, "logit_bias") != nullptr && !(field(body, "logit_bias")->is_object() && field(body, "logit_bias")->empty()))
     bad("logit_bias", "'logit_bias' is not supported");

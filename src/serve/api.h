@@ -19,6 +19,10 @@ class Tokenizer;
 
 namespace dsmoe::serve {
 
+// Request and response objects keep their keys in document order (a schema's properties are written in the order
+// the client listed them; responses read as OpenAI's do).
+using Json = nlohmann::ordered_json;
+
 // A client error: HTTP status and OpenAI's {"error": {message, type, param, code}}.
 struct ApiError : std::runtime_error {
   ApiError(int status, std::string message, std::string param = "", std::string code = "",
@@ -28,7 +32,7 @@ struct ApiError : std::runtime_error {
   int status;
   std::string type, param, code;
 };
-nlohmann::json error_json(const ApiError& e);
+Json error_json(const ApiError& e);
 
 enum class Endpoint { kChat, kCompletion };
 
@@ -47,10 +51,10 @@ struct CompletionRequest {
 
 // Parses and checks a body (already valid JSON). Defaults are llama.cpp's sampling defaults (temperature 0.8,
 // top_k 40, top_p 0.95, min_p 0.05); without `seed` each request draws a fresh one.
-CompletionRequest parse_completion_request(const nlohmann::json& body, Endpoint endpoint);
+CompletionRequest parse_completion_request(const Json& body, Endpoint endpoint);
 
 // A body as JSON: a syntax error, a non-object or nesting deeper than 64 levels is a 400.
-nlohmann::json parse_body(const std::string& body);
+Json parse_body(const std::string& body);
 
 // Response pieces. `id` is the completion id ("chatcmpl-..." / "cmpl-..."), `created` Unix seconds.
 struct ResponseMeta {
@@ -60,24 +64,24 @@ struct ResponseMeta {
 struct Usage {
   int64_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
 };
-nlohmann::json usage_json(const Usage& u);
+Json usage_json(const Usage& u);
 // A whole (non-streamed) response.
-nlohmann::json completion_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text,
+Json completion_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text,
                                const char* finish_reason, const Usage& usage,
                                const std::vector<TokenLogprob>* logprobs, const text::Tokenizer& tok);
 // One stream chunk: text delta (chat: the first carries the role), logprobs of its tokens, finish reason when it
 // ends (nullptr otherwise).
-nlohmann::json chunk_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text, bool first,
+Json chunk_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text, bool first,
                           const char* finish_reason, const std::vector<TokenLogprob>* logprobs,
                           const text::Tokenizer& tok);
 // The last chunk of a stream with stream_options.include_usage: `choices: []` and the usage.
-nlohmann::json usage_chunk_json(Endpoint endpoint, const ResponseMeta& meta, const Usage& usage);
+Json usage_chunk_json(Endpoint endpoint, const ResponseMeta& meta, const Usage& usage);
 
 // /tokenize {content, add_special, with_pieces} and /detokenize {tokens}.
-nlohmann::json tokenize_json(const nlohmann::json& body, const text::Tokenizer& tok);
-nlohmann::json detokenize_json(const nlohmann::json& body, const text::Tokenizer& tok);
+Json tokenize_json(const Json& body, const text::Tokenizer& tok);
+Json detokenize_json(const Json& body, const text::Tokenizer& tok);
 
 // JSON text from any bytes: invalid UTF-8 becomes U+FFFD instead of an exception.
-std::string dump(const nlohmann::json& j);
+std::string dump(const Json& j);
 
 }  // namespace dsmoe::serve

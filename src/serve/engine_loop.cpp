@@ -10,23 +10,28 @@ namespace dsmoe::serve {
 
 // ---- JobHandle ----
 
+namespace {
+// Appends what `from` adds (text, tokens, logprobs) to `into` and takes its state (done, counts, timings).
+void merge(JobOutput& into, const JobOutput& from) {
+  into.text += from.text;
+  into.tokens.insert(into.tokens.end(), from.tokens.begin(), from.tokens.end());
+  into.logprobs.insert(into.logprobs.end(), from.logprobs.begin(), from.logprobs.end());
+  into.done = from.done;
+  into.finish = from.finish;
+  into.error = from.error;
+  into.prompt_tokens = from.prompt_tokens;
+  into.cached_tokens = from.cached_tokens;
+  into.completion_tokens = from.completion_tokens;
+  into.timings = from.timings;
+}
+}  // namespace
+
 bool JobHandle::wait(JobOutput& out, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, timeout, [&] { return fresh_; });
   if (fresh_) {
-    out.text += pending_.text;
-    out.tokens.insert(out.tokens.end(), pending_.tokens.begin(), pending_.tokens.end());
-    out.logprobs.insert(out.logprobs.end(), pending_.logprobs.begin(), pending_.logprobs.end());
-    out.done = pending_.done;
-    out.finish = pending_.finish;
-    out.error = pending_.error;
-    out.prompt_tokens = pending_.prompt_tokens;
-    out.cached_tokens = pending_.cached_tokens;
-    out.completion_tokens = pending_.completion_tokens;
-    out.timings = pending_.timings;
-    pending_.text.clear();
-    pending_.tokens.clear();
-    pending_.logprobs.clear();
+    merge(out, pending_);
+    pending_ = JobOutput{};
     fresh_ = false;
   }
   return out.done;
@@ -35,16 +40,7 @@ bool JobHandle::wait(JobOutput& out, std::chrono::milliseconds timeout) {
 void JobHandle::publish(JobOutput&& delta) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pending_.text += delta.text;
-    pending_.tokens.insert(pending_.tokens.end(), delta.tokens.begin(), delta.tokens.end());
-    pending_.logprobs.insert(pending_.logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
-    pending_.done = delta.done;
-    pending_.finish = delta.finish;
-    pending_.error = delta.error;
-    pending_.prompt_tokens = delta.prompt_tokens;
-    pending_.cached_tokens = delta.cached_tokens;
-    pending_.completion_tokens = delta.completion_tokens;
-    pending_.timings = delta.timings;
+    merge(pending_, delta);
     fresh_ = true;
   }
   cv_.notify_all();

@@ -28,7 +28,7 @@
 
 namespace dsmoe::serve {
 
-using nlohmann::json;
+using json = Json;
 
 namespace {
 

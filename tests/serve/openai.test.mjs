@@ -147,3 +147,55 @@ test("a prompt longer than the context is a 400 context_length_exceeded", async 
     return true;
   });
 });
+
+test("response_format json_schema: 50 samples at temperature 1 all parse and validate", async () => {
+  const schema = {
+    type: "object",
+    properties: {
+      name: { type: "string" },
+      age: { type: "integer" },
+      score: { type: "number" },
+      colour: { type: "string", enum: ["red", "green", "blue"] },
+      tags: { type: "array", items: { type: "string" } },
+      ok: { type: "boolean" },
+    },
+    required: ["name", "age", "colour"],
+  };
+  const valid = (v) => v && typeof v === "object" && !Array.isArray(v) && typeof v.name === "string" &&
+    Number.isInteger(v.age) && ["red", "green", "blue"].includes(v.colour) &&
+    Object.keys(v).every((k) => k in schema.properties) &&
+    (v.score === undefined || typeof v.score === "number") && (v.ok === undefined || typeof v.ok === "boolean") &&
+    (v.tags === undefined || (Array.isArray(v.tags) && v.tags.every((t) => typeof t === "string")));
+  const jobs = [];
+  for (let i = 0; i < 50; ++i) {
+    jobs.push(client.chat.completions.create({
+      model: "tiny-moe", messages: chatOf("Describe a person as JSON"), temperature: 1, top_p: 1, top_k: 0, min_p: 0,
+      seed: 1000 + i, max_tokens: 2000,
+      response_format: { type: "json_schema", json_schema: { name: "person", schema } },
+    }));
+  }
+  for (const r of await Promise.all(jobs)) {
+    const text = r.choices[0].message.content;
+    let v;
+    assert.doesNotThrow(() => { v = JSON.parse(text); }, `not JSON: ${text}`);
+    assert.ok(valid(v), `does not validate: ${text}`);
+    assert.equal(r.choices[0].finish_reason, "stop");
+    assert.deepEqual(Object.keys(v).filter((k) => ["name", "age"].includes(k)), ["name", "age"], "schema order");
+  }
+});
+
+test("response_format json_object: 50 samples at temperature 1 are JSON objects", async () => {
+  const jobs = [];
+  for (let i = 0; i < 50; ++i) {
+    jobs.push(client.chat.completions.create({
+      model: "tiny-moe", messages: chatOf("Answer in JSON"), temperature: 1, top_p: 1, top_k: 0, min_p: 0,
+      seed: 2000 + i, max_tokens: 4000, response_format: { type: "json_object" },
+    }));
+  }
+  for (const r of await Promise.all(jobs)) {
+    const text = r.choices[0].message.content;
+    let v;
+    assert.doesNotThrow(() => { v = JSON.parse(text); }, `not JSON: ${text}`);
+    assert.ok(v && typeof v === "object" && !Array.isArray(v), text);
+  }
+});
