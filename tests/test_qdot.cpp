@@ -246,3 +246,23 @@ TEST(QDot, RejectsBadArguments) {
   EXPECT_FALSE(qdot_supported(QuantType::Q8_0));
   EXPECT_FALSE(qdot_supported(QuantType::F16));
 }
+
+// F16 rows widened to F32 (the F16 KV cache's V rows): every one of the 65,536 half-precision values, through the
+// vector path and the scalar tail, equals the exact IEEE conversion (NaNs stay NaNs).
+TEST(QDot, F16RowsWidenExactly) {
+  std::vector<uint8_t> row(2 * 65539);
+  for (uint32_t h = 0; h < 65539; ++h) {
+    const uint16_t v = static_cast<uint16_t>(h & 0xFFFF);
+    std::memcpy(row.data() + 2 * h, &v, 2);
+  }
+  std::vector<float> y(65539);
+  dequantize_row(QuantType::F16, row.data(), y.data(), 65539);
+  for (uint32_t h = 0; h < 65539; ++h) {
+    const uint32_t v = h & 0xFFFF, sign = v >> 15, exp = (v >> 10) & 0x1F, man = v & 0x3FF;
+    const double mag = exp == 0 ? std::ldexp(static_cast<double>(man), -24)
+                                : exp == 31 ? (man ? NAN : INFINITY) : std::ldexp(1024.0 + man, static_cast<int>(exp) - 25);
+    const double want = sign ? -mag : mag;
+    if (std::isnan(want)) EXPECT_TRUE(std::isnan(y[h])) << h;
+    else ASSERT_EQ(static_cast<double>(y[h]), want) << "half 0x" << std::hex << v;
+  }
+}
