@@ -26,9 +26,9 @@ void merge(JobOutput& into, const JobOutput& from) {
 }
 }  // namespace
 
-bool JobHandle::wait(JobOutput& out, std::chrono::milliseconds timeout) {
+bool JobHandle::wait(JobOutput& out, std::chrono::milliseconds timeout, bool until_done) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, timeout, [&] { return fresh_; });
+  cv_.wait_for(lock, timeout, [&] { return fresh_ && (!until_done || pending_.done); });
   if (fresh_) {
     merge(out, pending_);
     pending_ = JobOutput{};

@@ -53,7 +53,8 @@ class JobHandle {
  public:
   // Waits until there is new output, the job is done, or `timeout` passes; moves what is new into `out` (text,
   // tokens and logprobs are appended; the rest is overwritten). Returns true once the job is done and drained.
-  bool wait(JobOutput& out, std::chrono::milliseconds timeout);
+  // until_done: sleep through partial output (a non-streamed request wants only the end).
+  bool wait(JobOutput& out, std::chrono::milliseconds timeout, bool until_done = false);
   // Asks the engine to stop this job; it is dropped within one step (its slot freed).
   void cancel() { cancelled_.store(true); }
   bool cancelled() const { return cancelled_.load(); }
