@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Concurrent streaming clients against an OpenAI-compatible server (dsmoe serve or llama-server).
 
-Each client sends its own prompt of --prompt-tokens token ids (different per client, so no prefix is shared) to
+After one untimed warm-up request, each client sends its own prompt of --prompt-tokens token ids (different per client, so no prefix is shared) to
 /v1/completions with stream=true, max_tokens=--gen and ignore_eos (both servers honour it), and records the time to
 the first streamed token and to the end. Prints one JSON object:
   clients, aggregate_tps (all generated tokens / wall time from the first request to the last end),
@@ -93,6 +93,9 @@ def main():
     a = ap.parse_args()
     rng = random.Random(a.seed)
     prompt = lambda: [rng.randrange(100, a.vocab - 100) for _ in range(a.prompt_tokens)]  # noqa: E731
+    # One untimed request first (as llama-bench warms up): the first forward after start-up pays for page faults on
+    # the mapped weights and thread creation, which belong to neither engine's serving speed.
+    run_clients(a.host, a.port, [[rng.randrange(100, a.vocab - 100) for _ in range(8)]], 4)
     out = {"clients": a.clients, "prompt_tokens": a.prompt_tokens, "gen": a.gen}
     out.update(run_clients(a.host, a.port, [prompt() for _ in range(a.clients)], a.gen))
     if a.busy_ttft:
