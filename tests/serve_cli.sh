@@ -25,7 +25,7 @@ mkdir -p js && cp "$SRC"/package.json "$SRC"/package-lock.json "$SRC"/*.mjs js/
 (cd js && npm ci --no-audit --no-fund --loglevel=error > ../npm.log 2>&1) || { failed "npm ci: $(tail -3 npm.log)"; finish; exit 1; }
 pass "npm ci ($(cd js && node -e 'console.log("openai " + require("./node_modules/openai/package.json").version + ", playwright-core " + require("./node_modules/playwright-core/package.json").version)'))"
 
-export DSMOE_BIN="$DSMOE" MODEL="$WORK/q8.gguf" LONG_MODEL="$WORK/long.gguf" ARTIFACT_DIR
+export DSMOE_BIN="$DSMOE" MODEL="$WORK/q8.gguf" LONG_MODEL="$WORK/long.gguf" TOKENIZER_JSON="$WORK/M/tokenizer.json" ARTIFACT_DIR
 if node --test --test-reporter=spec --test-concurrency=1 js/*.test.mjs > node.log 2>&1; then
   pass "node tests: $(grep -E '^ℹ (tests|pass|fail|skipped)' node.log | tr '\n' ' ')"
 else

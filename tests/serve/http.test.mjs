@@ -5,7 +5,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { startServer, post, LONG_MODEL } from "./server.mjs";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startServer, post, LONG_MODEL, DSMOE, MODEL } from "./server.mjs";
 
 // Sends raw bytes on a fresh connection; resolves with whatever came back before the server closed or `ms` passed.
 function raw(port, bytes, ms = 2000) {
@@ -201,5 +205,44 @@ test("a client that hangs up frees its slot within a step (streaming and not)", 
     }
   } finally {
     await s.stop();
+  }
+});
+
+test("/health is 503 while the model loads (the listener starts first), then 200", async () => {
+  // The tokenizer file is a FIFO: loading blocks on it until the test writes the real file into it, so the
+  // "still loading" window lasts exactly as long as the test wants.
+  const dir = mkdtempSync(join(tmpdir(), "dsmoe-fifo-"));
+  execFileSync("mkfifo", [join(dir, "tokenizer.json")]);
+  const proc = spawn(DSMOE, ["serve", "--model", MODEL, "--tokenizer", dir, "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+  try {
+    let stderr = "";
+    const port = await new Promise((resolve, reject) => {
+      proc.stderr.on("data", (d) => {
+        stderr += d.toString();
+        const m = stderr.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
+        if (m) resolve(Number(m[1]));
+      });
+      proc.on("exit", (code) => reject(new Error(`exited ${code}: ${stderr}`)));
+    });
+    const url = `http://127.0.0.1:${port}`;
+    for (const route of ["/health", "/v1/models"]) {
+      const r = await fetch(url + route);
+      assert.equal(r.status, 503, route);
+      const body = await r.json();
+      assert.equal(body.error.type, "unavailable_error");
+    }
+    const chat = await post(url + "/v1/chat/completions", { messages: [{ role: "user", content: "hi" }] });
+    assert.equal(chat.status, 503);
+    writeFileSync(join(dir, "tokenizer.json"), readFileSync(process.env.TOKENIZER_JSON));  // loading goes on
+    let status = 0;
+    for (let i = 0; i < 200 && status !== 200; ++i) {
+      status = (await fetch(url + "/health")).status;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(status, 200);
+    assert.equal((await post(url + "/v1/completions", { prompt: "The", max_tokens: 2 })).status, 200);
+  } finally {
+    proc.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
   }
 });
