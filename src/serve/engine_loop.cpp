@@ -157,8 +157,10 @@ void EngineLoop::publish(Slot& slot) {
   delta.cached_tokens = slot.cached_tokens;
   delta.completion_tokens = slot.gen->generated();
   delta.timings = slot.gen->timings();
-  slot.handle->publish(std::move(delta));
+  // A finished job leaves its slot (and the metrics count it) before its client hears that it is done.
+  std::shared_ptr<JobHandle> handle = slot.handle;
   if (slot.gen->finished()) finish(slot);
+  handle->publish(std::move(delta));
 }
 
 void EngineLoop::finish(Slot& slot) {
@@ -194,10 +196,11 @@ void EngineLoop::fail_all(const std::string& message) {
     delta.done = true;
     delta.finish = Finish::kCancelled;
     delta.error = message;
-    s->handle->publish(std::move(delta));
+    std::shared_ptr<JobHandle> handle = s->handle;
     finish(*s);
     s->cache.clear();  // its contents are unknown after a failure
     s->cached.clear();
+    handle->publish(std::move(delta));
   }
 }
 
