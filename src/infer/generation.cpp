@@ -70,7 +70,7 @@ Generation::Generation(const text::Tokenizer* tok, GenerationOptions options, st
   check(options_.max_tokens >= -1, "max_tokens must be >= 0, not {}", options_.max_tokens);
   check(tok_ != nullptr || !options_.json, "constrained JSON output needs a tokenizer");
   if (options_.json) json_.emplace(*options_.json);
-  if (options_.max_tokens == 0) finish_ = Finish::kLength;
+  if (options_.max_tokens == 0) end(Finish::kLength);
 }
 
 void Generation::prompt_done(int64_t n_evaluated) {
