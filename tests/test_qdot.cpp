@@ -6,6 +6,7 @@
 // activations random with block scales spread over 2^-6..2^6 and some all-zero blocks.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -249,6 +250,31 @@ TEST(QDot, RejectsBadArguments) {
 
 // F16 rows widened to F32 (the F16 KV cache's V rows): every one of the 65,536 half-precision values, through the
 // vector path and the scalar tail, equals the exact IEEE conversion (NaNs stay NaNs).
+// Narrowing to F16 (quantize_row: F16C when the CPU has it) gives fp32_to_fp16's bits for every float whose low 8
+// bits are a fixed pattern (2^24 values: every exponent, sign, NaN payload class, and the rounding boundaries, whose
+// deciding bits are above the low 8), and for the neighbours of every half-way point.
+TEST(QDot, F16RowsNarrowLikeTheScalarConversion) {
+  constexpr int64_t kN = int64_t{1} << 24;
+  std::vector<float> x(kN + 2 * 65536);
+  for (int64_t i = 0; i < kN; ++i) {
+    const uint32_t bits = (static_cast<uint32_t>(i) << 8) | 0x5Au;
+    std::memcpy(&x[i], &bits, 4);
+  }
+  for (uint32_t h = 0; h < 65536; ++h) {  // f32 values just around the midpoint between half h and h + 1
+    const uint32_t mid = (((h & 0x7FFFu) << 13) + 0x38000000u + 0x1000u) | ((h & 0x8000u) << 16);
+    const uint32_t lo = mid, hi = mid + 1;
+    std::memcpy(&x[kN + 2 * h], &lo, 4);
+    std::memcpy(&x[kN + 2 * h + 1], &hi, 4);
+  }
+  std::vector<uint8_t> row(2 * x.size());
+  quantize_row(QuantType::F16, x.data(), row.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    uint16_t got;
+    std::memcpy(&got, row.data() + 2 * i, 2);
+    ASSERT_EQ(got, fp32_to_fp16(x[i])) << "float bits 0x" << std::hex << std::bit_cast<uint32_t>(x[i]);
+  }
+}
+
 TEST(QDot, F16RowsWidenExactly) {
   std::vector<uint8_t> row(2 * 65539);
   for (uint32_t h = 0; h < 65539; ++h) {

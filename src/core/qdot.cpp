@@ -49,6 +49,7 @@
 #endif
 
 #include "core/error.h"
+#include "core/vecmath.h"
 
 namespace dsmoe {
 
@@ -82,11 +83,6 @@ float half_to_float(uint16_t h) {
 }
 inline float half_at(const uint8_t* p) { return half_to_float(load_u16(p)); }
 
-// ggml's hsum_float_8 order.
-inline float hsum8(const float* a) {
-  const float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];
-  return (r0 + r2) + (r1 + r3);
-}
 
 // IQ4_NL's non-linear 4-bit code book (ggml-quants.c kvalues_iq4nl).
 constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};

@@ -12,6 +12,7 @@
 #endif
 
 #include "core/error.h"
+#include "core/vecmath.h"
 
 namespace dsmoe {
 
@@ -123,10 +124,6 @@ namespace {
 #define DSMOE_QPACK_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define DSMOE_QPACK_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 
-inline float hsum8(const float* a) {  // ggml's hsum_float_8 order, as quant.cpp
-  const float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];
-  return (r0 + r2) + (r1 + r3);
-}
 
 // acc + per 4-byte lane, the sum of the 4 products of u8 weights (already unsigned) and s8 activations.
 DSMOE_QPACK_VNNI inline __m256i dot_u8s8_vnni(__m256i acc, __m256i w, __m256i x) {
@@ -164,6 +161,34 @@ DSMOE_QPACK_VNNI inline void q4_group_vnni512(const uint8_t* grp, const int8_t* 
     __m256i sums = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
     sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(
                                       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum + i * nb + b0)), 3));
+    const __m256 scale = _mm256_mul_ps(dw, _mm256_loadu_ps(xd + i * nb + b0));
+    acc[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[i]);
+  }
+}
+
+// One full Q8_0 group (8 blocks) against NX activation rows, 512 bits wide, as q4_group_vnni512: vectors j and j+1
+// are adjacent, so each zmm load, xor and vpdpbusd covers two of them. With several activation rows (decode steps of
+// several streams, prompts) the 256-bit kernel was instruction-bound: 4 rows +4-6%, pp128 +8%; one row is bound by
+// memory and measured 2% slower in zmm, so it keeps the 256-bit loop. Integer sums are exact: the bits are the same.
+template <int NX>
+DSMOE_QPACK_VNNI inline void q8_group_vnni512(const uint8_t* grp, const int8_t* xt, const float* xd,
+                                              const int32_t* xsum, int64_t n, int64_t b0, __m256* acc) {
+  const int64_t nb = n / 32;
+  const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(grp)));
+  const uint8_t* payload = grp + 2 * kGroup;
+  const __m512i flip = _mm512_set1_epi8(-128);  // w ^ 0x80 = w + 128: the unsigned form vpdpbusd takes
+  __m512i w[4];
+  for (int j = 0; j < 4; ++j) w[j] = _mm512_xor_si512(_mm512_loadu_si512(payload + 64 * j), flip);
+  for (int i = 0; i < NX; ++i) {
+    const int8_t* x = xt + i * n + b0 * 32;
+    __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], _mm512_loadu_si512(x));
+    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], _mm512_loadu_si512(x + 64));
+    s0 = _mm512_dpbusd_epi32(s0, w[2], _mm512_loadu_si512(x + 128));
+    s1 = _mm512_dpbusd_epi32(s1, w[3], _mm512_loadu_si512(x + 192));
+    const __m512i s = _mm512_add_epi32(s0, s1);
+    __m256i sums = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+    sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(
+                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum + i * nb + b0)), 7));
     const __m256 scale = _mm256_mul_ps(dw, _mm256_loadu_ps(xd + i * nb + b0));
     acc[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[i]);
   }
@@ -230,6 +255,8 @@ DSMOE_QPACK_VNNI inline void q4_group_vnni512(const uint8_t* grp, const int8_t* 
     auto keep_new = [](__m256, __m256 updated) { return updated; };                                                    \
     if constexpr (kVnni && kQ4) {                                                                                      \
       for (int64_t g = 0; g < ng; ++g) q4_group_vnni512<NX>(row + g * kGroup * bb, xt, xd, xsum, n, g * kGroup, acc);   \
+    } else if constexpr (kVnni && NX > 1) {                                                                            \
+      for (int64_t g = 0; g < ng; ++g) q8_group_vnni512<NX>(row + g * kGroup * bb, xt, xd, xsum, n, g * kGroup, acc);   \
     } else {                                                                                                           \
       for (int64_t g = 0; g < ng; ++g) {                                                                               \
         const uint8_t* grp = row + g * kGroup * bb;                                                                    \

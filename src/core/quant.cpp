@@ -13,6 +13,7 @@
 #endif
 
 #include "core/error.h"
+#include "core/vecmath.h"
 #include "core/kquant.h"
 #include "core/qdot.h"
 
@@ -100,11 +101,6 @@ const float* dequantized(QuantType t, const uint8_t* row, int64_t n) {
   return t_dequant_row.data();
 }
 
-// The fixed 8-lane reduction order of ggml's hsum_float_8: ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
-inline float hsum8(const float* a) {
-  const float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];
-  return (r0 + r2) + (r1 + r3);
-}
 
 }  // namespace
 
@@ -241,10 +237,25 @@ void dequantize_row_q4_0(const uint8_t* src, float* y, int64_t n) {
   }
 }
 
+#if defined(DSMOE_QUANT_X86)
+// F32 -> F16 eight at a time (F16C, round to nearest even): the same bits as f32_to_f16 for every input, NaNs
+// included (test_qdot checks). Appending K and V rows to an F16 cache goes through it.
+__attribute__((target("avx2,f16c"))) static void f32_row_to_f16_f16c(const float* x, uint8_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) store_u16(dst + 2 * i, f32_to_f16(x[i]));
+}
+#endif
+
 void quantize_row(QuantType t, const float* x, uint8_t* dst, int64_t n) {
   switch (t) {
     case QuantType::F32: std::memcpy(dst, x, static_cast<size_t>(n) * 4); return;
     case QuantType::F16:
+#if defined(DSMOE_QUANT_X86)
+      if (quant_have_avx2()) return f32_row_to_f16_f16c(x, dst, n);
+#endif
       for (int64_t i = 0; i < n; ++i) store_u16(dst + 2 * i, f32_to_f16(x[i]));
       return;
     case QuantType::BF16:

@@ -56,6 +56,13 @@ inline float max_of(const float* x, int64_t n) {
   return m;
 }
 
+// The fixed 8-lane reduction order of ggml's hsum_float_8: ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)). Every kernel
+// whose SIMD path must equal its scalar reference bit for bit reduces its 8 lanes this way.
+inline float hsum8(const float* a) {
+  const float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];
+  return (r0 + r2) + (r1 + r3);
+}
+
 inline float dot_of(const float* a, const float* b, int64_t n) {
   float s = 0.0f;
 #pragma omp simd reduction(+ : s)

@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include "core/attend.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/ops.h"
@@ -42,7 +43,6 @@ size_t KvCache::bytes() const {
 // ---- session ----
 
 namespace {
-constexpr int64_t kMaxHeadDim = 1024;  // per-thread stack row for widening F16 V rows while decoding
 constexpr int64_t kQueryBlock = 64;    // prefill attention: query rows per causal block
 
 // body(i) for i in [0, count): over the threads when `parallel` (prefill), else on the calling thread. Not an
@@ -92,7 +92,6 @@ Engine::Engine(const InferModel& model, int64_t max_positions) : model_(model), 
   const ModelConfig& c = model_.config;
   check(max_positions > 0 && max_positions <= c.max_position_embeddings,
         "context {} must be in [1, max_position_embeddings = {}]", max_positions, c.max_position_embeddings);
-  check(c.head_dim() <= kMaxHeadDim, "head_dim {} > {} is not supported by the decoder", c.head_dim(), kMaxHeadDim);
   rope_tables_build(rope_, max_positions, c.head_dim(), c.rope_theta);
 }
 
@@ -151,22 +150,8 @@ void Engine::attention(int64_t layer, const SeqBatch* seqs, size_t count, const 
       const KvCache& cache = *seqs[row_seq_[i]].cache;
       const int64_t total = row_pos_[i] + 1;
       float* scores = scores_all + static_cast<size_t>(omp_get_thread_num()) * max_total;
-      const float* qh = q + i * qd + h * hd;
-      for (int64_t p = 0; p < total; ++p)
-        scores[p] = scale * quant_dot(cache.type, cache.k_row(layer, h / G, p), qh, hd);
-      const float sum = exp_shift_sum(scores, total, max_of(scores, total));
-      float* oh = out + i * qd + h * hd;
-      std::fill(oh, oh + hd, 0.0f);
-      float vrow[kMaxHeadDim];
-      for (int64_t p = 0; p < total; ++p) {
-        const uint8_t* vr = cache.v_row(layer, h / G, p);
-        const float* vf = reinterpret_cast<const float*>(vr);
-        if (cache.type != QuantType::F32) {
-          dequantize_row(cache.type, vr, vrow, hd);
-          vf = vrow;
-        }
-        axpy(scores[p] / sum, vf, oh, hd);
-      }
+      attend_decode(cache.type, cache.k_row(layer, h / G, 0), cache.v_row(layer, h / G, 0), total, q + i * qd + h * hd,
+                    hd, scale, scores, out + i * qd + h * hd);
     }
   }
   // Prompt chunks (several new tokens): per head, scores [n, total] = Q Kᵀ * scale by GEMM, causal softmax,

@@ -92,6 +92,25 @@ uint64_t Sampler::next_u64() {
 void Sampler::filter(const float* logits, int64_t vocab, const std::vector<int32_t>& history) {
   check_vocab(vocab);
   const SamplingParams& p = params_;
+  const bool greedy = p.temperature == 0 || !std::isfinite(1.0 / p.temperature);
+  if (greedy && (!penalties_on(p) || history.empty())) {
+    // Greedy without penalties: one pass for the first maximum in id order (the same token as below), instead of
+    // building the candidate list; it runs on the engine thread between the batched forwards of a server step.
+    int64_t best = -1;
+    float top = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < vocab; ++i) {
+      const float l = logits[i];
+      check(!std::isnan(l) && l != std::numeric_limits<float>::infinity(), "sampling: logit of token {} is {}", i, l);
+      if (l > top) {
+        top = l;
+        best = i;
+      }
+    }
+    check(best >= 0, "sampling: every logit is -inf, nothing to sample");
+    cands_.assign(1, {static_cast<int32_t>(best), top});
+    probs_.assign(1, 1.0);
+    return;
+  }
   cands_.resize(static_cast<size_t>(vocab));
   for (int64_t i = 0; i < vocab; ++i) {
     const float l = logits[i];
@@ -113,7 +132,7 @@ void Sampler::filter(const float* logits, int64_t vocab, const std::vector<int32
   check(top > -std::numeric_limits<float>::infinity(), "sampling: every logit is -inf, nothing to sample");
 
   // Greedy: the first maximum in id order (also for a temperature so small that 1/T overflows).
-  if (p.temperature == 0 || !std::isfinite(1.0 / p.temperature)) {
+  if (greedy) {
     const auto it = std::find_if(cands_.begin(), cands_.end(), [&](const Cand& c) { return c.logit == top; });
     const Cand best = *it;
     cands_.assign(1, best);
