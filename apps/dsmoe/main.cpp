@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "parallel.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"dsmoe: a C++ engine for DeepSeekMoE models (training, evaluation, generation, text tools)"};
@@ -24,6 +25,12 @@ int main(int argc, char** argv) {
   dsmoe::cli::add_report_commands(app, commands);
   dsmoe::cli::add_infer_commands(app, commands);
   try {
+    dsmoe::cli::parallel_init(&argc, &argv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
@@ -31,7 +38,12 @@ int main(int argc, char** argv) {
   try {
     dsmoe::set_num_threads(threads);
     for (const dsmoe::cli::Command& command : commands)
-      if (command.app->parsed()) return command.run();
+      if (command.app->parsed()) {
+        const std::string name = command.app->get_name();
+        const bool across_ranks = command.app->get_parent() == &app && (name == "train" || name == "sft" || name == "demo");
+        if (!across_ranks) dsmoe::cli::require_single_process(name);
+        return command.run();
+      }
   } catch (const dsmoe::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;

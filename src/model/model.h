@@ -14,6 +14,7 @@
 #include "model/attention.h"
 #include "model/config.h"
 #include "model/moe.h"
+#include "model/parallel.h"
 #include "model/params.h"
 
 namespace dsmoe {
@@ -54,6 +55,9 @@ struct Activations {
   FloatBuffer logits;                 // [T,V]; overwritten by dlogits in backward
   RopeTables rope;
   Workspace ws;
+  // Data parallelism: the other ranks' shares of the batch (losses and gradients become this rank's share of the
+  // global batch's). nullptr: this batch is the whole batch.
+  const BatchReduce* reduce = nullptr;
   size_t bytes() const;
 };
 

@@ -28,7 +28,7 @@ void swiglu_mlp_backward(const float* x, const float* wg, const float* wu, const
 }
 
 void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, int64_t B, int64_t S, MoeActs& acts,
-                 float* y, Workspace& ws, bool training) {
+                 float* y, Workspace& ws, bool training, const BatchReduce* reduce) {
   const int64_t T = B * S, d = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   const int64_t Fe = c.moe_intermediate_size, Fs = c.shared_width();
 
@@ -41,7 +41,7 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
   acts.plan = routing_plan_build(acts.probs.data(), T, E, k, c.norm_topk_prob, c.capacity_factor);
   const RoutingPlan& plan = acts.plan;
   const int64_t A = plan.rows();
-  acts.balance = training ? balance_loss(c, acts.probs.data(), plan, B, S, nullptr) : BalanceLoss{};
+  acts.balance = training ? balance_loss(c, acts.probs.data(), plan, B, S, nullptr, reduce) : BalanceLoss{};
 
   // 3. gather the rows of each expert: xs[a] = x[row_token[a]].
   acts.xs.reserve(A * d);
@@ -88,7 +88,7 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
 }
 
 void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& grad, const float* x, int64_t B, int64_t S,
-                  const MoeActs& acts, const float* dy, float* dx, Workspace& ws) {
+                  const MoeActs& acts, const float* dy, float* dx, Workspace& ws, const BatchReduce* reduce) {
   const int64_t T = B * S, d = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   const int64_t Fe = c.moe_intermediate_size, Fs = c.shared_width();
   const RoutingPlan& plan = acts.plan;
@@ -152,7 +152,7 @@ void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& gra
   float* dprobs = ws.get("moe.dprobs", T * E);
   std::memset(dprobs, 0, T * E * sizeof(float));
   routing_weights_backward(plan, acts.probs.data(), c.norm_topk_prob, dweight, dprobs);
-  balance_loss(c, acts.probs.data(), plan, B, S, dprobs);
+  balance_loss(c, acts.probs.data(), plan, B, S, dprobs, reduce);
   float* dlogits = ws.get("moe.dlogits", T * E);
   softmax_backward_rows(acts.probs.data(), dprobs, dlogits, T, E);
   linear_backward(x, w.router, dlogits, dx, grad.router, T, d, E, 1.0f);

@@ -34,10 +34,12 @@ struct MoeActs {
 };
 
 // y[T,d] = sum_j w_tj Expert_{e_tj}(x_t) + Shared(x_t). Computes the balance losses when `training`.
+// `reduce` (data parallelism): the balance losses over every rank's batch together (model/parallel.h).
 void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, int64_t B, int64_t S, MoeActs& acts,
-                 float* y, Workspace& ws, bool training);
+                 float* y, Workspace& ws, bool training, const BatchReduce* reduce = nullptr);
 // dx[T,d] (=); parameter gradients into `grad` (+=), including the router's, from dy and the balance losses.
 void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& grad, const float* x, int64_t B,
-                  int64_t S, const MoeActs& acts, const float* dy, float* dx, Workspace& ws);
+                  int64_t S, const MoeActs& acts, const float* dy, float* dx, Workspace& ws,
+                  const BatchReduce* reduce = nullptr);
 
 }  // namespace dsmoe

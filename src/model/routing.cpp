@@ -98,19 +98,27 @@ void softmax_backward_rows(const float* probs, const float* dprobs, float* dlogi
 }
 
 BalanceLoss balance_loss(const ModelConfig& c, const float* probs, const RoutingPlan& plan, int64_t B, int64_t S,
-                         float* dprobs) {
-  const int64_t T = plan.T, E = plan.E, k = plan.k;
+                         float* dprobs, const BatchReduce* reduce) {
+  const int64_t E = plan.E, k = plan.k;
+  const int64_t T_local = plan.T;
   BalanceLoss loss;
+  // Sequences and tokens of the global batch (every rank's together).
+  double sizes[2] = {static_cast<double>(B), static_cast<double>(T_local)};
+  batch_sum(reduce, sizes, 2);
+  const double B_all = sizes[0], T = sizes[1];
 
   // Mean gate probability per expert over all T tokens, and f over all T tokens: f_i = E * count_i / (T k).
   auto batch_stats = [&](std::vector<double>& P, std::vector<double>& f) {
+    std::vector<double> sums(static_cast<size_t>(2 * E), 0.0);  // [P sums | selection counts]
+    for (int64_t t = 0; t < T_local; ++t)
+      for (int64_t e = 0; e < E; ++e) sums[e] += probs[t * E + e];
+    for (int64_t e = 0; e < E; ++e) sums[E + e] = static_cast<double>(plan.selected_count[e]);
+    batch_sum(reduce, sums.data(), 2 * E);
     P.assign(E, 0.0);
     f.assign(E, 0.0);
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t e = 0; e < E; ++e) P[e] += probs[t * E + e];
     for (int64_t e = 0; e < E; ++e) {
-      P[e] /= T;
-      f[e] = static_cast<double>(E) * plan.selected_count[e] / (static_cast<double>(T) * k);
+      P[e] = sums[e] / T;
+      f[e] = static_cast<double>(E) * sums[E + e] / (T * k);
     }
   };
 
@@ -132,19 +140,20 @@ BalanceLoss balance_loss(const ModelConfig& c, const float* probs, const Routing
           f[e] /= static_cast<double>(S) * k / E;
           seq += f[e] * P[e] / S;
         }
-        loss.expert += alpha * seq / B;
+        loss.expert += alpha * seq / B_all;
         if (dprobs != nullptr) {
           for (int64_t s = 0; s < S; ++s)
             for (int64_t e = 0; e < E; ++e)
-              dprobs[(b * S + s) * E + e] += static_cast<float>(alpha * f[e] / (static_cast<double>(S) * B));
+              dprobs[(b * S + s) * E + e] += static_cast<float>(alpha * f[e] / (static_cast<double>(S) * B_all));
         }
       }
+      batch_sum(reduce, &loss.expert, 1);  // every rank's sequences
     } else {
       std::vector<double> P, f;
       batch_stats(P, f);
       for (int64_t e = 0; e < E; ++e) loss.expert += alpha * f[e] * P[e];
       if (dprobs != nullptr) {
-        for (int64_t t = 0; t < T; ++t)
+        for (int64_t t = 0; t < T_local; ++t)
           for (int64_t e = 0; e < E; ++e) dprobs[t * E + e] += static_cast<float>(alpha * f[e] / T);
       }
     }
@@ -162,7 +171,7 @@ BalanceLoss balance_loss(const ModelConfig& c, const float* probs, const Routing
     }
     for (int64_t g = 0; g < D; ++g) loss.device += alpha2 * f_group[g] * P_group[g];
     if (dprobs != nullptr) {
-      for (int64_t t = 0; t < T; ++t)
+      for (int64_t t = 0; t < T_local; ++t)
         for (int64_t e = 0; e < E; ++e)
           dprobs[t * E + e] += static_cast<float>(alpha2 * f_group[e / per_group] / T);
     }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/parallel.h"
 
 namespace dsmoe {
 
@@ -51,8 +52,10 @@ struct BalanceLoss {
   double device = 0.0;
   double total() const { return expert + device; }
 };
-// Returns the loss values; when dprobs is non-null adds d(loss)/d(probs) [T, E] into it.
+// Returns the loss values; when dprobs is non-null adds d(loss)/d(probs) [T, E] into it. With `reduce` (data
+// parallelism) the batch is every rank's B sequences together: the statistics are summed over the ranks, the
+// returned values are the global batch's, and dprobs is this rank's share of the global gradient.
 BalanceLoss balance_loss(const ModelConfig& config, const float* probs, const RoutingPlan& plan, int64_t B,
-                         int64_t S, float* dprobs);
+                         int64_t S, float* dprobs, const BatchReduce* reduce = nullptr);
 
 }  // namespace dsmoe

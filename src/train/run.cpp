@@ -193,6 +193,10 @@ class Run {
   double avg_step_seconds_ = 0;
   int64_t timed_steps_ = 0;
   bool tty_ = isatty(fileno(stdout)) != 0;
+  // Rank 0 (or the only process) writes the run directory, metrics, checkpoints and the final model.
+  bool leader() const { return req_.parallel == nullptr || req_.parallel->rank() == 0; }
+  int64_t ranks() const { return req_.parallel == nullptr ? 1 : req_.parallel->size(); }
+  int64_t rank() const { return req_.parallel == nullptr ? 0 : req_.parallel->rank(); }
   json resume_state_;
 };
 
@@ -223,7 +227,11 @@ void Run::setup_data() {
       ((all.size() >= 20 && i % 20 == 19) ? data_.sft_val : data_.sft_train).push_back(std::move(all[i]));
     order_.n = static_cast<int64_t>(data_.sft_train.size());
   } else {
+    // Text is tokenized into RUN/data once: rank 0 first, the others then find it prepared.
+    const bool follower = req_.parallel != nullptr && !leader() && !req_.run_dir.empty();
+    if (follower) req_.parallel->barrier();
     if (!is_token_file(c_.data)) prepare_text_data(c_, work);
+    if (req_.parallel != nullptr && leader() && !req_.run_dir.empty()) req_.parallel->barrier();
     data_.train.emplace(TokenFile::open(c_.data));
     if (!c_.val_data.empty() && fs::exists(c_.val_data) && fs::file_size(c_.val_data) > 0)
       data_.val.emplace(TokenFile::open(c_.val_data));
@@ -288,16 +296,17 @@ std::vector<MicroBatch> Run::batches_for_step(int64_t step) {
   micro_inputs_.resize(c_.grad_accum);
   micro_targets_.resize(c_.grad_accum);
   sft_batches_.resize(c_.grad_accum);
+  const int64_t share = c_.batch / ranks(), first = rank() * share;  // this rank's sequences of each batch
   for (int64_t m = 0; m < c_.grad_accum; ++m) {
-    std::vector<int64_t> ids(c_.batch);
-    for (int64_t b = 0; b < c_.batch; ++b) ids[b] = order_.at((step * c_.grad_accum + m) * c_.batch + b);
+    std::vector<int64_t> ids(share);
+    for (int64_t b = 0; b < share; ++b) ids[b] = order_.at((step * c_.grad_accum + m) * c_.batch + first + b);
     if (c_.sft) {
       const int32_t pad = data_.tokenizer->eos_id() >= 0 ? data_.tokenizer->eos_id() : 0;
       sft_batches_[m] = sft_batch(data_.sft_train, ids, c_.seq_len, pad);
-      out.push_back({sft_batches_[m].inputs.data(), sft_batches_[m].targets.data(), c_.batch, c_.seq_len});
+      out.push_back({sft_batches_[m].inputs.data(), sft_batches_[m].targets.data(), share, c_.seq_len});
     } else {
       load_windows(*data_.train, c_.seq_len, ids, micro_inputs_[m], micro_targets_[m]);
-      out.push_back({micro_inputs_[m].data(), micro_targets_[m].data(), c_.batch, c_.seq_len});
+      out.push_back({micro_inputs_[m].data(), micro_targets_[m].data(), share, c_.seq_len});
     }
   }
   return out;
@@ -307,6 +316,14 @@ Evaluation Run::evaluate() {
   Evaluation ev;
   ev.moe = moe_stats_init(model_->config);
   Activations& acts = trainer_->acts;
+  // Every rank evaluates the same windows alone (no collectives; the figures are identical on every rank).
+  const BatchReduce* const train_reduce = acts.reduce;
+  acts.reduce = nullptr;
+  struct Restore {
+    Activations& a;
+    const BatchReduce* r;
+    ~Restore() { a.reduce = r; }
+  } restore{acts, train_reduce};
   double nll = 0;
   auto eval_batch = [&](const int32_t* in, const int32_t* tg, int64_t B) {
     model_forward(*model_, in, B, c_.seq_len, acts, false);
@@ -339,12 +356,13 @@ Evaluation Run::evaluate() {
 }
 
 void Run::log_metrics(const json& record) {
-  if (req_.run_dir.empty()) return;
+  if (req_.run_dir.empty() || !leader()) return;
   std::ofstream out(fs::path(req_.run_dir) / "metrics.jsonl", std::ios::app);
   out << record.dump() << "\n";
 }
 
 void Run::save_checkpoint(int64_t step) {
+  if (!leader()) return;  // data parallelism: every rank holds the same parameters and optimizer state
   if (req_.run_dir.empty()) return;
   json state = {{"step", step}, {"config", run_config_to_json(c_)}};
   checkpoint_save(req_.run_dir, step, *model_, trainer_->optimizer, state, static_cast<int>(c_.keep));
@@ -368,7 +386,10 @@ void Run::print_step(int64_t step, const StepResult& r, double dt) {
 
 RunSummary Run::go() {
   if (c_.threads > 0) set_num_threads(static_cast<int>(c_.threads));
-  if (!req_.run_dir.empty()) fs::create_directories(req_.run_dir);
+  if (!req_.run_dir.empty() && leader()) fs::create_directories(req_.run_dir);
+  if (req_.parallel != nullptr) req_.parallel->barrier();  // the run directory exists for every rank
+  check(c_.batch % ranks() == 0, "the batch of {} sequences does not split evenly over {} data-parallel ranks",
+        c_.batch, ranks());
   if (!req_.resume && model_preset_exists(c_.model) && !fs::exists(c_.model)) {
     // Refuse a model that cannot fit before spending time on data (e.g. the 16B preset on a small machine).
     json cfg = model_preset_config(c_.model);
@@ -378,7 +399,8 @@ RunSummary Run::go() {
   setup_data();
   setup_model();
   sgemm_gflops_ = sgemm_peak_gflops(1024);  // ~30 ms; close to bench_train's 2048 figure
-  if (!req_.run_dir.empty()) {
+  trainer_->parallel = req_.parallel;
+  if (!req_.run_dir.empty() && leader()) {
     RunConfig persisted = c_;
     persisted.stop_after = 0;  // an interruption is not part of the run: a resume runs to the end
     write_json_atomic((fs::path(req_.run_dir) / "config.json").string(), run_config_to_json(persisted));
@@ -450,7 +472,7 @@ RunSummary Run::go() {
   summary.final_loss = last.loss.ce;
   summary.tokenizer_dir = data_.tokenizer_dir;
   summary.val_data = c_.val_data;
-  if (!c_.out.empty()) {
+  if (!c_.out.empty() && leader()) {
     model_save(*model_, c_.out, save_dtype_from_name(c_.save_dtype));
     fmt::print("saved {}\n", c_.out);
     summary.model_dir = c_.out;

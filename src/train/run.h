@@ -10,6 +10,7 @@
 #pragma once
 #include <string>
 
+#include "model/parallel.h"
 #include "train/run_config.h"
 
 namespace dsmoe {
@@ -18,6 +19,9 @@ struct RunRequest {
   RunConfig config;        // resolved (defaults <- preset <- file <- overrides)
   std::string run_dir;     // "" = no run directory (no checkpoints or metrics; --out still saves)
   bool resume = false;     // continue RUN from its newest checkpoint
+  // Data parallelism (mpirun): every rank runs train_run with its own DataParallel; each trains on its share of
+  // every batch (sequences [r B/W, (r+1) B/W)), rank 0 alone writes the run directory, metrics and checkpoints.
+  const DataParallel* parallel = nullptr;
 };
 
 struct RunSummary {

@@ -45,6 +45,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro, double lr) {
     grads.zero();
   }
   double ce_sum = 0.0, balance_sum = 0.0;
+  acts.reduce = parallel;
   for (const MicroBatch& mb : micro) {
     LossReport l = model_step(model, mb.inputs, mb.targets, mb.B, mb.S, acts, &grads);
     if (!std::isfinite(l.total())) {
@@ -62,6 +63,10 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro, double lr) {
   const double n = static_cast<double>(micro.size());
   r.loss.ce = ce_sum / n;
   r.loss.balance = balance_sum / n;
+  if (parallel != nullptr) {  // every rank's share of the gradient: the global batch's
+    PROFILE_SCOPE("step.allreduce");
+    parallel->sum_gradients(grads.params.arena.data(), static_cast<int64_t>(grads.params.arena.size()));
+  }
   if (micro.size() > 1) {  // the step's loss is the mean of the micro-batch losses
     const float scale = static_cast<float>(1.0 / n);
     float* g = grads.params.arena.data();

@@ -28,6 +28,9 @@ struct Trainer {
   AdamW optimizer;
   Activations acts;
   double grad_clip = 1.0;  // <= 0: off
+  // Data parallelism (dist/): this rank's micro-batches are its share of every rank's; losses are the global
+  // batch's and gradients are summed over the ranks before clipping. nullptr: one process.
+  const DataParallel* parallel = nullptr;
 
   Trainer(Model& model, AdamWOptions options, double grad_clip);
   // Exclude the MoE routers (gate weights) from training: no gradient, no update, no weight decay.

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `mpirun -np W dsmoe train ...` (data parallelism, tests/CMakeLists.txt passes MPIEXEC): W = 2 and 4 ranks follow
+# the 1-process loss sequence (<= 1e-5 relative: the ranks' gradient shares are summed in another order); stop +
+# resume at 2 ranks is bit-identical to an uninterrupted 2-rank run; only rank 0 prints and writes; a batch that
+# does not split over the ranks, --ep > 1 and a one-process command under mpirun are refused with one line.
+source "$(dirname "$0")/lib.sh" "$1"
+MPIEXEC=$2
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
+COMMON=(--preset tiny --steps 12 --batch 4 --checkpoint-every 4 --eval-every 6)
+losses() { grep '"type":"train"' "$1/metrics.jsonl" | sed 's/.*"loss":\([^,]*\).*"step":\([0-9]*\).*/\2 \1/'; }
+close() {  # close A B: the loss sequences agree to 1e-5 relative, step by step
+  paste <(losses "$1") <(losses "$2") | awk 'BEGIN { bad = 0; n = 0 }
+    { n++; d = $2 - $4; if (d < 0) d = -d; if ($1 != $3 || d > 1e-5 * ($2 > 0 ? $2 : -$2)) bad = 1 }
+    END { exit (bad || n != 12) }'
+}
+
+"$DSMOE" train "${COMMON[@]}" --threads 2 --run-dir one > one.log 2>&1 || { failed "1-process run"; cat one.log; }
+for np in 2 4; do
+  "$MPIEXEC" -np $np "$DSMOE" -t 1 train "${COMMON[@]}" --run-dir np$np > np$np.log 2>&1 || { failed "np $np run"; cat np$np.log; }
+  close one np$np && pass "np $np: 12 step losses equal the 1-process run (<= 1e-5 relative)" \
+    || { failed "np $np losses differ"; paste <(losses one) <(losses np$np) | head -12; }
+  # Open MPI forwards rank 0's stdout through a pseudo-terminal, so step lines may be redrawn in place: count step 1.
+  [ "$(grep -o 'step  *1/12 ' np$np.log | wc -l)" = 1 ] && pass "np $np: step 1 printed once (rank 0 only)" \
+    || failed "np $np printed step 1 $(grep -o 'step  *1/12 ' np$np.log | wc -l) times"
+done
+"$MPIEXEC" -np 2 "$DSMOE" -t 1 train "${COMMON[@]}" --run-dir R --stop-after 5 > R1.log 2>&1 || failed "np 2 stop-after"
+"$MPIEXEC" -np 2 "$DSMOE" -t 1 train --resume R > R2.log 2>&1 || { failed "np 2 resume"; cat R2.log; }
+cmp -s np2/latest/model.safetensors R/latest/model.safetensors && cmp -s np2/latest/optimizer.safetensors R/latest/optimizer.safetensors \
+  && [ "$(losses np2)" = "$(losses R)" ] && pass "np 2: stop at 5 + resume is byte-identical to the uninterrupted run" \
+  || failed "np 2 resume differs"
+expect_error "batch 3 over 2 ranks" "does not split evenly" "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --preset tiny --steps 2 --batch 3 --run-dir bad1
+expect_error "--ep 2" "expert parallelism in training is not built yet" "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --preset tiny --steps 2 --ep 2 --run-dir bad2
+expect_error "info under mpirun" "runs in one process" "$MPIEXEC" -np 2 "$DSMOE" info np2/latest
+finish

@@ -1,0 +1,130 @@
+// Data-parallel training under mpiexec (np 1, 2, 4; ctest runs each) equals one process on the global batch.
+// Every rank builds the same model and the same global batch of 4 sequences, trains one copy alone on all of it
+// (the reference) and one copy on its share (sequences [r B/W, (r+1) B/W)) with MpiDataParallel, then compares:
+// step-1 loss and balance losses (<= 1e-6 relative: the only difference is the order of the cross-rank sums),
+// every gradient after the reduction (<= 1e-5 relative to the tensor's largest entry), and 20 AdamW steps with
+// clipping forced on (losses <= 1e-5 relative, final weights <= 1e-4). Configurations: the per-sequence expert-level
+// loss (seq_aux), the batch-level one, and the device-level loss with D = 2. Exit 0 only when every rank passed.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "dist/comm.h"
+#include "dist/data_parallel.h"
+#include "model/model.h"
+#include "model/params.h"
+#include "test_util.h"
+#include "train/trainer.h"
+
+using namespace dsmoe;
+using dsmoe::testing::tiny_config;
+
+namespace {
+
+constexpr int64_t kB = 4, kS = 12;
+
+struct Failures {
+  int rank = 0;
+  double count = 0;
+  void check(bool ok, const std::string& what) {
+    if (ok) return;
+    std::fprintf(stderr, "rank %d: %s\n", rank, what.c_str());
+    count += 1;
+  }
+};
+
+double rel(double a, double b) { return std::fabs(a - b) / std::max(1e-12, std::max(std::fabs(a), std::fabs(b))); }
+
+// max |a - b| / max |a| over one tensor.
+double tensor_rel(const float* a, const float* b, int64_t n) {
+  double diff = 0.0, scale = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    diff = std::max(diff, static_cast<double>(std::fabs(a[i] - b[i])));
+    scale = std::max(scale, static_cast<double>(std::fabs(a[i])));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+void run_config(const char* name, ModelConfig c, const dist::MpiDataParallel& dp, Failures& f) {
+  c.validate();
+  const int W = dp.size(), r = dp.rank();
+  const int64_t Bl = kB / W;
+  std::mt19937 rng(5);
+  std::vector<int32_t> inputs(kB * kS), targets(kB * kS);
+  for (auto& t : inputs) t = static_cast<int32_t>(rng() % c.vocab_size);
+  for (auto& t : targets) t = static_cast<int32_t>(rng() % c.vocab_size);
+  targets[3] = -1;  // an ignored target: the mean is over counted targets of every rank
+  const int32_t* my_in = inputs.data() + r * Bl * kS;
+  const int32_t* my_tg = targets.data() + r * Bl * kS;
+
+  Model alone(c), shared(c);
+  init_params(alone.params, c, 11);
+  init_params(shared.params, c, 11);
+  const AdamWOptions opt{0.9, 0.95, 1e-8, 0.1};
+  Trainer one(alone, opt, 0.05), many(shared, opt, 0.05);  // clip 0.05: forced on at these losses
+  many.parallel = &dp;
+
+  // Step 1: losses and gradients.
+  const StepResult a = one.step(inputs.data(), targets.data(), kB, kS, 1e-2);
+  const StepResult b = many.step(my_in, my_tg, Bl, kS, 1e-2);
+  f.check(rel(a.loss.ce, b.loss.ce) <= 1e-6, fmt::format("{}: step-1 ce {} vs one process {}", name, b.loss.ce, a.loss.ce));
+  f.check(rel(a.loss.balance, b.loss.balance) <= 1e-6,
+          fmt::format("{}: step-1 balance {} vs one process {}", name, b.loss.balance, a.loss.balance));
+  for (size_t l = 0; l < a.loss.per_layer.size(); ++l) {
+    f.check(rel(a.loss.per_layer[l].expert, b.loss.per_layer[l].expert) <= 1e-6, fmt::format("{}: layer {} expert-level loss", name, l));
+    f.check(rel(a.loss.per_layer[l].device, b.loss.per_layer[l].device) <= 1e-6, fmt::format("{}: layer {} device-level loss", name, l));
+  }
+  f.check(a.loss.tokens == b.loss.tokens, fmt::format("{}: counted tokens {} vs {}", name, b.loss.tokens, a.loss.tokens));
+  f.check(rel(a.grad_norm, b.grad_norm) <= 1e-5, fmt::format("{}: grad norm {} vs one process {}", name, b.grad_norm, a.grad_norm));
+  for (const TensorSpec& spec : one.grads.params.registry) {
+    const double d = tensor_rel(one.grads.params.ptr(spec), many.grads.params.ptr(spec), spec.numel());
+    f.check(d <= 1e-5, fmt::format("{}: gradient of {} (layer {}) differs by {:.2e}", name, spec.name, spec.layer, d));
+  }
+  // Steps 2..20.
+  for (int s = 2; s <= 20; ++s) {
+    const StepResult x = one.step(inputs.data(), targets.data(), kB, kS, 1e-2);
+    const StepResult y = many.step(my_in, my_tg, Bl, kS, 1e-2);
+    f.check(rel(x.loss.total(), y.loss.total()) <= 1e-5, fmt::format("{}: step {} loss {} vs one process {}", name, s, y.loss.total(), x.loss.total()));
+  }
+  for (const TensorSpec& spec : alone.params.registry) {
+    const double d = tensor_rel(alone.params.ptr(spec), shared.params.ptr(spec), spec.numel());
+    f.check(d <= 1e-4, fmt::format("{}: weights of {} (layer {}) after 20 steps differ by {:.2e}", name, spec.name, spec.layer, d));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dist::Runtime runtime(&argc, &argv);
+  const dist::MpiDataParallel dp(dist::Comm::world());
+  Failures f;
+  f.rank = dp.rank();
+  if (kB % dp.size() != 0) {
+    if (dp.rank() == 0) std::fprintf(stderr, "test_dist_train: the batch of %lld does not split over %d ranks\n", static_cast<long long>(kB), dp.size());
+    return 2;
+  }
+  try {
+    ModelConfig seq = tiny_config();
+    seq.seq_aux = true;
+    run_config("seq_aux", seq, dp, f);
+    ModelConfig batch = tiny_config();
+    batch.seq_aux = false;
+    run_config("batch-level expert loss", batch, dp, f);
+    ModelConfig device = tiny_config();
+    device.device_aux_loss_alpha = 0.05;
+    device.n_expert_groups = 2;
+    run_config("device-level loss, D = 2", device, dp, f);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rank %d: %s\n", dp.rank(), e.what());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  double failures = f.count;
+  dp.comm().allreduce_sum(&failures, 1);
+  if (dp.rank() == 0) std::printf("test_dist_train np=%d: %s (%g failed checks over all ranks)\n", dp.size(), failures == 0 ? "PASS" : "FAIL", failures);
+  return failures == 0 ? 0 : 1;
+}
