@@ -2,7 +2,7 @@
 # `mpirun -np W dsmoe train ...` (data parallelism, tests/CMakeLists.txt passes MPIEXEC): W = 2 and 4 ranks follow
 # the 1-process loss sequence (<= 1e-5 relative: the ranks' gradient shares are summed in another order); stop +
 # resume at 2 ranks is bit-identical to an uninterrupted 2-rank run; only rank 0 prints and writes; a batch that
-# does not split over the ranks, --ep > 1 and a one-process command under mpirun are refused with one line.
+# does not split over the ranks, token dropping, --ep > 1 and a one-process command under mpirun are refused.
 source "$(dirname "$0")/lib.sh" "$1"
 MPIEXEC=$2
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
@@ -31,4 +31,6 @@ cmp -s np2/latest/model.safetensors R/latest/model.safetensors && cmp -s np2/lat
 expect_error "batch 3 over 2 ranks" "does not split evenly" "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --preset tiny --steps 2 --batch 3 --run-dir bad1
 expect_error "--ep 2" "expert parallelism in training is not built yet" "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --preset tiny --steps 2 --ep 2 --run-dir bad2
 expect_error "info under mpirun" "runs in one process" "$MPIEXEC" -np 2 "$DSMOE" info np2/latest
+sed 's/"capacity_factor": 0.0/"capacity_factor": 1.25/' np2/latest/config.json > cap.json
+expect_error "token dropping across ranks" "not supported across data-parallel ranks" "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --preset tiny --model cap.json --steps 2 --run-dir bad3
 finish
