@@ -71,7 +71,7 @@ bool run(const dist::Comm& world, Scenario sc, const char* name) {
     r[2] = static_cast<float>(expert_of_row(plan, a));
     for (int64_t j = 3; j < kD; ++j) r[j] = ud(rng);
   }
-  const dist::ExpertDispatch x = dist::dispatch_plan(world, plan);
+  const ExpertRows x = dist::dispatch_plan(world, plan);
   std::vector<float> experts(static_cast<size_t>(x.received() * kD));
   dist::dispatch_rows(world, x, rows.data(), experts.data(), kD);
 

@@ -1,6 +1,8 @@
-// Data-parallel training under mpiexec (np 1, 2, 4; ctest runs each) equals one process on the global batch.
-// Every rank builds the same model and the same global batch of 4 sequences, trains one copy alone on all of it
-// (the reference) and one copy on its share (sequences [r B/W, (r+1) B/W)) with MpiDataParallel, then compares:
+// Data- and expert-parallel training under mpiexec (np 1, 2, 4; ctest runs each) equals one process on the global
+// batch. Layouts: every EP group size dividing np (1, 2, 4): ranks [g E, (g+1) E) form EP group g, each computing
+// 8 / E of the 8 routed experts for the rows its group routes to them. Every rank builds the same model and the same
+// global batch of 4 sequences, trains one copy alone on all of it (the reference) and one copy on its share
+// (sequences [r B/W, (r+1) B/W)) with MpiDataParallel (+ MpiExpertExchange), then compares:
 // step-1 loss and balance losses (<= 1e-6 relative: the only difference is the order of the cross-rank sums),
 // every gradient after the reduction (<= 1e-5 relative to the tensor's largest entry), and 20 AdamW steps with
 // clipping forced on (losses <= 1e-5 relative, final weights <= 1e-4). Configurations: the per-sequence expert-level
@@ -16,6 +18,7 @@
 
 #include "dist/comm.h"
 #include "dist/data_parallel.h"
+#include "dist/dispatch.h"
 #include "model/model.h"
 #include "model/params.h"
 #include "test_util.h"
@@ -27,6 +30,9 @@ using dsmoe::testing::tiny_config;
 namespace {
 
 constexpr int64_t kB = 4, kS = 12;
+// The learning rate of the 20 steps: 3e-3 keeps the tiny model from memorising the one batch within them, where a
+// loss far below 1 amplifies the last-bit differences of the cross-rank sums beyond the 1e-5 the test allows.
+constexpr double kLr = 3e-3;
 
 struct Failures {
   int rank = 0;
@@ -50,7 +56,8 @@ double tensor_rel(const float* a, const float* b, int64_t n) {
   return scale > 0 ? diff / scale : diff;
 }
 
-void run_config(const char* name, ModelConfig c, const dist::MpiDataParallel& dp, Failures& f) {
+void run_config(const std::string& name, ModelConfig c, const dist::MpiDataParallel& dp,
+                const dist::MpiExpertExchange* ep, Failures& f) {
   c.validate();
   const int W = dp.size(), r = dp.rank();
   const int64_t Bl = kB / W;
@@ -68,10 +75,11 @@ void run_config(const char* name, ModelConfig c, const dist::MpiDataParallel& dp
   const AdamWOptions opt{0.9, 0.95, 1e-8, 0.1};
   Trainer one(alone, opt, 0.05), many(shared, opt, 0.05);  // clip 0.05: forced on at these losses
   many.parallel = &dp;
+  many.experts = ep;
 
   // Step 1: losses and gradients.
-  const StepResult a = one.step(inputs.data(), targets.data(), kB, kS, 1e-2);
-  const StepResult b = many.step(my_in, my_tg, Bl, kS, 1e-2);
+  const StepResult a = one.step(inputs.data(), targets.data(), kB, kS, kLr);
+  const StepResult b = many.step(my_in, my_tg, Bl, kS, kLr);
   f.check(rel(a.loss.ce, b.loss.ce) <= 1e-6, fmt::format("{}: step-1 ce {} vs one process {}", name, b.loss.ce, a.loss.ce));
   f.check(rel(a.loss.balance, b.loss.balance) <= 1e-6,
           fmt::format("{}: step-1 balance {} vs one process {}", name, b.loss.balance, a.loss.balance));
@@ -87,8 +95,8 @@ void run_config(const char* name, ModelConfig c, const dist::MpiDataParallel& dp
   }
   // Steps 2..20.
   for (int s = 2; s <= 20; ++s) {
-    const StepResult x = one.step(inputs.data(), targets.data(), kB, kS, 1e-2);
-    const StepResult y = many.step(my_in, my_tg, Bl, kS, 1e-2);
+    const StepResult x = one.step(inputs.data(), targets.data(), kB, kS, kLr);
+    const StepResult y = many.step(my_in, my_tg, Bl, kS, kLr);
     f.check(rel(x.loss.total(), y.loss.total()) <= 1e-5, fmt::format("{}: step {} loss {} vs one process {}", name, s, y.loss.total(), x.loss.total()));
   }
   for (const TensorSpec& spec : alone.params.registry) {
@@ -109,16 +117,30 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    ModelConfig seq = tiny_config();
-    seq.seq_aux = true;
-    run_config("seq_aux", seq, dp, f);
-    ModelConfig batch = tiny_config();
-    batch.seq_aux = false;
-    run_config("batch-level expert loss", batch, dp, f);
-    ModelConfig device = tiny_config();
-    device.device_aux_loss_alpha = 0.05;
-    device.n_expert_groups = 2;
-    run_config("device-level loss, D = 2", device, dp, f);
+    for (int ep_size : {1, 2, 4}) {
+      if (dp.size() % ep_size != 0) continue;
+      // EP group g: world ranks [g E, (g+1) E); ranks holding the same experts are E apart.
+      const dist::Comm ep_comm = dp.comm().split(dp.rank() / ep_size, dp.rank() % ep_size);
+      auto config = [] {
+        ModelConfig c = tiny_config();
+        c.n_routed_experts = 8;
+        return c;
+      };
+      const dist::MpiExpertExchange exchange(ep_comm, 8);
+      const dist::MpiExpertExchange* ep = ep_size > 1 ? &exchange : nullptr;
+      const std::string layout = fmt::format("np {} ep {}: ", dp.size(), ep_size);
+      ModelConfig seq = config();
+      seq.seq_aux = true;
+      run_config(layout + "seq_aux", seq, dp, ep, f);
+      ModelConfig batch = config();
+      batch.seq_aux = false;
+      run_config(layout + "batch-level expert loss", batch, dp, ep, f);
+      ModelConfig device = config();
+      device.device_aux_loss_alpha = 0.05;
+      device.n_expert_groups = 2;
+      run_config(layout + "device-level loss, D = 2", device, dp, ep, f);
+      if (ep != nullptr && exchange.counters().exchanges == 0) f.check(false, layout + "no expert exchange happened");
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rank %d: %s\n", dp.rank(), e.what());
     MPI_Abort(MPI_COMM_WORLD, 1);

@@ -60,7 +60,7 @@ void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t
     rmsnorm_forward(a.x_mid.data(), lw.ffn_norm, c.rms_norm_eps, a.xn2.data(), a.rstd2.data(), T, d);
     PROFILE_SCOPE("fwd.ffn");
     if (c.is_moe_layer(l)) {
-      moe_forward(c, lw, a.xn2.data(), B, S, a.moe, y, acts.ws, training, acts.reduce);
+      moe_forward(c, lw, a.xn2.data(), B, S, a.moe, y, acts.ws, training, acts.parallel);
     } else {
       const int64_t F = c.intermediate_size;
       a.g.reserve(T * F);
@@ -105,10 +105,10 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
   PROFILE_SCOPE("loss+backward");
   // The mean is over every rank's counted targets (data parallelism): each rank's gradient is its share.
   double count_all = static_cast<double>(counted);
-  batch_sum(acts.reduce, &count_all, 1);
+  batch_sum(acts.parallel.reduce, &count_all, 1);
   const float scale = count_all > 0 ? 1.0f / static_cast<float>(count_all) : 0.0f;
   double ce_sum = counted > 0 ? cross_entropy(acts.logits.data(), targets, T, V, backward, scale) : 0.0;
-  batch_sum(acts.reduce, &ce_sum, 1);
+  batch_sum(acts.parallel.reduce, &ce_sum, 1);
   report.ce = count_all > 0 ? ce_sum / count_all : 0.0;
   report.tokens = static_cast<int64_t>(count_all);
   if (counted == 0 && backward) std::fill(acts.logits.data(), acts.logits.data() + T * V, 0.0f);
@@ -134,7 +134,7 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
     // h_out = x_mid + FFN(RMSNorm_post(x_mid))
     PROFILE_SCOPE("bwd.layer");
     if (c.is_moe_layer(l)) {
-      moe_backward(c, lw, lg, a.xn2.data(), B, S, a.moe, dres, dnorm, acts.ws, acts.reduce);
+      moe_backward(c, lw, lg, a.xn2.data(), B, S, a.moe, dres, dnorm, acts.ws, acts.parallel);
     } else {
       const int64_t F = c.intermediate_size;
       swiglu_mlp_backward(a.xn2.data(), lw.mlp_gate, lw.mlp_up, lw.mlp_down, a.g.data(), a.u.data(), dres, T, d, F,

@@ -55,9 +55,9 @@ struct Activations {
   FloatBuffer logits;                 // [T,V]; overwritten by dlogits in backward
   RopeTables rope;
   Workspace ws;
-  // Data parallelism: the other ranks' shares of the batch (losses and gradients become this rank's share of the
-  // global batch's). nullptr: this batch is the whole batch.
-  const BatchReduce* reduce = nullptr;
+  // Data and expert parallelism (model/parallel.h): the other ranks' shares of the batch (losses and gradients
+  // become this rank's share of the global batch's) and the exchange of routed rows. Empty: one process.
+  Parallelism parallel;
   size_t bytes() const;
 };
 

@@ -27,8 +27,41 @@ void swiglu_mlp_backward(const float* x, const float* wg, const float* wu, const
   linear_backward(x, wu, du, dx, dwu, T, d, F, 1.0f);
 }
 
+namespace {
+// The experts this rank runs and their row blocks: all E over the plan's rows, or (expert parallelism) its own El
+// over the rows received, expert-major.
+struct ExpertBlocks {
+  int64_t first = 0, count = 0;
+  std::vector<int64_t> offsets;  // [count + 1]
+  int64_t rows() const { return offsets.back(); }
+};
+
+ExpertBlocks expert_blocks_of(const ModelConfig& c, const MoeActs& acts, const ExpertExchange* experts) {
+  ExpertBlocks b;
+  if (experts == nullptr) {
+    b.count = c.n_routed_experts;
+    b.offsets = acts.plan.expert_offsets;
+  } else {
+    b.first = experts->first_expert();
+    b.count = experts->expert_count();
+    b.offsets = acts.exchange.local_offsets;
+  }
+  return b;
+}
+
+// Forward: under expert parallelism, first exchanges the per-expert row counts (acts.exchange).
+ExpertBlocks expert_blocks(const ModelConfig& c, const RoutingPlan& plan, MoeActs& acts, const ExpertExchange* experts) {
+  if (experts != nullptr) {
+    std::vector<int64_t> counts(static_cast<size_t>(plan.E));
+    for (int64_t e = 0; e < plan.E; ++e) counts[e] = plan.rows_of(e);
+    acts.exchange = experts->exchange_counts(counts.data(), plan.E);
+  }
+  return expert_blocks_of(c, acts, experts);
+}
+}  // namespace
+
 void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, int64_t B, int64_t S, MoeActs& acts,
-                 float* y, Workspace& ws, bool training, const BatchReduce* reduce) {
+                 float* y, Workspace& ws, bool training, const Parallelism& par) {
   const int64_t T = B * S, d = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   const int64_t Fe = c.moe_intermediate_size, Fs = c.shared_width();
 
@@ -41,31 +74,42 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
   acts.plan = routing_plan_build(acts.probs.data(), T, E, k, c.norm_topk_prob, c.capacity_factor);
   const RoutingPlan& plan = acts.plan;
   const int64_t A = plan.rows();
-  acts.balance = training ? balance_loss(c, acts.probs.data(), plan, B, S, nullptr, reduce) : BalanceLoss{};
+  acts.balance = training ? balance_loss(c, acts.probs.data(), plan, B, S, nullptr, par.reduce) : BalanceLoss{};
 
   // 3. gather the rows of each expert: xs[a] = x[row_token[a]].
   acts.xs.reserve(A * d);
-  acts.g.reserve(A * Fe);
-  acts.u.reserve(A * Fe);
   acts.ye.reserve(A * d);
   float* xs = acts.xs.data();
 #pragma omp parallel for schedule(static)
   for (int64_t a = 0; a < A; ++a) std::memcpy(xs + a * d, x + plan.row_token[a] * d, d * sizeof(float));
 
   // 4. one SwiGLU GEMM chain per expert over its contiguous rows; experts run in parallel, each with a
-  //    single-threaded BLAS (OpenBLAS's OpenMP build does that inside a parallel region).
-  float* act = ws.get("moe.act", A * Fe);
+  //    single-threaded BLAS (OpenBLAS's OpenMP build does that inside a parallel region). Under expert parallelism
+  //    the rows first go to the ranks computing their experts, and the outputs come back in plan order.
+  const ExpertBlocks blocks = expert_blocks(c, plan, acts, par.experts);
+  const int64_t R = blocks.rows();
+  const float* xin = xs;
+  float* yout = acts.ye.data();
+  if (par.experts != nullptr) {
+    acts.xr.reserve(R * d);
+    par.experts->dispatch(acts.exchange, xs, acts.xr.data(), d);
+    xin = acts.xr.data();
+    yout = ws.get("moe.yr", R * d);
+  }
+  acts.g.reserve(R * Fe);
+  acts.u.reserve(R * Fe);
+  float* act = ws.get("moe.act", R * Fe);
   {
     PROFILE_SCOPE("moe.fwd.experts");
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t r0 = plan.expert_offsets[e], n = plan.rows_of(e);
+    for (int64_t j = 0; j < blocks.count; ++j) {
+      const int64_t r0 = blocks.offsets[j], n = blocks.offsets[j + 1] - r0, e = blocks.first + j;
       if (n == 0) continue;
-      swiglu_mlp_forward(xs + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d, w.expert_down + e * d * Fe,
-                         n, d, Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, act + r0 * Fe,
-                         acts.ye.data() + r0 * d, 0.0f);
+      swiglu_mlp_forward(xin + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d, w.expert_down + e * d * Fe,
+                         n, d, Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, act + r0 * Fe, yout + r0 * d, 0.0f);
     }
   }
+  if (par.experts != nullptr) par.experts->combine(acts.exchange, yout, acts.ye.data(), d);
 
   // 5. shared experts see every token: y = Shared(x), then the weighted routed outputs are added per token.
   if (Fs > 0) {
@@ -88,7 +132,7 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
 }
 
 void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& grad, const float* x, int64_t B, int64_t S,
-                  const MoeActs& acts, const float* dy, float* dx, Workspace& ws, const BatchReduce* reduce) {
+                  const MoeActs& acts, const float* dy, float* dx, Workspace& ws, const Parallelism& par) {
   const int64_t T = B * S, d = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   const int64_t Fe = c.moe_intermediate_size, Fs = c.shared_width();
   const RoutingPlan& plan = acts.plan;
@@ -113,24 +157,38 @@ void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& gra
     }
   }
 
-  // 2. experts, in parallel; dxs [A,d] in expert order.
+  // 2. experts, in parallel; dxs [A,d] in expert order. Under expert parallelism the output gradients travel the
+  //    forward's way to the ranks computing the experts, and the input gradients come back (splits swapped).
+  const ExpertBlocks blocks = expert_blocks_of(c, acts, par.experts);
+  const int64_t R = blocks.rows();
   float* dxs = ws.get("moe.dxs", A * d);
-  float* act = ws.get("moe.act", A * Fe);
-  float* dact = ws.get("moe.dact", A * Fe);
-  float* dg = ws.get("moe.dg", A * Fe);
-  float* du = ws.get("moe.du", A * Fe);
+  const float* xin = acts.xs.data();
+  const float* dyin = dye;
+  float* dxout = dxs;
+  if (par.experts != nullptr) {
+    float* dyr = ws.get("moe.dyr", R * d);
+    par.experts->dispatch(acts.exchange, dye, dyr, d);
+    xin = acts.xr.data();
+    dyin = dyr;
+    dxout = ws.get("moe.dxr", R * d);
+  }
+  float* act = ws.get("moe.act", R * Fe);
+  float* dact = ws.get("moe.dact", R * Fe);
+  float* dg = ws.get("moe.dg", R * Fe);
+  float* du = ws.get("moe.du", R * Fe);
   {
     PROFILE_SCOPE("moe.bwd.experts");
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t r0 = plan.expert_offsets[e], n = plan.rows_of(e);
+    for (int64_t j = 0; j < blocks.count; ++j) {
+      const int64_t r0 = blocks.offsets[j], n = blocks.offsets[j + 1] - r0, e = blocks.first + j;
       if (n == 0) continue;
-      swiglu_mlp_backward(acts.xs.data() + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d,
-                          w.expert_down + e * d * Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, dye + r0 * d, n,
-                          d, Fe, dxs + r0 * d, 0.0f, grad.expert_gate + e * Fe * d, grad.expert_up + e * Fe * d,
+      swiglu_mlp_backward(xin + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d,
+                          w.expert_down + e * d * Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, dyin + r0 * d, n,
+                          d, Fe, dxout + r0 * d, 0.0f, grad.expert_gate + e * Fe * d, grad.expert_up + e * Fe * d,
                           grad.expert_down + e * d * Fe, act + r0 * Fe, dact + r0 * Fe, dg + r0 * Fe, du + r0 * Fe);
     }
   }
+  if (par.experts != nullptr) par.experts->combine(acts.exchange, dxout, dxs, d);
   // 3. shared experts write dx (=); routed rows are scattered back per token (no races: one thread per token).
   if (Fs > 0) {
     swiglu_mlp_backward(x, w.shared_gate, w.shared_up, w.shared_down, acts.sg.data(), acts.su.data(), dy, T, d, Fs, dx,
@@ -152,7 +210,7 @@ void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& gra
   float* dprobs = ws.get("moe.dprobs", T * E);
   std::memset(dprobs, 0, T * E * sizeof(float));
   routing_weights_backward(plan, acts.probs.data(), c.norm_topk_prob, dweight, dprobs);
-  balance_loss(c, acts.probs.data(), plan, B, S, dprobs, reduce);
+  balance_loss(c, acts.probs.data(), plan, B, S, dprobs, par.reduce);
   float* dlogits = ws.get("moe.dlogits", T * E);
   softmax_backward_rows(acts.probs.data(), dprobs, dlogits, T, E);
   linear_backward(x, w.router, dlogits, dx, grad.router, T, d, E, 1.0f);

@@ -10,6 +10,7 @@
 #include "core/buffer.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "model/parallel.h"
 #include "model/routing.h"
 
 namespace dsmoe {
@@ -31,15 +32,19 @@ struct MoeActs {
   FloatBuffer ye;     // [A, d] expert outputs before weighting
   FloatBuffer sg, su; // [T, Fs] shared-expert pre-activations
   BalanceLoss balance;
+  // Expert parallelism: this rank's experts run over the rows other ranks sent it; g and u are then [R, Fe].
+  ExpertRows exchange;
+  FloatBuffer xr;     // [R, d] received rows, expert-major
 };
 
 // y[T,d] = sum_j w_tj Expert_{e_tj}(x_t) + Shared(x_t). Computes the balance losses when `training`.
-// `reduce` (data parallelism): the balance losses over every rank's batch together (model/parallel.h).
+// `par` (model/parallel.h): with `reduce` the balance losses are over every rank's batch together; with `experts`
+// this rank computes only its own experts, for the rows every rank of its EP group routes to them.
 void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, int64_t B, int64_t S, MoeActs& acts,
-                 float* y, Workspace& ws, bool training, const BatchReduce* reduce = nullptr);
+                 float* y, Workspace& ws, bool training, const Parallelism& par = {});
 // dx[T,d] (=); parameter gradients into `grad` (+=), including the router's, from dy and the balance losses.
 void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& grad, const float* x, int64_t B,
                   int64_t S, const MoeActs& acts, const float* dy, float* dx, Workspace& ws,
-                  const BatchReduce* reduce = nullptr);
+                  const Parallelism& par = {});
 
 }  // namespace dsmoe

@@ -320,14 +320,15 @@ Evaluation Run::evaluate() {
   Evaluation ev;
   ev.moe = moe_stats_init(model_->config);
   Activations& acts = trainer_->acts;
-  // Every rank evaluates the same windows alone (no collectives; the figures are identical on every rank).
-  const BatchReduce* const train_reduce = acts.reduce;
-  acts.reduce = nullptr;
+  // Every rank evaluates the same windows alone with all experts (no collectives; the figures are identical on
+  // every rank; every rank holds every expert's weights).
+  const Parallelism train_parallel = acts.parallel;
+  acts.parallel = {};
   struct Restore {
     Activations& a;
-    const BatchReduce* r;
-    ~Restore() { a.reduce = r; }
-  } restore{acts, train_reduce};
+    Parallelism p;
+    ~Restore() { a.parallel = p; }
+  } restore{acts, train_parallel};
   double nll = 0;
   auto eval_batch = [&](const int32_t* in, const int32_t* tg, int64_t B) {
     model_forward(*model_, in, B, c_.seq_len, acts, false);

@@ -45,7 +45,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro, double lr) {
     grads.zero();
   }
   double ce_sum = 0.0, balance_sum = 0.0;
-  acts.reduce = parallel;
+  acts.parallel = {parallel, experts};
   for (const MicroBatch& mb : micro) {
     LossReport l = model_step(model, mb.inputs, mb.targets, mb.B, mb.S, acts, &grads);
     if (!std::isfinite(l.total())) {

@@ -31,6 +31,8 @@ struct Trainer {
   // Data parallelism (dist/): this rank's micro-batches are its share of every rank's; losses are the global
   // batch's and gradients are summed over the ranks before clipping. nullptr: one process.
   const DataParallel* parallel = nullptr;
+  // Expert parallelism (with `parallel`): this rank computes only its experts, for its EP group's rows.
+  const ExpertExchange* experts = nullptr;
 
   Trainer(Model& model, AdamWOptions options, double grad_clip);
   // Exclude the MoE routers (gate weights) from training: no gradient, no update, no weight decay.
