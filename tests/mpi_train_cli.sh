@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# `mpirun -np W dsmoe train ...` (data parallelism, tests/CMakeLists.txt passes MPIEXEC): W = 2 and 4 ranks follow
-# the 1-process loss sequence (<= 1e-5 relative: the ranks' gradient shares are summed in another order); stop +
-# resume at 2 ranks is bit-identical to an uninterrupted 2-rank run; only rank 0 prints and writes; a batch that
-# does not split over the ranks, token dropping, --ep > 1 and a one-process command under mpirun are refused.
+# `mpirun -np W dsmoe train ... [--ep E]` (tests/CMakeLists.txt passes MPIEXEC): W = 2 and 4 ranks, data-parallel
+# and with expert parallelism (E = 2, 4), follow the 1-process loss sequence (<= 1e-5 relative: the ranks' gradient
+# shares are summed in another order); stop + resume at 2 ranks is bit-identical to an uninterrupted 2-rank run; a
+# run saved at EP 4 resumes at EP 2 and in one process with the same next losses; only rank 0 prints and writes; a
+# batch that does not split over the ranks, token dropping, an --ep that does not divide the ranks and a
+# one-process command under mpirun are refused with one line.
 source "$(dirname "$0")/lib.sh" "$1"
 MPIEXEC=$2
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
@@ -23,13 +25,29 @@ for np in 2 4; do
   [ "$(grep -o 'step  *1/12 ' np$np.log | wc -l)" = 1 ] && pass "np $np: step 1 printed once (rank 0 only)" \
     || failed "np $np printed step 1 $(grep -o 'step  *1/12 ' np$np.log | wc -l) times"
 done
+for layout in "2 2" "4 2" "4 4"; do
+  set -- $layout
+  "$MPIEXEC" -np $1 "$DSMOE" -t 1 train "${COMMON[@]}" --ep $2 --run-dir ep$1x$2 > ep$1x$2.log 2>&1 \
+    || { failed "np $1 ep $2 run"; cat ep$1x$2.log; }
+  close one ep$1x$2 && pass "np $1, --ep $2: 12 step losses equal the 1-process run (<= 1e-5 relative)" \
+    || { failed "np $1 ep $2 losses differ"; paste <(losses one) <(losses ep$1x$2) | head -12; }
+done
+# Reshard: stopped at step 5 under EP 4, resumed under EP 2 and in one process.
+"$MPIEXEC" -np 4 "$DSMOE" -t 1 train "${COMMON[@]}" --ep 4 --run-dir S4 --stop-after 5 > S4.log 2>&1 || failed "ep 4 stop-after"
+cp -r S4 S2
+cp -r S4 S1
+"$MPIEXEC" -np 2 "$DSMOE" -t 1 train --resume S2 --ep 2 > S2.log 2>&1 || { failed "resume at ep 2"; cat S2.log; }
+"$DSMOE" train --resume S1 --threads 2 > S1.log 2>&1 || { failed "resume in one process"; cat S1.log; }
+close ep4x4 S2 && pass "EP 4 checkpoint resumed at EP 2: losses of steps 6-12 equal (<= 1e-5)" || failed "EP 4 -> 2 resume differs"
+close ep4x4 S1 && pass "EP 4 checkpoint resumed in one process: losses of steps 6-12 equal (<= 1e-5)" || failed "EP 4 -> 1 resume differs"
 "$MPIEXEC" -np 2 "$DSMOE" -t 1 train "${COMMON[@]}" --run-dir R --stop-after 5 > R1.log 2>&1 || failed "np 2 stop-after"
 "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --resume R > R2.log 2>&1 || { failed "np 2 resume"; cat R2.log; }
 cmp -s np2/latest/model.safetensors R/latest/model.safetensors && cmp -s np2/latest/optimizer.safetensors R/latest/optimizer.safetensors \
   && [ "$(losses np2)" = "$(losses R)" ] && pass "np 2: stop at 5 + resume is byte-identical to the uninterrupted run" \
   || failed "np 2 resume differs"
 expect_error "batch 3 over 2 ranks" "does not split evenly" "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --preset tiny --steps 2 --batch 3 --run-dir bad1
-expect_error "--ep 2" "expert parallelism in training is not built yet" "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --preset tiny --steps 2 --ep 2 --run-dir bad2
+expect_error "--ep 4 over 2 ranks" "needs mpirun with a multiple of 4 ranks" "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --preset tiny --steps 2 --ep 4 --run-dir bad2
+expect_error "--ep 2 without mpirun" "needs mpirun" "$DSMOE" train --preset tiny --steps 2 --ep 2 --run-dir bad4
 expect_error "info under mpirun" "runs in one process" "$MPIEXEC" -np 2 "$DSMOE" info np2/latest
 sed 's/"capacity_factor": 0.0/"capacity_factor": 1.25/' np2/latest/config.json > cap.json
 expect_error "token dropping across ranks" "not supported across data-parallel ranks" "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --preset tiny --model cap.json --steps 2 --run-dir bad3

@@ -64,10 +64,9 @@ std::vector<std::pair<std::string, std::string>> parse_overrides(const std::vect
 }
 
 int run_train_command(const TrainArgs& a) {
-  check(a.ep == 1, "--ep {}: expert parallelism in training is not built yet (the token dispatch is, in src/dist); "
-        "--ep 1 (data parallelism over the mpirun ranks) works", a.ep);
   RunRequest req;
   req.parallel = data_parallel();
+  req.expert_parallel = expert_parallel(a.ep);
   auto overrides = parse_overrides(a.rest);
   if (a.sft) overrides.insert(overrides.begin(), {"sft", "true"});
   if (!a.resume.empty()) {

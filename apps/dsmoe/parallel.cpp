@@ -8,6 +8,7 @@
 #if defined(DSMOE_HAVE_MPI)
 #include "dist/comm.h"
 #include "dist/data_parallel.h"
+#include "dist/dispatch.h"
 #endif
 
 namespace dsmoe::cli {
@@ -16,6 +17,7 @@ namespace {
 #if defined(DSMOE_HAVE_MPI)
 std::unique_ptr<dist::Runtime> g_runtime;
 std::unique_ptr<dist::MpiDataParallel> g_data_parallel;
+std::unique_ptr<dist::MpiExpertExchange> g_experts;
 #endif
 
 int launched_world_size() {
@@ -28,7 +30,11 @@ void parallel_init(int* argc, char*** argv) {
   if (launched_world_size() == 0) return;  // not under mpirun: one process, no MPI
 #if defined(DSMOE_HAVE_MPI)
   g_runtime = std::make_unique<dist::Runtime>(argc, argv);
-  std::atexit([] { g_data_parallel.reset(); g_runtime.reset(); });
+  std::atexit([] {
+    g_experts.reset();
+    g_data_parallel.reset();
+    g_runtime.reset();
+  });
   dist::Comm world = dist::Comm::world();
   if (world.size() > 1) {
     if (world.rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) std::perror("stdout");
@@ -47,6 +53,26 @@ const DataParallel* data_parallel() {
   return g_data_parallel.get();
 #else
   return nullptr;
+#endif
+}
+
+std::function<const ExpertExchange*(int64_t)> expert_parallel(int64_t ep) {
+  if (ep == 1) return {};
+  const int64_t world = data_parallel() == nullptr ? 1 : data_parallel()->size();
+  check(world > 1 && world % ep == 0, "--ep {} needs mpirun with a multiple of {} ranks (this is {} process{})", ep,
+        ep, world, world == 1 ? "" : "es");
+#if defined(DSMOE_HAVE_MPI)
+  return [ep](int64_t n_routed) -> const ExpertExchange* {
+    check(n_routed > 0, "--ep {}: the model has no routed experts to split", ep);
+    const int rank = g_data_parallel->rank();
+    // EP group g: ranks [g ep, (g+1) ep); the ranks holding the same experts are ep apart.
+    g_experts = std::make_unique<dist::MpiExpertExchange>(g_data_parallel->comm().split(rank / static_cast<int>(ep),
+                                                                                       rank % static_cast<int>(ep)),
+                                                          n_routed);
+    return g_experts.get();
+  };
+#else
+  return {};
 #endif
 }
 

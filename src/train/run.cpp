@@ -286,6 +286,7 @@ void Run::setup_model() {
   // differ from one process's. Refused rather than silently different.
   check(req_.parallel == nullptr || mc.capacity_factor == 0, "capacity_factor {} (token dropping) is not supported "
         "across data-parallel ranks yet; train dropless (capacity_factor 0) or in one process", mc.capacity_factor);
+  if (req_.expert_parallel) trainer_->experts = req_.expert_parallel(mc.n_routed_experts);
   if (c_.freeze_router) trainer_->freeze_router();
   check_memory(mc);
   if (data_.train) data_.train->check_vocab(mc.vocab_size);

@@ -8,6 +8,7 @@
 //   RUN/tokenizer/, RUN/data/  tokenizer and token files made on the fly
 //   RUN/checkpoints/step-N/  HF model dir + optimizer + state;  RUN/latest -> the newest complete checkpoint
 #pragma once
+#include <functional>
 #include <string>
 
 #include "model/parallel.h"
@@ -22,6 +23,8 @@ struct RunRequest {
   // Data parallelism (mpirun): every rank runs train_run with its own DataParallel; each trains on its share of
   // every batch (sequences [r B/W, (r+1) B/W)), rank 0 alone writes the run directory, metrics and checkpoints.
   const DataParallel* parallel = nullptr;
+  // Expert parallelism (`--ep`): called once with the model's routed expert count; empty = none.
+  std::function<const ExpertExchange*(int64_t n_routed_experts)> expert_parallel;
 };
 
 struct RunSummary {
