@@ -69,4 +69,14 @@ cp -r m1 badhdr && printf '\xff\xff\xff\xff\xff\xff\xff\x7f' | dd of=badhdr/mode
 expect_error "bad safetensors header" "header" "$DSMOE" eval --model badhdr --data tokens.bin --seq-len 8
 expect_error "seq longer than max positions" "max_position_embeddings" "$DSMOE" eval --model m1 --data tokens.bin --seq-len 200
 
+# ep-plan: the reference's 16B figures (expert-parallel.md: ~685 GB all-to-all, ~5.6 GB dense and ~6.5 GB expert
+# all-reduce per rank per step at EP 8 x DP 8, 4.5K x 4K tokens, bf16), and its argument errors.
+"$DSMOE" ep-plan --config deepseek-moe-16b-base --ep 8 --dp 8 --tokens-per-step 18874368 --dtype bf16 > plan.txt 2>&1 \
+  && grep -q "all-to-all.*| 684.913 |" plan.txt && grep -q "dense all-reduce | 5.620 |" plan.txt \
+  && grep -q "expert all-reduce | 6.540 |" plan.txt && pass "ep-plan 16B EP 8 x DP 8 matches the reference" \
+  || failed "ep-plan 16B: $(cat plan.txt)"
+expect_error "ep-plan --ep not dividing the experts" "does not divide" "$DSMOE" ep-plan --config deepseek-moe-16b-base --ep 3 --tokens-per-step 300
+expect_error "ep-plan tokens not splitting over ranks" "do not split evenly" "$DSMOE" ep-plan --config deepseek-moe-16b-base --ep 8 --dp 2 --tokens-per-step 100
+expect_error "ep-plan without --tokens-per-step" "tokens-per-step" "$DSMOE" ep-plan --config deepseek-moe-16b-base --ep 8
+
 finish

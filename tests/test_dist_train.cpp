@@ -22,6 +22,7 @@
 #include "model/model.h"
 #include "model/params.h"
 #include "test_util.h"
+#include "train/ep_plan.h"
 #include "train/trainer.h"
 
 using namespace dsmoe;
@@ -140,6 +141,32 @@ int main(int argc, char** argv) {
       device.n_expert_groups = 2;
       run_config(layout + "device-level loss, D = 2", device, dp, ep, f);
       if (ep != nullptr && exchange.counters().exchanges == 0) f.check(false, layout + "no expert exchange happened");
+      if (ep != nullptr) {
+        // Counters == the cost model (train/ep_plan.h): with k = every routed expert, each token sends exactly
+        // (P - 1) / P of its rows to other ranks, so the model's all-to-all figure is exact, not an expectation.
+        ModelConfig all = tiny_config();
+        all.n_routed_experts = 4;
+        all.num_experts_per_tok = 4;
+        all.validate();
+        const dist::MpiExpertExchange ex4(ep_comm, 4);
+        Model m(all);
+        init_params(m.params, all, 3);
+        Trainer t(m, AdamWOptions{}, 1.0);
+        t.parallel = &dp;
+        t.experts = &ex4;
+        std::vector<int32_t> ids(kB / dp.size() * kS);
+        for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7 + dp.rank()) % all.vocab_size);
+        t.step(ids.data(), ids.data(), kB / dp.size(), kS, 1e-3);
+        EpPlanInput in;
+        in.ep = ep_size;
+        in.dp = dp.size() / ep_size;
+        in.tokens_per_step = kB * kS;
+        in.bytes_per_element = 4;
+        const double want = ep_plan(all, in).alltoall_bytes;
+        f.check(static_cast<double>(ex4.counters().alltoall_bytes) == want,
+                fmt::format("{}all-to-all bytes sent in one step {} != the cost model's {}", layout,
+                            ex4.counters().alltoall_bytes, want));
+      }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rank %d: %s\n", dp.rank(), e.what());

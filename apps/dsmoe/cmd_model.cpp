@@ -168,14 +168,7 @@ int run_generate(const GenerateArgs& a) {
 
 // ---- dsmoe info ----
 int run_info(const std::string& path) {
-  ModelConfig c;
-  if (!fs::exists(path) && model_preset_exists(path)) {  // a preset name, e.g. deepseek-moe-16b
-    nlohmann::json j = model_preset_config(path);
-    j.erase("vocab_from_tokenizer");
-    c = config_from_json(j, "preset " + path);
-  } else {
-    c = config_from_file(fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path);
-  }
+  const ModelConfig c = config_from_arg(path);
   fmt::print("{}\n{}\n", config_summary(c), config_to_json(c).dump(2));
   return 0;
 }

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "model_loading.h"
 #include "parallel.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
@@ -22,6 +23,7 @@
 #include "text/synth.h"
 #include "text/tokenizer.h"
 #include "train/data.h"
+#include "train/ep_plan.h"
 #include "train/run.h"
 #include "train/telemetry.h"
 
@@ -245,6 +247,31 @@ void add_train_commands(CLI::App& app, std::vector<Command>& commands) {
   CLI::App* demo_cmd = app.add_subcommand("demo", "the built-in default: train a small MoE on synthetic data");
   demo_cmd->add_option("--run-dir", demo->run_dir, "run directory (an existing one is continued)");
   commands.push_back({demo_cmd, [demo] { return run_demo(*demo); }});
+
+  struct PlanArgs {
+    std::string config, dtype = "f32";
+    EpPlanInput in;
+  };
+  auto plan = std::make_shared<PlanArgs>();
+  CLI::App* plan_cmd = app.add_subcommand("ep-plan", "communication per rank per step of expert + data parallel "
+                                                     "training: all-to-all, dense and expert all-reduce, time at a link speed");
+  plan_cmd->add_option("--config", plan->config, "model: preset name, model directory or config.json")->required();
+  plan_cmd->add_option("--ep", plan->in.ep, "expert-parallel group size")->check(CLI::PositiveNumber);
+  plan_cmd->add_option("--dp", plan->in.dp, "data-parallel replicas (ranks = ep x dp)")->check(CLI::PositiveNumber);
+  plan_cmd->add_option("--tokens-per-step", plan->in.tokens_per_step, "tokens of one global batch")
+      ->required()->check(CLI::PositiveNumber);
+  plan_cmd->add_option("--bandwidth", plan->in.bandwidth_gbs, "link bandwidth per rank, GB/s (12.5 = 100 Gb/s)")
+      ->check(CLI::PositiveNumber);
+  plan_cmd->add_option("--latency", plan->in.latency_us, "per-message latency, microseconds")
+      ->check(CLI::NonNegativeNumber);
+  plan_cmd->add_option("--dtype", plan->dtype, "element type on the wire: f32 (dsmoe) | bf16")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  commands.push_back({plan_cmd, [plan] {
+                        const ModelConfig c = config_from_arg(plan->config);
+                        plan->in.bytes_per_element = plan->dtype == "bf16" ? 2 : 4;
+                        fmt::print("{}", ep_plan_table(c, plan->in, ep_plan(c, plan->in)));
+                        return 0;
+                      }});
 }
 
 }  // namespace dsmoe::cli

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "train/run_config.h"
 #include "text/gguf_vocab.h"
 
 namespace dsmoe::cli {
@@ -58,6 +59,16 @@ LoadedModel load_for_inference(const std::string& model_path, const std::string&
     if (text::gguf_has_tokenizer(file)) loaded.tokenizer.emplace(text::tokenizer_from_gguf(file));
   }
   return loaded;
+}
+
+ModelConfig config_from_arg(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(path) && model_preset_exists(path)) {
+    nlohmann::json j = model_preset_config(path);
+    j.erase("vocab_from_tokenizer");
+    return config_from_json(j, "preset " + path);
+  }
+  return config_from_file(fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path);
 }
 
 }  // namespace dsmoe::cli

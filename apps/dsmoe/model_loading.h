@@ -26,6 +26,9 @@ struct LoadedModel {
 // Checks that the weights fit in this machine's memory and address-space limit (one error line with both
 // figures if not), prints what
 // they need, loads them, and loads a tokenizer when one is available (tokenizer_dir non-empty makes it required).
+// A model config from a preset name (e.g. deepseek-moe-16b-base), a model directory or a config.json.
+ModelConfig config_from_arg(const std::string& path);
+
 LoadedModel load_for_inference(const std::string& model_path, const std::string& tokenizer_dir,
                                const LoadOptions& options = {});
 
