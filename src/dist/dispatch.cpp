@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/profile.h"
 
 namespace dsmoe::dist {
 
@@ -56,7 +57,11 @@ ExpertRows dispatch_plan(const Comm& ep, const int64_t* rows_per_expert, int64_t
 
 void dispatch_rows(const Comm& ep, const ExpertRows& x, const float* rows, float* experts, int64_t d) {
   std::vector<float> received(static_cast<size_t>(x.received() * d));
-  ep.alltoallv_rows(rows, x.send_rows, received.data(), x.recv_rows, d);
+  {
+    PROFILE_SCOPE("ep.alltoall");
+    ep.alltoallv_rows(rows, x.send_rows, received.data(), x.recv_rows, d);
+  }
+  PROFILE_SCOPE("ep.permute");
   for_each_chunk(x, [&](int64_t from, int64_t to, int64_t n) {
     std::memcpy(experts + to * d, received.data() + from * d, static_cast<size_t>(n * d) * sizeof(float));
   });
@@ -64,9 +69,13 @@ void dispatch_rows(const Comm& ep, const ExpertRows& x, const float* rows, float
 
 void combine_rows(const Comm& ep, const ExpertRows& x, const float* experts, float* rows, int64_t d) {
   std::vector<float> outgoing(static_cast<size_t>(x.received() * d));
-  for_each_chunk(x, [&](int64_t to, int64_t from, int64_t n) {
-    std::memcpy(outgoing.data() + to * d, experts + from * d, static_cast<size_t>(n * d) * sizeof(float));
-  });
+  {
+    PROFILE_SCOPE("ep.permute");
+    for_each_chunk(x, [&](int64_t to, int64_t from, int64_t n) {
+      std::memcpy(outgoing.data() + to * d, experts + from * d, static_cast<size_t>(n * d) * sizeof(float));
+    });
+  }
+  PROFILE_SCOPE("ep.alltoall");
   ep.alltoallv_rows(outgoing.data(), x.recv_rows, rows, x.send_rows, d);
 }
 
@@ -78,6 +87,7 @@ MpiExpertExchange::MpiExpertExchange(Comm ep, int64_t n_routed_experts) : ep_(st
 }
 
 ExpertRows MpiExpertExchange::exchange_counts(const int64_t* rows_per_expert, int64_t E) const {
+  PROFILE_SCOPE("ep.alltoall");
   return dispatch_plan(ep_, rows_per_expert, E);
 }
 
