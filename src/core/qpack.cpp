@@ -133,52 +133,35 @@ DSMOE_QPACK_AVX2 inline __m256i dot_u8s8_avx2(__m256i acc, __m256i w, __m256i x)
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
 }
 
-// One full Q4_0 group (8 blocks) against NX activation rows, 512 bits wide: vectors j and j+1 of a group are
-// adjacent (32 bytes apart), so one zmm load, mask and shift decode two weight vectors, one zmm vpdpbusd sums two
-// blocks-vectors, and the two 256-bit halves are added at the end. Integer sums are exact, so this gives the bits
-// of the 256-bit kernel below with about 35% fewer instructions (the nibble decoding made Q4_0 decode
-// instruction-bound: 40-46 GB/s against 48-54 for packed Q8_0 on the same 0.9 GB matrix).
+// One full Q4_0 or Q8_0 group (8 blocks) against NX activation rows, 512 bits wide: vectors j and j+1 of a group are
+// adjacent (32 bytes apart), so one zmm load (and, for Q4_0, mask and shift; for Q8_0, one xor) decodes two weight
+// vectors, one zmm vpdpbusd sums two block-vectors, and the two 256-bit halves are added at the end. Integer sums
+// are exact, so this gives the bits of the 256-bit kernel below. Q4_0: about 35% fewer instructions (the nibble
+// decoding made Q4_0 decode instruction-bound: 40-46 GB/s against 48-54 for packed Q8_0 on the same 0.9 GB matrix).
+// Q8_0 with several activation rows (decode steps of several streams, prompts): 4 rows +4-6%, pp128 +8%; one Q8_0
+// row is bound by memory and measured 2% slower in zmm, so it keeps the 256-bit loop.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12: _mm512_undefined_epi32() (bug 105593)
-template <int NX>
-DSMOE_QPACK_VNNI inline void q4_group_vnni512(const uint8_t* grp, const int8_t* xt, const float* xd,
-                                              const int32_t* xsum, int64_t n, int64_t b0, __m256* acc) {
+template <bool kQ4, int NX>
+DSMOE_QPACK_VNNI inline void group_vnni512(const uint8_t* grp, const int8_t* xt, const float* xd, const int32_t* xsum,
+                                           int64_t n, int64_t b0, __m256* acc) {
   const int64_t nb = n / 32;
   const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(grp)));
   const uint8_t* payload = grp + 2 * kGroup;
-  const __m512i low4 = _mm512_set1_epi8(0x0f);
-  const __m512i b01 = _mm512_loadu_si512(payload), b23 = _mm512_loadu_si512(payload + 64);
-  const __m512i w01 = _mm512_and_si512(b01, low4), w23 = _mm512_and_si512(b23, low4);
-  const __m512i w45 = _mm512_and_si512(_mm512_srli_epi16(b01, 4), low4);
-  const __m512i w67 = _mm512_and_si512(_mm512_srli_epi16(b23, 4), low4);
-  for (int i = 0; i < NX; ++i) {
-    const int8_t* x = xt + i * n + b0 * 32;
-    __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w01, _mm512_loadu_si512(x));
-    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w23, _mm512_loadu_si512(x + 64));
-    s0 = _mm512_dpbusd_epi32(s0, w45, _mm512_loadu_si512(x + 128));
-    s1 = _mm512_dpbusd_epi32(s1, w67, _mm512_loadu_si512(x + 192));
-    const __m512i s = _mm512_add_epi32(s0, s1);
-    __m256i sums = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
-    sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(
-                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum + i * nb + b0)), 3));
-    const __m256 scale = _mm256_mul_ps(dw, _mm256_loadu_ps(xd + i * nb + b0));
-    acc[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[i]);
-  }
-}
-
-// One full Q8_0 group (8 blocks) against NX activation rows, 512 bits wide, as q4_group_vnni512: vectors j and j+1
-// are adjacent, so each zmm load, xor and vpdpbusd covers two of them. With several activation rows (decode steps of
-// several streams, prompts) the 256-bit kernel was instruction-bound: 4 rows +4-6%, pp128 +8%; one row is bound by
-// memory and measured 2% slower in zmm, so it keeps the 256-bit loop. Integer sums are exact: the bits are the same.
-template <int NX>
-DSMOE_QPACK_VNNI inline void q8_group_vnni512(const uint8_t* grp, const int8_t* xt, const float* xd,
-                                              const int32_t* xsum, int64_t n, int64_t b0, __m256* acc) {
-  const int64_t nb = n / 32;
-  const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(grp)));
-  const uint8_t* payload = grp + 2 * kGroup;
-  const __m512i flip = _mm512_set1_epi8(-128);  // w ^ 0x80 = w + 128: the unsigned form vpdpbusd takes
+  // w[p]: the unsigned weights of vectors 2p, 2p+1 (Q4_0: nibble q = w + 8; Q8_0: w ^ 0x80 = w + 128).
   __m512i w[4];
-  for (int j = 0; j < 4; ++j) w[j] = _mm512_xor_si512(_mm512_loadu_si512(payload + 64 * j), flip);
+  if constexpr (kQ4) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m512i b01 = _mm512_loadu_si512(payload), b23 = _mm512_loadu_si512(payload + 64);
+    w[0] = _mm512_and_si512(b01, low4);
+    w[1] = _mm512_and_si512(b23, low4);
+    w[2] = _mm512_and_si512(_mm512_srli_epi16(b01, 4), low4);
+    w[3] = _mm512_and_si512(_mm512_srli_epi16(b23, 4), low4);
+  } else {
+    const __m512i flip = _mm512_set1_epi8(-128);
+    for (int j = 0; j < 4; ++j) w[j] = _mm512_xor_si512(_mm512_loadu_si512(payload + 64 * j), flip);
+  }
+  constexpr int shift = kQ4 ? 3 : 7;  // sum -= xsum * (8 or 128): back to the signed weights
   for (int i = 0; i < NX; ++i) {
     const int8_t* x = xt + i * n + b0 * 32;
     __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], _mm512_loadu_si512(x));
@@ -188,7 +171,7 @@ DSMOE_QPACK_VNNI inline void q8_group_vnni512(const uint8_t* grp, const int8_t* 
     const __m512i s = _mm512_add_epi32(s0, s1);
     __m256i sums = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
     sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(
-                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum + i * nb + b0)), 7));
+                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum + i * nb + b0)), shift));
     const __m256 scale = _mm256_mul_ps(dw, _mm256_loadu_ps(xd + i * nb + b0));
     acc[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[i]);
   }
@@ -254,9 +237,9 @@ DSMOE_QPACK_VNNI inline void q8_group_vnni512(const uint8_t* grp, const int8_t* 
     auto full = [](const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); };                      \
     auto keep_new = [](__m256, __m256 updated) { return updated; };                                                    \
     if constexpr (kVnni && kQ4) {                                                                                      \
-      for (int64_t g = 0; g < ng; ++g) q4_group_vnni512<NX>(row + g * kGroup * bb, xt, xd, xsum, n, g * kGroup, acc);   \
+      for (int64_t g = 0; g < ng; ++g) group_vnni512<true, NX>(row + g * kGroup * bb, xt, xd, xsum, n, g * kGroup, acc);     \
     } else if constexpr (kVnni && NX > 1) {                                                                            \
-      for (int64_t g = 0; g < ng; ++g) q8_group_vnni512<NX>(row + g * kGroup * bb, xt, xd, xsum, n, g * kGroup, acc);   \
+      for (int64_t g = 0; g < ng; ++g) group_vnni512<false, NX>(row + g * kGroup * bb, xt, xd, xsum, n, g * kGroup, acc);    \
     } else {                                                                                                           \
       for (int64_t g = 0; g < ng; ++g) {                                                                               \
         const uint8_t* grp = row + g * kGroup * bb;                                                                    \
