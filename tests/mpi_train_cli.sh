@@ -3,8 +3,8 @@
 # and with expert parallelism (E = 2, 4), follow the 1-process loss sequence (<= 1e-5 relative: the ranks' gradient
 # shares are summed in another order); stop + resume at 2 ranks is bit-identical to an uninterrupted 2-rank run; a
 # run saved at EP 4 resumes at EP 2 and in one process with the same next losses; only rank 0 prints and writes; a
-# batch that does not split over the ranks, token dropping, an --ep that does not divide the ranks and a
-# one-process command under mpirun are refused with one line.
+# batch that does not split over the ranks, an --ep that does not divide the ranks and a one-process command under
+# mpirun are refused with one line; token dropping at 2 ranks (EP 2) follows one process.
 source "$(dirname "$0")/lib.sh" "$1"
 MPIEXEC=$2
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
@@ -49,6 +49,10 @@ expect_error "batch 3 over 2 ranks" "does not split evenly" "$MPIEXEC" -np 2 "$D
 expect_error "--ep 4 over 2 ranks" "needs mpirun with a multiple of 4 ranks" "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --preset tiny --steps 2 --ep 4 --run-dir bad2
 expect_error "--ep 2 without mpirun" "needs mpirun" "$DSMOE" train --preset tiny --steps 2 --ep 2 --run-dir bad4
 expect_error "info under mpirun" "runs in one process" "$MPIEXEC" -np 2 "$DSMOE" info np2/latest
-sed 's/"capacity_factor": 0.0/"capacity_factor": 1.25/' np2/latest/config.json > cap.json
-expect_error "token dropping across ranks" "not supported across data-parallel ranks" "$MPIEXEC" -np 2 "$DSMOE" -t 1 train --preset tiny --model cap.json --steps 2 --run-dir bad3
+# Token dropping (capacity factor 1.0: some tokens are dropped every step) at 2 ranks follows one process.
+sed 's/"capacity_factor": 0.0/"capacity_factor": 1.0/' np2/latest/config.json > cap.json
+"$DSMOE" train "${COMMON[@]}" --model cap.json --threads 2 --run-dir cap1 > cap1.log 2>&1 || { failed "capacity run, 1 process"; cat cap1.log; }
+"$MPIEXEC" -np 2 "$DSMOE" -t 1 train "${COMMON[@]}" --model cap.json --ep 2 --run-dir cap2 > cap2.log 2>&1 || { failed "capacity run, np 2 ep 2"; cat cap2.log; }
+grep -q "dropped [1-9]" cap1.log && close cap1 cap2 && pass "capacity factor 1.0 (tokens dropped) at np 2, EP 2: losses equal one process" \
+  || { failed "capacity run differs (or dropped nothing)"; grep dropped cap1.log | head -2; paste <(losses cap1) <(losses cap2) | head; }
 finish

@@ -6,7 +6,8 @@
 // step-1 loss and balance losses (<= 1e-6 relative: the only difference is the order of the cross-rank sums),
 // every gradient after the reduction (<= 1e-5 relative to the tensor's largest entry), and 20 AdamW steps with
 // clipping forced on (losses <= 1e-5 relative, final weights <= 1e-4). Configurations: the per-sequence expert-level
-// loss (seq_aux), the batch-level one, and the device-level loss with D = 2. Exit 0 only when every rank passed.
+// loss (seq_aux), the batch-level one, the device-level loss with D = 2, and token dropping (capacity factor 1).
+// Exit 0 only when every rank passed.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -140,6 +141,11 @@ int main(int argc, char** argv) {
       device.device_aux_loss_alpha = 0.05;
       device.n_expert_groups = 2;
       run_config(layout + "device-level loss, D = 2", device, dp, ep, f);
+      // Token dropping: capacity ceil(1.0 * 48 * 2 / 8) = 12 rows per expert over the global batch; the earliest
+      // tokens are kept across the ranks in rank order, as one process keeps them.
+      ModelConfig dropping = config();
+      dropping.capacity_factor = 1.0;
+      run_config(layout + "capacity factor 1.0 (dropping)", dropping, dp, ep, f);
       if (ep != nullptr && exchange.counters().exchanges == 0) f.check(false, layout + "no expert exchange happened");
       if (ep != nullptr) {
         // Counters == the cost model (train/ep_plan.h): with k = every routed expert, each token sends exactly

@@ -1,6 +1,8 @@
 #include "dist/comm.h"
 
+#include <algorithm>
 #include <climits>
+#include <vector>
 
 #include "core/error.h"
 
@@ -65,6 +67,14 @@ void Comm::allreduce_sum(double* data, int64_t n) const {
     const int m = static_cast<int>(std::min<int64_t>(INT_MAX, n - i));
     ok(MPI_Allreduce(MPI_IN_PLACE, data + i, m, MPI_DOUBLE, MPI_SUM, comm_), "allreduce");
   }
+}
+
+void Comm::exscan_sum(double* data, int64_t n) const {
+  const int m = as_int(n, "exscan count");
+  std::vector<double> out(static_cast<size_t>(n), 0.0);
+  ok(MPI_Exscan(data, out.data(), m, MPI_DOUBLE, MPI_SUM, comm_), "exscan");
+  if (rank_ == 0) std::fill(out.begin(), out.end(), 0.0);  // MPI leaves rank 0's result undefined
+  std::copy(out.begin(), out.end(), data);
 }
 
 void Comm::allgather(const int64_t* send, int64_t n, int64_t* recv) const {

@@ -15,6 +15,7 @@ class MpiDataParallel final : public DataParallel {
   int size() const override { return comm_.size(); }
   void barrier() const override { comm_.barrier(); }
   void sum(double* values, int64_t n) const override { comm_.allreduce_sum(values, n); }
+  void sum_before(double* values, int64_t n) const override { comm_.exscan_sum(values, n); }
   void sum_gradients(float* grads, int64_t n) const override { comm_.allreduce_sum(grads, n); }
   const Comm& comm() const { return comm_; }
 

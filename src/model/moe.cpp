@@ -71,7 +71,7 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
   softmax_rows(acts.probs.data(), T, E);
 
   // 2. routing plan: top-k, renormalisation, capacity, expert-sorted rows.
-  acts.plan = routing_plan_build(acts.probs.data(), T, E, k, c.norm_topk_prob, c.capacity_factor);
+  acts.plan = routing_plan_build(acts.probs.data(), T, E, k, c.norm_topk_prob, c.capacity_factor, par.reduce);
   const RoutingPlan& plan = acts.plan;
   const int64_t A = plan.rows();
   acts.balance = training ? balance_loss(c, acts.probs.data(), plan, B, S, nullptr, par.reduce) : BalanceLoss{};

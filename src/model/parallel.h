@@ -14,6 +14,8 @@ struct BatchReduce {
   // Element-wise sums over every rank's share of the batch, in place. Every rank calls it in the same order (the
   // model's layer order), with the same n.
   virtual void sum(double* values, int64_t n) const = 0;
+  // values <- the sum over the ranks before this one (their tokens come first in the batch); zeros on rank 0.
+  virtual void sum_before(double* values, int64_t n) const = 0;
 };
 
 // The trainer's side: the batch statistics above, plus the sum of every rank's gradient shares after backward.

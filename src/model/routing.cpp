@@ -7,7 +7,7 @@
 namespace dsmoe {
 
 RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t k, bool norm_topk_prob,
-                               double capacity_factor) {
+                               double capacity_factor, const BatchReduce* reduce) {
   RoutingPlan plan;
   plan.T = T;
   plan.E = E;
@@ -40,12 +40,25 @@ RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t
   }
   for (int64_t a = 0; a < T * k; ++a) plan.selected_count[plan.topk_expert[a]]++;
 
-  // 2. capacity: keep the first C assignments of each expert in token order.
-  plan.capacity = capacity_factor > 0 ? static_cast<int64_t>(std::ceil(capacity_factor * T * k / E)) : 0;
+  // 2. capacity: keep the first C assignments of each expert in token order. Across data-parallel ranks, the
+  //    selections of the ranks before this one come first: each expert's budget here is C minus those.
+  std::vector<int64_t> budget(E, 0);
+  if (capacity_factor > 0) {
+    double T_all = static_cast<double>(T);
+    std::vector<double> before(plan.selected_count.begin(), plan.selected_count.end());
+    if (reduce != nullptr) {
+      reduce->sum(&T_all, 1);
+      reduce->sum_before(before.data(), E);
+    } else {
+      std::fill(before.begin(), before.end(), 0.0);
+    }
+    plan.capacity = static_cast<int64_t>(std::ceil(capacity_factor * T_all * k / E));
+    for (int64_t e = 0; e < E; ++e) budget[e] = std::max<int64_t>(0, plan.capacity - static_cast<int64_t>(before[e]));
+  }
   std::vector<int64_t> kept(E, 0);
   for (int64_t a = 0; a < T * k; ++a) {
     const int32_t e = plan.topk_expert[a];
-    if (plan.capacity > 0 && kept[e] >= plan.capacity) {
+    if (plan.capacity > 0 && kept[e] >= budget[e]) {
       plan.n_dropped++;
       continue;
     }

@@ -30,9 +30,11 @@ struct RoutingPlan {
 
 // Build the plan from gate probabilities probs [T, E] (softmax already applied).
 // Ties in the top-k break towards the lower expert index. With capacity_factor > 0 each expert keeps at most
-// ceil(cf * T * k / E) assignments, the earliest tokens first (GShard-style dropping in token order).
+// ceil(cf * T * k / E) assignments, the earliest tokens first (GShard-style dropping in token order). With `reduce`
+// (data parallelism) T is every rank's tokens together and the earliest are counted across the ranks in rank order
+// (their shares of the batch are consecutive), so the drops are one process's.
 RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t k, bool norm_topk_prob,
-                               double capacity_factor);
+                               double capacity_factor, const BatchReduce* reduce = nullptr);
 
 // Back-propagate d(combine weights) [T, k] to d(probs) [T, E] (+=), through the optional renormalisation.
 // Dropped assignments carry no gradient of their own but still sit in the renormalisation's denominator.

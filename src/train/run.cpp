@@ -282,10 +282,6 @@ void Run::setup_model() {
   mc.validate();
   check(c_.seq_len <= mc.max_position_embeddings, "seq_len {} exceeds the model's max_position_embeddings {}",
         c_.seq_len, mc.max_position_embeddings);
-  // Dropping keeps each expert's earliest tokens of the whole batch; a rank sees only its share, so its drops would
-  // differ from one process's. Refused rather than silently different.
-  check(req_.parallel == nullptr || mc.capacity_factor == 0, "capacity_factor {} (token dropping) is not supported "
-        "across data-parallel ranks yet; train dropless (capacity_factor 0) or in one process", mc.capacity_factor);
   if (req_.expert_parallel) trainer_->experts = req_.expert_parallel(mc.n_routed_experts);
   if (c_.freeze_router) trainer_->freeze_router();
   check_memory(mc);
