@@ -71,9 +71,22 @@ void run_config(const std::string& name, ModelConfig c, const dist::MpiDataParal
   const int32_t* my_in = inputs.data() + r * Bl * kS;
   const int32_t* my_tg = targets.data() + r * Bl * kS;
 
-  Model alone(c), shared(c);
+  // Under expert parallelism the rank holds only the experts it computes (a slice of every stacked expert tensor),
+  // initialised as that slice of the one-process model.
+  const ExpertSlice slice = ep != nullptr ? ExpertSlice{ep->first_expert(), ep->expert_count()} : ExpertSlice{};
+  Model alone(c), shared(c, slice);
   init_params(alone.params, c, 11);
   init_params(shared.params, c, 11);
+  // The same tensor of the one-process model, at this rank's slice.
+  auto whole = [&](const ParamSet& set, size_t i, const ParamSet& local) {
+    const TensorSpec& mine = local.registry[i];
+    const int64_t per = mine.n_stacked > 0 ? mine.numel() / mine.n_stacked : 0;
+    return set.ptr(set.registry[i]) + mine.first_expert * per;
+  };
+  for (size_t i = 0; i < alone.params.registry.size(); ++i)
+    f.check(tensor_rel(whole(alone.params, i, shared.params), shared.params.ptr(shared.params.registry[i]),
+                       shared.params.registry[i].numel()) == 0,
+            fmt::format("{}: initial {} is not the one-process model's", name, shared.params.registry[i].name));
   const AdamWOptions opt{0.9, 0.95, 1e-8, 0.1};
   Trainer one(alone, opt, 0.05), many(shared, opt, 0.05);  // clip 0.05: forced on at these losses
   many.parallel = &dp;
@@ -91,8 +104,9 @@ void run_config(const std::string& name, ModelConfig c, const dist::MpiDataParal
   }
   f.check(a.loss.tokens == b.loss.tokens, fmt::format("{}: counted tokens {} vs {}", name, b.loss.tokens, a.loss.tokens));
   f.check(rel(a.grad_norm, b.grad_norm) <= 1e-5, fmt::format("{}: grad norm {} vs one process {}", name, b.grad_norm, a.grad_norm));
-  for (const TensorSpec& spec : one.grads.params.registry) {
-    const double d = tensor_rel(one.grads.params.ptr(spec), many.grads.params.ptr(spec), spec.numel());
+  for (size_t i = 0; i < many.grads.params.registry.size(); ++i) {
+    const TensorSpec& spec = many.grads.params.registry[i];
+    const double d = tensor_rel(whole(one.grads.params, i, many.grads.params), many.grads.params.ptr(spec), spec.numel());
     f.check(d <= 1e-5, fmt::format("{}: gradient of {} (layer {}) differs by {:.2e}", name, spec.name, spec.layer, d));
   }
   // Steps 2..20.
@@ -101,8 +115,9 @@ void run_config(const std::string& name, ModelConfig c, const dist::MpiDataParal
     const StepResult y = many.step(my_in, my_tg, Bl, kS, kLr);
     f.check(rel(x.loss.total(), y.loss.total()) <= 1e-5, fmt::format("{}: step {} loss {} vs one process {}", name, s, y.loss.total(), x.loss.total()));
   }
-  for (const TensorSpec& spec : alone.params.registry) {
-    const double d = tensor_rel(alone.params.ptr(spec), shared.params.ptr(spec), spec.numel());
+  for (size_t i = 0; i < shared.params.registry.size(); ++i) {
+    const TensorSpec& spec = shared.params.registry[i];
+    const double d = tensor_rel(whole(alone.params, i, shared.params), shared.params.ptr(spec), spec.numel());
     f.check(d <= 1e-4, fmt::format("{}: weights of {} (layer {}) after 20 steps differ by {:.2e}", name, spec.name, spec.layer, d));
   }
 }
@@ -123,6 +138,9 @@ int main(int argc, char** argv) {
       if (dp.size() % ep_size != 0) continue;
       // EP group g: world ranks [g E, (g+1) E); ranks holding the same experts are E apart.
       const dist::Comm ep_comm = dp.comm().split(dp.rank() / ep_size, dp.rank() % ep_size);
+      // The data parallelism of this layout: with EP, expert slices reduce over the ranks holding the same slice.
+      dist::MpiDataParallel dpl(dp.comm());
+      if (ep_size > 1) dpl.slice_experts(ep_comm, dp.comm().split(dp.rank() % ep_size, dp.rank() / ep_size));
       auto config = [] {
         ModelConfig c = tiny_config();
         c.n_routed_experts = 8;
@@ -133,19 +151,19 @@ int main(int argc, char** argv) {
       const std::string layout = fmt::format("np {} ep {}: ", dp.size(), ep_size);
       ModelConfig seq = config();
       seq.seq_aux = true;
-      run_config(layout + "seq_aux", seq, dp, ep, f);
+      run_config(layout + "seq_aux", seq, dpl, ep, f);
       ModelConfig batch = config();
       batch.seq_aux = false;
-      run_config(layout + "batch-level expert loss", batch, dp, ep, f);
+      run_config(layout + "batch-level expert loss", batch, dpl, ep, f);
       ModelConfig device = config();
       device.device_aux_loss_alpha = 0.05;
       device.n_expert_groups = 2;
-      run_config(layout + "device-level loss, D = 2", device, dp, ep, f);
+      run_config(layout + "device-level loss, D = 2", device, dpl, ep, f);
       // Token dropping: capacity ceil(1.0 * 48 * 2 / 8) = 12 rows per expert over the global batch; the earliest
       // tokens are kept across the ranks in rank order, as one process keeps them.
       ModelConfig dropping = config();
       dropping.capacity_factor = 1.0;
-      run_config(layout + "capacity factor 1.0 (dropping)", dropping, dp, ep, f);
+      run_config(layout + "capacity factor 1.0 (dropping)", dropping, dpl, ep, f);
       if (ep != nullptr && exchange.counters().exchanges == 0) f.check(false, layout + "no expert exchange happened");
       if (ep != nullptr) {
         // Counters == the cost model (train/ep_plan.h): with k = every routed expert, each token sends exactly
@@ -155,10 +173,12 @@ int main(int argc, char** argv) {
         all.num_experts_per_tok = 4;
         all.validate();
         const dist::MpiExpertExchange ex4(ep_comm, 4);
-        Model m(all);
+        dist::MpiDataParallel dp4(dp.comm());
+        dp4.slice_experts(ex4.comm(), dp.comm().split(dp.rank() % ep_size, dp.rank() / ep_size));
+        Model m(all, ExpertSlice{ex4.first_expert(), ex4.expert_count()});
         init_params(m.params, all, 3);
         Trainer t(m, AdamWOptions{}, 1.0);
-        t.parallel = &dp;
+        t.parallel = &dp4;
         t.experts = &ex4;
         std::vector<int32_t> ids(kB / dp.size() * kS);
         for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7 + dp.rank()) % all.vocab_size);

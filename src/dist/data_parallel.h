@@ -1,6 +1,7 @@
 // Data parallelism over an MPI communicator (model/parallel.h's DataParallel): batch statistics and gradients are
 // summed over its ranks with MPI_Allreduce.
 #pragma once
+#include <memory>
 #include <utility>
 
 #include "dist/comm.h"
@@ -11,16 +12,27 @@ namespace dsmoe::dist {
 class MpiDataParallel final : public DataParallel {
  public:
   explicit MpiDataParallel(Comm comm) : comm_(std::move(comm)) {}
+  // Expert parallelism with sliced expert storage: `ep` = this rank's EP group, `edp` = the ranks holding the same
+  // slice (one per EP group).
+  void slice_experts(Comm ep, Comm edp) {
+    ep_ = std::make_unique<Comm>(std::move(ep));
+    edp_ = std::make_unique<Comm>(std::move(edp));
+  }
   int rank() const override { return comm_.rank(); }
   int size() const override { return comm_.size(); }
   void barrier() const override { comm_.barrier(); }
   void sum(double* values, int64_t n) const override { comm_.allreduce_sum(values, n); }
   void sum_before(double* values, int64_t n) const override { comm_.exscan_sum(values, n); }
-  void sum_gradients(float* grads, int64_t n) const override { comm_.allreduce_sum(grads, n); }
+  void sum_gradients(ParamSet& grads) const override;
+  double expert_sq_norm(double local) const override {
+    if (ep_ != nullptr) ep_->allreduce_sum(&local, 1);
+    return local;
+  }
   const Comm& comm() const { return comm_; }
 
  private:
   Comm comm_;
+  std::unique_ptr<Comm> ep_, edp_;  // set by slice_experts
 };
 
 }  // namespace dsmoe::dist

@@ -10,7 +10,8 @@
 
 namespace dsmoe {
 
-Model::Model(const ModelConfig& c) : config(c), params(build_registry(c)), weights(bind_weights(params)) {}
+Model::Model(const ModelConfig& c, ExpertSlice slice)
+    : config(c), params(build_registry(c, slice)), weights(bind_weights(params)) {}
 
 Gradients::Gradients(const Model& model) : params(model.params.registry), weights(bind_weights(params)) {}
 

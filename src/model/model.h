@@ -24,7 +24,8 @@ struct Model {
   ParamSet params;
   Weights weights;  // views into params
 
-  explicit Model(const ModelConfig& config);  // zero parameters
+  // Zero parameters; with a slice (expert parallelism) only those routed experts are held.
+  explicit Model(const ModelConfig& config, ExpertSlice slice = {});
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 };

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "core/error.h"
 #include "core/gemm.h"
 #include "core/ops.h"
 #include "core/profile.h"
@@ -36,8 +37,14 @@ struct ExpertBlocks {
   int64_t rows() const { return offsets.back(); }
 };
 
-ExpertBlocks expert_blocks_of(const ModelConfig& c, const MoeActs& acts, const ExpertExchange* experts) {
+ExpertBlocks expert_blocks_of(const ModelConfig& c, const LayerWeights& w, const MoeActs& acts,
+                              const ExpertExchange* experts) {
   ExpertBlocks b;
+  const int64_t run_first = experts == nullptr ? 0 : experts->first_expert();
+  const int64_t run_count = experts == nullptr ? c.n_routed_experts : experts->expert_count();
+  check(w.expert_first <= run_first && run_first + run_count <= w.expert_first + w.expert_held,
+        "this rank runs experts [{}, {}) but holds [{}, {})", run_first, run_first + run_count, w.expert_first,
+        w.expert_first + w.expert_held);
   if (experts == nullptr) {
     b.count = c.n_routed_experts;
     b.offsets = acts.plan.expert_offsets;
@@ -50,13 +57,14 @@ ExpertBlocks expert_blocks_of(const ModelConfig& c, const MoeActs& acts, const E
 }
 
 // Forward: under expert parallelism, first exchanges the per-expert row counts (acts.exchange).
-ExpertBlocks expert_blocks(const ModelConfig& c, const RoutingPlan& plan, MoeActs& acts, const ExpertExchange* experts) {
+ExpertBlocks expert_blocks(const ModelConfig& c, const LayerWeights& w, const RoutingPlan& plan, MoeActs& acts,
+                           const ExpertExchange* experts) {
   if (experts != nullptr) {
     std::vector<int64_t> counts(static_cast<size_t>(plan.E));
     for (int64_t e = 0; e < plan.E; ++e) counts[e] = plan.rows_of(e);
     acts.exchange = experts->exchange_counts(counts.data(), plan.E);
   }
-  return expert_blocks_of(c, acts, experts);
+  return expert_blocks_of(c, w, acts, experts);
 }
 }  // namespace
 
@@ -86,7 +94,7 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
   // 4. one SwiGLU GEMM chain per expert over its contiguous rows; experts run in parallel, each with a
   //    single-threaded BLAS (OpenBLAS's OpenMP build does that inside a parallel region). Under expert parallelism
   //    the rows first go to the ranks computing their experts, and the outputs come back in plan order.
-  const ExpertBlocks blocks = expert_blocks(c, plan, acts, par.experts);
+  const ExpertBlocks blocks = expert_blocks(c, w, plan, acts, par.experts);
   const int64_t R = blocks.rows();
   const float* xin = xs;
   float* yout = acts.ye.data();
@@ -103,7 +111,7 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
     PROFILE_SCOPE("moe.fwd.experts");
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t j = 0; j < blocks.count; ++j) {
-      const int64_t r0 = blocks.offsets[j], n = blocks.offsets[j + 1] - r0, e = blocks.first + j;
+      const int64_t r0 = blocks.offsets[j], n = blocks.offsets[j + 1] - r0, e = blocks.first + j - w.expert_first;
       if (n == 0) continue;
       swiglu_mlp_forward(xin + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d, w.expert_down + e * d * Fe,
                          n, d, Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, act + r0 * Fe, yout + r0 * d, 0.0f);
@@ -159,7 +167,7 @@ void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& gra
 
   // 2. experts, in parallel; dxs [A,d] in expert order. Under expert parallelism the output gradients travel the
   //    forward's way to the ranks computing the experts, and the input gradients come back (splits swapped).
-  const ExpertBlocks blocks = expert_blocks_of(c, acts, par.experts);
+  const ExpertBlocks blocks = expert_blocks_of(c, w, acts, par.experts);
   const int64_t R = blocks.rows();
   float* dxs = ws.get("moe.dxs", A * d);
   const float* xin = acts.xs.data();
@@ -180,7 +188,7 @@ void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& gra
     PROFILE_SCOPE("moe.bwd.experts");
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t j = 0; j < blocks.count; ++j) {
-      const int64_t r0 = blocks.offsets[j], n = blocks.offsets[j + 1] - r0, e = blocks.first + j;
+      const int64_t r0 = blocks.offsets[j], n = blocks.offsets[j + 1] - r0, e = blocks.first + j - w.expert_first;
       if (n == 0) continue;
       swiglu_mlp_backward(xin + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d,
                           w.expert_down + e * d * Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, dyin + r0 * d, n,

@@ -9,6 +9,8 @@
 
 namespace dsmoe {
 
+struct ParamSet;
+
 struct BatchReduce {
   virtual ~BatchReduce() = default;
   // Element-wise sums over every rank's share of the batch, in place. Every rank calls it in the same order (the
@@ -23,8 +25,13 @@ struct DataParallel : BatchReduce {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual void barrier() const = 0;
-  // grads [n] <- the sum over ranks, in place (after every rank's backward over its share of the batch).
-  virtual void sum_gradients(float* grads, int64_t n) const = 0;
+  // grads <- the sum over the ranks holding each tensor, in place, after every rank's backward over its share of the
+  // batch: dense tensors over all ranks; a slice of routed experts (expert parallelism) over the ranks holding the
+  // same slice, since the other ranks of its EP group sent their rows' gradients to it already.
+  virtual void sum_gradients(ParamSet& grads) const = 0;
+  // The routed experts' part of the squared gradient norm: summed over the EP group when each rank holds a slice
+  // (so every expert counts once), unchanged when every rank holds every expert.
+  virtual double expert_sq_norm(double local) const = 0;
 };
 
 // Expert parallelism: the routed experts of every MoE layer are split over the P ranks of an expert-parallel (EP)

@@ -37,7 +37,11 @@ Weights bind_weights(ParamSet& params) {
       case TensorRole::mlp_up: l->mlp_up = p; break;
       case TensorRole::mlp_down: l->mlp_down = p; break;
       case TensorRole::router: l->router = p; break;
-      case TensorRole::expert_gate: l->expert_gate = p; break;
+      case TensorRole::expert_gate:
+        l->expert_gate = p;
+        l->expert_first = spec.first_expert;
+        l->expert_held = spec.n_stacked;
+        break;
       case TensorRole::expert_up: l->expert_up = p; break;
       case TensorRole::expert_down: l->expert_down = p; break;
       case TensorRole::shared_gate: l->shared_gate = p; break;
@@ -75,6 +79,9 @@ void init_params(ParamSet& params, const ModelConfig& config, uint64_t seed) {
       continue;
     }
     Rng rng(seed * 0x100000001B3ull + i);
+    // A slice of stacked experts (expert parallelism) takes its part of the whole tensor's stream.
+    const int64_t skip = spec.n_stacked > 0 ? spec.first_expert * (n / spec.n_stacked) : 0;
+    for (int64_t j = 0; j < skip; ++j) rng.normal();
     for (int64_t j = 0; j < n; ++j) p[j] = static_cast<float>(rng.normal() * config.initializer_range);
   }
 }

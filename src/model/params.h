@@ -38,9 +38,11 @@ struct LayerWeights {
   float* mlp_up = nullptr;     // [F, d]
   float* mlp_down = nullptr;   // [d, F]
   float* router = nullptr;     // [E, d]
-  float* expert_gate = nullptr;  // [E, Fe, d]
-  float* expert_up = nullptr;    // [E, Fe, d]
-  float* expert_down = nullptr;  // [E, d, Fe]
+  int64_t expert_first = 0;      // the routed experts held are [expert_first, expert_first + expert_held)
+  int64_t expert_held = 0;       // El: E unless expert parallelism slices them
+  float* expert_gate = nullptr;  // [El, Fe, d]
+  float* expert_up = nullptr;    // [El, Fe, d]
+  float* expert_down = nullptr;  // [El, d, Fe]
   float* shared_gate = nullptr;  // [Fs, d]
   float* shared_up = nullptr;    // [Fs, d]
   float* shared_down = nullptr;  // [d, Fs]

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/error.h"
+
 namespace dsmoe {
 
 const char* tensor_role_name(TensorRole role) {
@@ -39,7 +41,7 @@ int64_t TensorSpec::numel() const {
 std::string TensorSpec::hf_name(int64_t expert) const {
   if (n_stacked == 0) return name;
   std::string out = name;
-  out.replace(out.find("{e}"), 3, std::to_string(expert));
+  out.replace(out.find("{e}"), 3, std::to_string(first_expert + expert));
   return out;
 }
 
@@ -50,12 +52,15 @@ std::vector<int64_t> TensorSpec::hf_shape() const {
 
 std::string shape_str(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
-std::vector<TensorSpec> build_registry(const ModelConfig& c) {
+std::vector<TensorSpec> build_registry(const ModelConfig& c, ExpertSlice slice) {
   const int64_t d = c.hidden_size, q_dim = c.num_attention_heads * c.head_dim(), kv_dim = c.kv_dim();
   const int64_t E = c.n_routed_experts, Fe = c.moe_intermediate_size, Fs = c.shared_width();
+  check(slice.all() || (slice.first >= 0 && slice.count >= 1 && slice.first + slice.count <= E),
+        "expert slice [{}, {}) outside the model's {} routed experts", slice.first, slice.first + slice.count, E);
+  const int64_t held = slice.all() ? E : slice.count, first = slice.all() ? 0 : slice.first;
   std::vector<TensorSpec> r;
   auto add = [&](std::string name, TensorRole role, int64_t layer, std::vector<int64_t> shape, int64_t stacked = 0) {
-    r.push_back(TensorSpec{std::move(name), role, layer, std::move(shape), stacked, 0});
+    r.push_back(TensorSpec{std::move(name), role, layer, std::move(shape), stacked, 0, stacked > 0 ? first : 0});
   };
   add("model.embed_tokens.weight", TensorRole::embedding, -1, {c.vocab_size, d});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
@@ -73,9 +78,9 @@ std::vector<TensorSpec> build_registry(const ModelConfig& c) {
       continue;
     }
     add(p + "mlp.gate.weight", TensorRole::router, i, {E, d});
-    add(p + "mlp.experts.{e}.gate_proj.weight", TensorRole::expert_gate, i, {E, Fe, d}, E);
-    add(p + "mlp.experts.{e}.up_proj.weight", TensorRole::expert_up, i, {E, Fe, d}, E);
-    add(p + "mlp.experts.{e}.down_proj.weight", TensorRole::expert_down, i, {E, d, Fe}, E);
+    add(p + "mlp.experts.{e}.gate_proj.weight", TensorRole::expert_gate, i, {held, Fe, d}, held);
+    add(p + "mlp.experts.{e}.up_proj.weight", TensorRole::expert_up, i, {held, Fe, d}, held);
+    add(p + "mlp.experts.{e}.down_proj.weight", TensorRole::expert_down, i, {held, d, Fe}, held);
     if (Fs > 0) {
       add(p + "mlp.shared_experts.gate_proj.weight", TensorRole::shared_gate, i, {Fs, d});
       add(p + "mlp.shared_experts.up_proj.weight", TensorRole::shared_up, i, {Fs, d});

@@ -43,9 +43,10 @@ struct TensorSpec {
   std::vector<int64_t> shape;   // in memory (stacked experts lead with E)
   int64_t n_stacked = 0;        // 0: one HF tensor; E: HF holds E tensors of shape[1:]
   size_t offset = 0;            // float offset of this tensor in a ParamSet arena
+  int64_t first_expert = 0;     // stacked experts held: [first_expert, first_expert + n_stacked) (expert parallelism)
 
   int64_t numel() const;
-  // HF tensor name; for stacked experts, the name of expert e.
+  // HF tensor name; for stacked experts, the name of the e-th expert held (expert first_expert + e).
   std::string hf_name(int64_t expert = -1) const;
   // Shape of one HF tensor (shape without the leading E for stacked experts).
   std::vector<int64_t> hf_shape() const;
@@ -53,8 +54,15 @@ struct TensorSpec {
   bool weight_decay() const { return hf_shape().size() >= 2; }
 };
 
-// All parameters of the model described by `config`, in a fixed order, with arena offsets filled in.
-std::vector<TensorSpec> build_registry(const ModelConfig& config);
+// The routed experts a rank holds under expert parallelism: [first, first + count); count < 0 = all of them.
+struct ExpertSlice {
+  int64_t first = 0, count = -1;
+  bool all() const { return count < 0; }
+};
+
+// All parameters of the model described by `config`, in a fixed order, with arena offsets filled in. With a slice,
+// the stacked expert tensors hold only its experts (same names: hf_name(e) is expert first + e).
+std::vector<TensorSpec> build_registry(const ModelConfig& config, ExpertSlice slice = {});
 // Total floats of the registry's arena.
 size_t registry_numel(const std::vector<TensorSpec>& registry);
 std::string shape_str(const std::vector<int64_t>& shape);

@@ -34,16 +34,18 @@ void AdamW::update(ParamSet& params, const ParamSet& grads, double lr) {
   }
 }
 
-double clip_grad_norm(ParamSet& grads, double max_norm) {
-  double sum_sq = 0.0;
+double clip_grad_norm(ParamSet& grads, double max_norm, const DataParallel* parallel) {
+  double sum_sq = 0.0, expert_sq = 0.0;
   for (const TensorSpec& spec : grads.registry) {
     const float* g = grads.ptr(spec);
     const int64_t n = spec.numel();
     double s = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : s) if (n > 32768)
     for (int64_t i = 0; i < n; ++i) s += static_cast<double>(g[i]) * g[i];
-    sum_sq += s;
+    // One process keeps a single running sum (its order is part of the bit-exact resume contract).
+    (parallel != nullptr && spec.n_stacked > 0 ? expert_sq : sum_sq) += s;
   }
+  if (parallel != nullptr) sum_sq += parallel->expert_sq_norm(expert_sq);
   const double norm = std::sqrt(sum_sq);
   if (max_norm > 0) {
     const double coef = max_norm / (norm + 1e-6);

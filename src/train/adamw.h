@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/buffer.h"
+#include "model/parallel.h"
 #include "model/params.h"
 
 namespace dsmoe {
@@ -29,6 +30,7 @@ struct AdamW {
 
 // Global L2 norm of all gradients, then scale them by min(1, max_norm / (norm + 1e-6)) as
 // torch.nn.utils.clip_grad_norm_ does. max_norm <= 0 disables clipping. Returns the norm before clipping.
-double clip_grad_norm(ParamSet& grads, double max_norm);
+// With `parallel` holding sliced experts, their part of the norm is summed over the EP group (each expert once).
+double clip_grad_norm(ParamSet& grads, double max_norm, const DataParallel* parallel = nullptr);
 
 }  // namespace dsmoe

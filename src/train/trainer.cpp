@@ -65,7 +65,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro, double lr) {
   r.loss.balance = balance_sum / n;
   if (parallel != nullptr) {  // every rank's share of the gradient: the global batch's
     PROFILE_SCOPE("step.allreduce");
-    parallel->sum_gradients(grads.params.arena.data(), static_cast<int64_t>(grads.params.arena.size()));
+    parallel->sum_gradients(grads.params);
   }
   if (micro.size() > 1) {  // the step's loss is the mean of the micro-batch losses
     const float scale = static_cast<float>(1.0 / n);
@@ -81,7 +81,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro, double lr) {
     }
   {
     PROFILE_SCOPE("step.clip");
-    r.grad_norm = clip_grad_norm(grads.params, grad_clip);
+    r.grad_norm = clip_grad_norm(grads.params, grad_clip, parallel);
   }
   if (!std::isfinite(r.grad_norm))
     fail("step {}: gradient of {} is not finite; parameters left unchanged", optimizer.step + 1,

@@ -1,0 +1,26 @@
+#include "dist/data_parallel.h"
+
+#include "core/profile.h"
+#include "model/params.h"
+
+namespace dsmoe::dist {
+
+void MpiDataParallel::sum_gradients(ParamSet& grads) const {
+  if (edp_ == nullptr) {  // every rank holds every tensor: one reduction over the whole arena
+    comm_.allreduce_sum(grads.arena.data(), static_cast<int64_t>(grads.arena.size()));
+    return;
+  }
+  // Runs of consecutive tensors of one kind (the arena follows the registry): dense over the world, expert slices
+  // over the ranks holding the same slice. Every rank walks the same registry, so the collectives match.
+  const std::vector<TensorSpec>& reg = grads.registry;
+  for (size_t i = 0; i < reg.size();) {
+    const bool expert = reg[i].n_stacked > 0;
+    size_t j = i;
+    int64_t n = 0;
+    while (j < reg.size() && (reg[j].n_stacked > 0) == expert) n += reg[j++].numel();
+    (expert ? *edp_ : comm_).allreduce_sum(grads.ptr(reg[i]), n);
+    i = j;
+  }
+}
+
+}  // namespace dsmoe::dist
