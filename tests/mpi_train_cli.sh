@@ -2,7 +2,8 @@
 # `mpirun -np W dsmoe train ... [--ep E]` (tests/CMakeLists.txt passes MPIEXEC): W = 2 and 4 ranks, data-parallel
 # and with expert parallelism (E = 2, 4), follow the 1-process loss sequence (<= 1e-5 relative: the ranks' gradient
 # shares are summed in another order); stop + resume at 2 ranks is bit-identical to an uninterrupted 2-rank run; a
-# run saved at EP 4 resumes at EP 2 and in one process with the same next losses; only rank 0 prints and writes; a
+# run saved at EP 4 resumes at EP 2 and in one process with the same next losses; under EP each rank holds only its
+# experts and a stop + resume is byte-identical; only rank 0 prints and writes; a
 # batch that does not split over the ranks, an --ep that does not divide the ranks and a one-process command under
 # mpirun are refused with one line; token dropping at 2 ranks (EP 2) follows one process.
 source "$(dirname "$0")/lib.sh" "$1"
@@ -32,6 +33,13 @@ for layout in "2 2" "4 2" "4 4"; do
   close one ep$1x$2 && pass "np $1, --ep $2: 12 step losses equal the 1-process run (<= 1e-5 relative)" \
     || { failed "np $1 ep $2 losses differ"; paste <(losses one) <(losses ep$1x$2) | head -12; }
 done
+grep -q "each holds 2 of the 8 routed experts" ep4x4.log && pass "EP 4: each rank holds 2 of the 8 routed experts" \
+  || failed "EP 4 did not slice the experts: $(grep -m1 'expert parallelism' ep4x4.log)"
+"$MPIEXEC" -np 2 "$DSMOE" -t 1 train "${COMMON[@]}" --ep 2 --run-dir E2 --stop-after 5 > E21.log 2>&1 || failed "ep 2 stop-after"
+"$MPIEXEC" -np 2 "$DSMOE" -t 1 train --resume E2 --ep 2 > E22.log 2>&1 || { failed "ep 2 resume"; cat E22.log; }
+cmp -s ep2x2/latest/model.safetensors E2/latest/model.safetensors && cmp -s ep2x2/latest/optimizer.safetensors E2/latest/optimizer.safetensors \
+  && [ "$(losses ep2x2)" = "$(losses E2)" ] && pass "EP 2: stop at 5 + resume is byte-identical to the uninterrupted run (gathered checkpoints)" \
+  || failed "EP 2 resume differs"
 # Reshard: stopped at step 5 under EP 4, resumed under EP 2 and in one process.
 "$MPIEXEC" -np 4 "$DSMOE" -t 1 train "${COMMON[@]}" --ep 4 --run-dir S4 --stop-after 5 > S4.log 2>&1 || failed "ep 4 stop-after"
 cp -r S4 S2

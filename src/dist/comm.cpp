@@ -82,6 +82,11 @@ void Comm::allgather(const int64_t* send, int64_t n, int64_t* recv) const {
   ok(MPI_Allgather(send, m, MPI_INT64_T, recv, m, MPI_INT64_T, comm_), "allgather");
 }
 
+void Comm::gather_to_first(const float* send, int64_t n, float* recv) const {
+  const int m = as_int(n, "gather count");
+  ok(MPI_Gather(send, m, MPI_FLOAT, recv, m, MPI_FLOAT, 0, comm_), "gather");
+}
+
 void Comm::alltoall(const int64_t* send, int64_t n, int64_t* recv) const {
   const int m = as_int(n, "alltoall count");
   ok(MPI_Alltoall(send, m, MPI_INT64_T, recv, m, MPI_INT64_T, comm_), "alltoall");

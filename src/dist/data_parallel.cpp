@@ -1,5 +1,8 @@
 #include "dist/data_parallel.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "core/profile.h"
 #include "model/params.h"
 
@@ -21,6 +24,19 @@ void MpiDataParallel::sum_gradients(ParamSet& grads) const {
     (expert ? *edp_ : comm_).allreduce_sum(grads.ptr(reg[i]), n);
     i = j;
   }
+}
+
+void MpiDataParallel::gather_expert_slices(const float* local, int64_t n, float* whole) const {
+  if (ep_ == nullptr) {
+    std::copy(local, local + n, whole);
+    return;
+  }
+  std::vector<float> unused;  // the first rank of another EP group receives its group's copy and drops it
+  if (whole == nullptr && ep_->rank() == 0) {
+    unused.resize(static_cast<size_t>(n * ep_->size()));
+    whole = unused.data();
+  }
+  ep_->gather_to_first(local, n, whole);
 }
 
 }  // namespace dsmoe::dist

@@ -28,6 +28,8 @@ class MpiDataParallel final : public DataParallel {
     if (ep_ != nullptr) ep_->allreduce_sum(&local, 1);
     return local;
   }
+  void gather_expert_slices(const float* local, int64_t n, float* whole) const override;
+  bool experts_sliced() const override { return ep_ != nullptr; }
   const Comm& comm() const { return comm_; }
 
  private:

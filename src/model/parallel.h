@@ -32,6 +32,10 @@ struct DataParallel : BatchReduce {
   // The routed experts' part of the squared gradient norm: summed over the EP group when each rank holds a slice
   // (so every expert counts once), unchanged when every rank holds every expert.
   virtual double expert_sq_norm(double local) const = 0;
+  // Sliced experts: every rank of the EP group sends its slice (n floats) and the group's first rank receives the
+  // whole tensor in expert order (checkpoints are written whole). Without slices, a copy.
+  virtual void gather_expert_slices(const float* local, int64_t n, float* whole) const = 0;
+  virtual bool experts_sliced() const = 0;
 };
 
 // Expert parallelism: the routed experts of every MoE layer are split over the P ranks of an expert-parallel (EP)

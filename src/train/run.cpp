@@ -174,6 +174,12 @@ class Run {
   void check_memory(const ModelConfig& mc) const;
   void setup_data();
   void setup_model();
+  void slice_experts(const ExpertExchange& experts);
+  // Sliced experts: the whole model and optimizer state, gathered on rank 0 (collective; nullptr elsewhere). Else
+  // the run's own.
+  std::pair<const Model*, const AdamW*> whole_state();
+  std::unique_ptr<Model> whole_model_;
+  std::unique_ptr<AdamW> whole_optimizer_;
   std::vector<MicroBatch> batches_for_step(int64_t step);
   Evaluation evaluate();
   void log_metrics(const json& record);
@@ -282,7 +288,6 @@ void Run::setup_model() {
   mc.validate();
   check(c_.seq_len <= mc.max_position_embeddings, "seq_len {} exceeds the model's max_position_embeddings {}",
         c_.seq_len, mc.max_position_embeddings);
-  if (req_.expert_parallel) trainer_->experts = req_.expert_parallel(mc.n_routed_experts);
   if (c_.freeze_router) trainer_->freeze_router();
   check_memory(mc);
   if (data_.train) data_.train->check_vocab(mc.vocab_size);
@@ -290,6 +295,12 @@ void Run::setup_model() {
   if (data_.tokenizer)
     check(data_.tokenizer->vocab_size() <= mc.vocab_size, "the tokenizer has {} tokens but the model only {}",
           data_.tokenizer->vocab_size(), mc.vocab_size);
+  // Last: slicing replaces model_ (and so `mc`) and the trainer.
+  if (req_.expert_parallel) {
+    const ExpertExchange* experts = req_.expert_parallel(mc.n_routed_experts);
+    if (req_.parallel != nullptr && req_.parallel->experts_sliced()) slice_experts(*experts);
+    trainer_->experts = experts;
+  }
 }
 
 std::vector<MicroBatch> Run::batches_for_step(int64_t step) {
@@ -317,10 +328,11 @@ Evaluation Run::evaluate() {
   Evaluation ev;
   ev.moe = moe_stats_init(model_->config);
   Activations& acts = trainer_->acts;
-  // Every rank evaluates the same windows alone with all experts (no collectives; the figures are identical on
-  // every rank; every rank holds every expert's weights).
+  // Every rank evaluates the same windows (the figures are identical on every rank): alone, or, when each rank
+  // holds a slice of the experts, with the expert exchange of its EP group.
   const Parallelism train_parallel = acts.parallel;
   acts.parallel = {};
+  if (req_.parallel != nullptr && req_.parallel->experts_sliced()) acts.parallel.experts = trainer_->experts;
   struct Restore {
     Activations& a;
     Parallelism p;
@@ -363,11 +375,80 @@ void Run::log_metrics(const json& record) {
   out << record.dump() << "\n";
 }
 
+namespace {
+// Per tensor, the floats of `local` (a registry holding a slice of the stacked experts) at their place in `whole`
+// (the full registry of the same model): the callback gets (whole offset, local offset, count).
+template <typename F>
+void for_each_slice(const std::vector<TensorSpec>& whole, const std::vector<TensorSpec>& local, F&& f) {
+  check(whole.size() == local.size(), "expert slices: registries of {} and {} tensors", whole.size(), local.size());
+  for (size_t i = 0; i < local.size(); ++i) {
+    const int64_t per = local[i].n_stacked > 0 ? local[i].numel() / local[i].n_stacked : 0;
+    f(whole[i].offset + static_cast<size_t>(local[i].first_expert * per), local[i].offset, local[i].numel(),
+      local[i].n_stacked > 0);
+  }
+}
+}  // namespace
+
+// Expert parallelism with sliced storage: this rank keeps only the routed experts it computes (and their AdamW
+// moments); the whole model it was built or loaded as is dropped.
+void Run::slice_experts(const ExpertExchange& experts) {
+  const ModelConfig& mc = model_->config;
+  auto local = std::make_unique<Model>(mc, ExpertSlice{experts.first_expert(), experts.expert_count()});
+  auto trainer = std::make_unique<Trainer>(*local, trainer_->optimizer.options, trainer_->grad_clip);
+  const AdamW& from = trainer_->optimizer;
+  AdamW& to = trainer->optimizer;
+  to.step = from.step;
+  to.frozen = from.frozen;
+  for_each_slice(model_->params.registry, local->params.registry, [&](size_t w, size_t l, int64_t n, bool) {
+    std::copy_n(model_->params.arena.data() + w, n, local->params.arena.data() + l);
+    std::copy_n(from.m.data() + w, n, to.m.data() + l);
+    std::copy_n(from.v.data() + w, n, to.v.data() + l);
+  });
+  trainer->parallel = trainer_->parallel;
+  fmt::print("expert parallelism: {} ranks in EP groups of {}; each holds {} of the {} routed experts: {:.3f}M of "
+             "{:.3f}M parameters\n", ranks(), mc.n_routed_experts / experts.expert_count(), experts.expert_count(),
+             mc.n_routed_experts, local->params.arena.size() / 1e6, model_->params.arena.size() / 1e6);
+  trainer_ = std::move(trainer);
+  model_ = std::move(local);
+}
+
+std::pair<const Model*, const AdamW*> Run::whole_state() {
+  if (req_.parallel == nullptr || !req_.parallel->experts_sliced()) return {model_.get(), &trainer_->optimizer};
+  const ModelConfig& mc = model_->config;
+  if (leader() && whole_model_ == nullptr) {
+    whole_model_ = std::make_unique<Model>(mc);
+    whole_optimizer_ = std::make_unique<AdamW>(whole_model_->params, trainer_->optimizer.options);
+  }
+  const AdamW& opt = trainer_->optimizer;
+  float* wp = leader() ? whole_model_->params.arena.data() : nullptr;
+  float* wm = leader() ? whole_optimizer_->m.data() : nullptr;
+  float* wv = leader() ? whole_optimizer_->v.data() : nullptr;
+  const std::vector<TensorSpec> whole_registry = build_registry(mc);
+  for_each_slice(whole_registry, model_->params.registry, [&](size_t w, size_t l, int64_t n, bool stacked) {
+    const std::pair<const float*, float*> parts[] = {{model_->params.arena.data() + l, wp},
+                                                      {opt.m.data() + l, wm},
+                                                      {opt.v.data() + l, wv}};
+    for (const auto& [src, dst] : parts) {
+      if (stacked) {  // slices arrive in expert order; on the leader (EP rank 0, expert 0) w is the tensor's start
+        req_.parallel->gather_expert_slices(src, n, dst == nullptr ? nullptr : dst + w);
+      } else if (dst != nullptr) {
+        std::copy_n(src, n, dst + w);
+      }
+    }
+  });
+  if (!leader()) return {nullptr, nullptr};
+  whole_optimizer_->step = opt.step;
+  whole_optimizer_->frozen = opt.frozen;
+  return {whole_model_.get(), whole_optimizer_.get()};
+}
+
 void Run::save_checkpoint(int64_t step) {
-  if (!leader()) return;  // data parallelism: every rank holds the same parameters and optimizer state
   if (req_.run_dir.empty()) return;
+  // Data parallelism: every rank holds the same parameters and optimizer state; sliced experts are gathered first.
+  const auto [model, optimizer] = whole_state();
+  if (!leader()) return;
   json state = {{"step", step}, {"config", run_config_to_json(c_)}};
-  checkpoint_save(req_.run_dir, step, *model_, trainer_->optimizer, state, static_cast<int>(c_.keep));
+  checkpoint_save(req_.run_dir, step, *model, *optimizer, state, static_cast<int>(c_.keep));
 }
 
 void Run::print_step(int64_t step, const StepResult& r, double dt) {
@@ -474,8 +555,9 @@ RunSummary Run::go() {
   summary.final_loss = last.loss.ce;
   summary.tokenizer_dir = data_.tokenizer_dir;
   summary.val_data = c_.val_data;
+  const Model* whole = c_.out.empty() ? nullptr : whole_state().first;
   if (!c_.out.empty() && leader()) {
-    model_save(*model_, c_.out, save_dtype_from_name(c_.save_dtype));
+    model_save(*whole, c_.out, save_dtype_from_name(c_.save_dtype));
     fmt::print("saved {}\n", c_.out);
     summary.model_dir = c_.out;
   } else if (!req_.run_dir.empty()) {
