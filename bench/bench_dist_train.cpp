@@ -42,13 +42,19 @@ int main(int argc, char** argv) {
     const dist::Comm world = dist::Comm::world();
     const int W = world.size(), r = world.rank();
     check(B % W == 0 && W % ep == 0, "--batch {} and --ep {} must divide the {} ranks' work", B, ep, W);
-    const dist::MpiDataParallel dp(world);
-    Model model(config_from_file(config_path));
-    init_params(model.params, model.config, 1234);
+    dist::MpiDataParallel dp(world);
+    const ModelConfig config = config_from_file(config_path);
     std::unique_ptr<dist::MpiExpertExchange> exchange;
-    if (ep > 1)
-      exchange = std::make_unique<dist::MpiExpertExchange>(world.split(r / static_cast<int>(ep), r % static_cast<int>(ep)),
-                                                           model.config.n_routed_experts);
+    ExpertSlice slice;
+    if (ep > 1) {  // as `dsmoe train --ep`: each rank holds and computes its slice of the experts
+      const int e = static_cast<int>(ep);
+      const dist::Comm group = world.split(r / e, r % e);
+      exchange = std::make_unique<dist::MpiExpertExchange>(group, config.n_routed_experts);
+      dp.slice_experts(group, world.split(r % e, r / e));
+      slice = {exchange->first_expert(), exchange->expert_count()};
+    }
+    Model model(config, slice);
+    init_params(model.params, model.config, 1234);
     const int64_t Bl = B / W;
     Rng rng(99 + r);
     std::vector<int32_t> inputs(Bl * S), targets(Bl * S);
@@ -85,7 +91,8 @@ int main(int argc, char** argv) {
                                         {"phases_s", {{"compute", mean - a2a - permute - allreduce - adam},
                                                       {"permute", permute}, {"alltoall", a2a},
                                                       {"allreduce", allreduce}, {"optimizer", adam}}},
-                                        {"alltoall_bytes_per_step", exchange ? exchange->counters().alltoall_bytes / (steps + 1) : 0}}
+                                        {"alltoall_bytes_per_step", exchange ? exchange->counters().alltoall_bytes / (steps + 1) : 0},
+                                        {"params_held", model.params.arena.size()}}
                              .dump());
     }
   } catch (const std::exception& e) {
