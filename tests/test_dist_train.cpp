@@ -6,7 +6,7 @@
 // step-1 loss and balance losses (<= 1e-6 relative: the only difference is the order of the cross-rank sums),
 // every gradient after the reduction (<= 1e-5 relative to the tensor's largest entry), and 20 AdamW steps with
 // clipping forced on (losses <= 1e-5 relative, final weights <= 1e-4). Configurations: the per-sequence expert-level
-// loss (seq_aux), the batch-level one, the device-level loss with D = 2, and token dropping (capacity factor 1).
+// loss (seq_aux), the batch-level one, the device-level loss with D = 4, and token dropping (capacity factor 1).
 // Exit 0 only when every rank passed.
 #include <algorithm>
 #include <cmath>
@@ -157,8 +157,8 @@ int main(int argc, char** argv) {
       run_config(layout + "batch-level expert loss", batch, dpl, ep, f);
       ModelConfig device = config();
       device.device_aux_loss_alpha = 0.05;
-      device.n_expert_groups = 2;
-      run_config(layout + "device-level loss, D = 2", device, dpl, ep, f);
+      device.n_expert_groups = 4;  // one process with D = 4 against EP = 4 (and every other layout)
+      run_config(layout + "device-level loss, D = 4", device, dpl, ep, f);
       // Token dropping: capacity ceil(1.0 * 48 * 2 / 8) = 12 rows per expert over the global batch; the earliest
       // tokens are kept across the ranks in rank order, as one process keeps them.
       ModelConfig dropping = config();
@@ -192,6 +192,16 @@ int main(int argc, char** argv) {
         f.check(static_cast<double>(ex4.counters().alltoall_bytes) == want,
                 fmt::format("{}all-to-all bytes sent in one step {} != the cost model's {}", layout,
                             ex4.counters().alltoall_bytes, want));
+        // The gradient all-reduce: dense parameters over all ranks, each expert slice over its DP group of
+        // np / EP ranks, as the model counts them.
+        const EpPlan plan = ep_plan(all, in);
+        auto near = [](double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(1.0, std::fabs(b)); };
+        f.check(near(dp4.counters().dense_bytes, plan.dense_allreduce_bytes),
+                fmt::format("{}dense all-reduce bytes {} != the cost model's {}", layout, dp4.counters().dense_bytes,
+                            plan.dense_allreduce_bytes));
+        f.check(near(dp4.counters().expert_bytes, plan.expert_allreduce_bytes),
+                fmt::format("{}expert all-reduce bytes {} != the cost model's {}", layout, dp4.counters().expert_bytes,
+                            plan.expert_allreduce_bytes));
       }
     }
   } catch (const std::exception& e) {

@@ -8,9 +8,17 @@
 
 namespace dsmoe::dist {
 
+void MpiDataParallel::count(bool expert, int64_t floats, int group) const {
+  const double bytes = 2.0 * (group - 1) / group * static_cast<double>(floats) * sizeof(float);
+  (expert ? counters_.expert_bytes : counters_.dense_bytes) += bytes;
+  counters_.reductions += 1;
+}
+
 void MpiDataParallel::sum_gradients(ParamSet& grads) const {
+  PROFILE_SCOPE("step.allreduce");
   if (edp_ == nullptr) {  // every rank holds every tensor: one reduction over the whole arena
     comm_.allreduce_sum(grads.arena.data(), static_cast<int64_t>(grads.arena.size()));
+    count(false, static_cast<int64_t>(grads.arena.size()), comm_.size());
     return;
   }
   // Runs of consecutive tensors of one kind (the arena follows the registry): dense over the world, expert slices
@@ -21,7 +29,9 @@ void MpiDataParallel::sum_gradients(ParamSet& grads) const {
     size_t j = i;
     int64_t n = 0;
     while (j < reg.size() && (reg[j].n_stacked > 0) == expert) n += reg[j++].numel();
-    (expert ? *edp_ : comm_).allreduce_sum(grads.ptr(reg[i]), n);
+    const Comm& group = expert ? *edp_ : comm_;
+    group.allreduce_sum(grads.ptr(reg[i]), n);
+    count(expert, n, group.size());
     i = j;
   }
 }

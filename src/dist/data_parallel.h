@@ -32,7 +32,17 @@ class MpiDataParallel final : public DataParallel {
   bool experts_sliced() const override { return ep_ != nullptr; }
   const Comm& comm() const { return comm_; }
 
+  // Gradient all-reduce traffic, counted as a ring all-reduce sends it: 2 (P - 1) / P times the payload bytes over a
+  // group of P ranks (train/ep_plan.h's model), dense tensors and expert slices apart.
+  struct Counters {
+    double dense_bytes = 0, expert_bytes = 0;
+    int64_t reductions = 0;
+  };
+  const Counters& counters() const { return counters_; }
+
  private:
+  void count(bool expert, int64_t floats, int group) const;
+  mutable Counters counters_;
   Comm comm_;
   std::unique_ptr<Comm> ep_, edp_;  // set by slice_experts
 };

@@ -64,7 +64,6 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro, double lr) {
   r.loss.ce = ce_sum / n;
   r.loss.balance = balance_sum / n;
   if (parallel != nullptr) {  // every rank's share of the gradient: the global batch's
-    PROFILE_SCOPE("step.allreduce");
     parallel->sum_gradients(grads.params);
   }
   if (micro.size() > 1) {  // the step's loss is the mean of the micro-batch losses
