@@ -139,6 +139,8 @@ int run_demo(const DemoArgs& a) {
   fmt::print("dsmoe demo: a small DeepSeekMoE (shared + fine-grained routed experts) trained from scratch on the "
              "built-in synthetic corpus; no downloads.\n");
   const RunSummary run = train_run(req);
+  // Across MPI ranks, rank 0 alone samples, reports and draws the plots (into the one run directory).
+  if (req.parallel != nullptr && req.parallel->rank() != 0) return 0;
 
   auto model = model_load((fs::path(a.run_dir) / "latest").string());
   const text::Tokenizer tok = text::Tokenizer::load(run.tokenizer_dir);
