@@ -47,10 +47,9 @@ int main(int argc, char** argv) {
     std::unique_ptr<dist::MpiExpertExchange> exchange;
     ExpertSlice slice;
     if (ep > 1) {  // as `dsmoe train --ep`: each rank holds and computes its slice of the experts
-      const int e = static_cast<int>(ep);
-      const dist::Comm group = world.split(r / e, r % e);
-      exchange = std::make_unique<dist::MpiExpertExchange>(group, config.n_routed_experts);
-      dp.slice_experts(group, world.split(r % e, r / e));
+      dist::ExpertGroups groups = dist::expert_groups(world, static_cast<int>(ep));
+      exchange = std::make_unique<dist::MpiExpertExchange>(groups.ep, config.n_routed_experts);
+      dp.slice_experts(std::move(groups.ep), std::move(groups.edp));
       slice = {exchange->first_expert(), exchange->expert_count()};
     }
     Model model(config, slice);

@@ -137,10 +137,11 @@ int main(int argc, char** argv) {
     for (int ep_size : {1, 2, 4}) {
       if (dp.size() % ep_size != 0) continue;
       // EP group g: world ranks [g E, (g+1) E); ranks holding the same experts are E apart.
-      const dist::Comm ep_comm = dp.comm().split(dp.rank() / ep_size, dp.rank() % ep_size);
+      const dist::ExpertGroups groups = dist::expert_groups(dp.comm(), ep_size);
+      const dist::Comm& ep_comm = groups.ep;
       // The data parallelism of this layout: with EP, expert slices reduce over the ranks holding the same slice.
       dist::MpiDataParallel dpl(dp.comm());
-      if (ep_size > 1) dpl.slice_experts(ep_comm, dp.comm().split(dp.rank() % ep_size, dp.rank() / ep_size));
+      if (ep_size > 1) dpl.slice_experts(groups.ep, groups.edp);
       auto config = [] {
         ModelConfig c = tiny_config();
         c.n_routed_experts = 8;
@@ -174,7 +175,7 @@ int main(int argc, char** argv) {
         all.validate();
         const dist::MpiExpertExchange ex4(ep_comm, 4);
         dist::MpiDataParallel dp4(dp.comm());
-        dp4.slice_experts(ex4.comm(), dp.comm().split(dp.rank() % ep_size, dp.rank() / ep_size));
+        dp4.slice_experts(groups.ep, groups.edp);
         Model m(all, ExpertSlice{ex4.first_expert(), ex4.expert_count()});
         init_params(m.params, all, 3);
         Trainer t(m, AdamWOptions{}, 1.0);

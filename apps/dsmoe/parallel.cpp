@@ -64,14 +64,10 @@ std::function<const ExpertExchange*(int64_t)> expert_parallel(int64_t ep) {
 #if defined(DSMOE_HAVE_MPI)
   return [ep](int64_t n_routed) -> const ExpertExchange* {
     check(n_routed > 0, "--ep {}: the model has no routed experts to split", ep);
-    const int rank = g_data_parallel->rank();
-    // EP group g: ranks [g ep, (g+1) ep); the ranks holding the same experts are ep apart.
-    const int e = static_cast<int>(ep);
-    dist::Comm group = g_data_parallel->comm().split(rank / e, rank % e);
-    g_experts = std::make_unique<dist::MpiExpertExchange>(group, n_routed);
-    // Each rank holds only its slice of the experts; a slice's gradients are summed over the ranks holding it
-    // (the same position in every EP group).
-    g_data_parallel->slice_experts(std::move(group), g_data_parallel->comm().split(rank % e, rank / e));
+    dist::ExpertGroups groups = dist::expert_groups(g_data_parallel->comm(), static_cast<int>(ep));
+    g_experts = std::make_unique<dist::MpiExpertExchange>(groups.ep, n_routed);
+    // Each rank holds only its slice of the experts; a slice's gradients are summed over the ranks holding it.
+    g_data_parallel->slice_experts(std::move(groups.ep), std::move(groups.edp));
     return g_experts.get();
   };
 #else

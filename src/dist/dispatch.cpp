@@ -79,6 +79,13 @@ void combine_rows(const Comm& ep, const ExpertRows& x, const float* experts, flo
   ep.alltoallv_rows(outgoing.data(), x.recv_rows, rows, x.send_rows, d);
 }
 
+ExpertGroups expert_groups(const Comm& world, int ep_size) {
+  check(ep_size >= 1 && world.size() % ep_size == 0, "expert parallelism: {} ranks do not form groups of {}",
+        world.size(), ep_size);
+  const int r = world.rank();
+  return {world.split(r / ep_size, r % ep_size), world.split(r % ep_size, r / ep_size)};
+}
+
 MpiExpertExchange::MpiExpertExchange(Comm ep, int64_t n_routed_experts) : ep_(std::move(ep)) {
   check(n_routed_experts % ep_.size() == 0, "--ep {}: the model's {} routed experts do not split evenly over {} ranks",
         ep_.size(), n_routed_experts, ep_.size());

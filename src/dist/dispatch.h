@@ -28,6 +28,13 @@ void dispatch_rows(const Comm& ep, const ExpertRows& x, const float* rows, float
 // The inverse: experts [R, d] in expert-major order -> rows [A, d] in plan order.
 void combine_rows(const Comm& ep, const ExpertRows& x, const float* experts, float* rows, int64_t d);
 
+// The groups of expert parallelism over `world`: EP group g = world ranks [g E, (g+1) E); the ranks holding the
+// same expert slice (its expert-data-parallel group) are E apart. E must divide the world size.
+struct ExpertGroups {
+  Comm ep, edp;
+};
+ExpertGroups expert_groups(const Comm& world, int ep_size);
+
 // Bytes of rows this rank sent to other ranks (its own rows stay local), counted by every exchange.
 struct ExchangeCounters {
   int64_t alltoall_bytes = 0;
