@@ -178,6 +178,11 @@ class Run {
   // Sliced experts: the whole model and optimizer state, gathered on rank 0 (collective; nullptr elsewhere). Else
   // the run's own.
   std::pair<const Model*, const AdamW*> whole_state();
+  // The gathered copy lives only while it is written: rank 0 does not keep a second whole model between saves.
+  void release_whole_state() {
+    whole_optimizer_.reset();
+    whole_model_.reset();
+  }
   std::unique_ptr<Model> whole_model_;
   std::unique_ptr<AdamW> whole_optimizer_;
   std::vector<MicroBatch> batches_for_step(int64_t step);
@@ -449,6 +454,7 @@ void Run::save_checkpoint(int64_t step) {
   if (!leader()) return;
   json state = {{"step", step}, {"config", run_config_to_json(c_)}};
   checkpoint_save(req_.run_dir, step, *model, *optimizer, state, static_cast<int>(c_.keep));
+  release_whole_state();
 }
 
 void Run::print_step(int64_t step, const StepResult& r, double dt) {
@@ -558,6 +564,7 @@ RunSummary Run::go() {
   const Model* whole = c_.out.empty() ? nullptr : whole_state().first;
   if (!c_.out.empty() && leader()) {
     model_save(*whole, c_.out, save_dtype_from_name(c_.save_dtype));
+    release_whole_state();
     fmt::print("saved {}\n", c_.out);
     summary.model_dir = c_.out;
   } else if (!req_.run_dir.empty()) {
