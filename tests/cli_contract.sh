@@ -79,4 +79,38 @@ expect_error "ep-plan --ep not dividing the experts" "does not divide" "$DSMOE" 
 expect_error "ep-plan tokens not splitting over ranks" "do not split evenly" "$DSMOE" ep-plan --config deepseek-moe-16b-base --ep 8 --dp 2 --tokens-per-step 100
 expect_error "ep-plan without --tokens-per-step" "tokens-per-step" "$DSMOE" ep-plan --config deepseek-moe-16b-base --ep 8
 
+
+# ---- dsmoe flops (begin): parameter counts and training FLOPs by the paper's count and exactly ----
+# 16B (reference §4): 16,375,728,128 params, 2,828,650,496 activated with the embedding table, paper count
+# 18,169,724,928 FLOPs per token x 4096 tokens; exact: 6 x 2,618,818,560 activated matmul weights + 12·28·2048·4096.
+fl=$("$DSMOE" flops --preset deepseek-moe-16b --seq-len 4096 --json 2>&1)
+missing=""
+for field in '"total_params":16375728128' '"activated_params":2828650496' '"total_params_no_embedding":16166012928' \
+  '"activated_params_no_embedding":2618935296' '"paper_flops":74423193305088' '"exact_flops":75904957022208' \
+  '"exact_flops_causal":70132520976384' '"seq_len":4096' '"tokens":4096' '"nominal_expert":0.25' \
+  '"nominal_activated_ffn":2.0'; do
+  echo "$fl" | grep -q -- "$field" || missing="$missing $field"
+done
+[ -z "$missing" ] && [ "$(echo "$fl" | wc -l)" = 1 ] \
+  && pass "flops --preset deepseek-moe-16b --json (one object, reference values)" || failed "flops json lacks$missing: $fl"
+fl=$("$DSMOE" flops --spec '{"vocab_size": 16, "hidden_size": 8, "intermediate_size": 21, "num_hidden_layers": 2, "num_attention_heads": 2}' \
+  --seq-len 4 --tokens 10 --set intermediate-size=42 --json 2>&1)
+echo "$fl" | grep -q '"tokens":10' && echo "$fl" | grep -q '"nominal_dense_ffn":2.0' \
+  && pass "flops --spec with --set and --tokens" || failed "flops --spec/--set: $fl"
+"$DSMOE" flops --paper > paper.txt 2>&1 && grep -q '| 3 | DeepSeekMoE 16B | deepseek-moe-16b-base | FLOPs per 4K tokens | 74.4T | 74.4T |.*| yes |' paper.txt \
+  && grep -q 'DeepSeekMoE 145B.*FLOPs per 4K tokens | 585.6T | 585.5T .*NOT REPRODUCED' paper.txt \
+  && pass "flops --paper: 16B reproduced, 145B's documented gap shown" || failed "flops --paper: $(head -20 paper.txt)"
+"$DSMOE" flops --paper --json > paper.json 2>&1 && perl -MJSON::PP -e 'local $/; my $r = decode_json(<STDIN>);
+  exit !(@$r >= 40 && grep { $_->{preset} eq "llama2-7b" && $_->{match} } @$r)' < paper.json \
+  && pass "flops --paper --json (array of rows)" || failed "flops --paper --json: $(head -c 300 paper.json)"
+expect_error "flops missing config" "cannot open config" "$DSMOE" flops --config nope.json --seq-len 8
+expect_error "flops unknown preset" "unknown model preset 'nope'" "$DSMOE" flops --preset nope --seq-len 8
+expect_error "flops bad --set key" "unknown config field 'bogus'" "$DSMOE" flops --preset tiny --set bogus=1
+expect_error "flops bad --set value" "must be an integer" "$DSMOE" flops --preset tiny --set hidden_size=wide
+expect_error "flops zero seq-len" "seq-len must be > 0" "$DSMOE" flops --preset tiny --seq-len 0
+expect_error "flops negative seq-len" "seq-len must be > 0" "$DSMOE" flops --preset tiny --seq-len -5
+expect_error "flops bad --spec" "invalid JSON" "$DSMOE" flops --spec '{"vocab_size": '
+expect_error "flops without a model" "exactly one of" "$DSMOE" flops --seq-len 8
+# ---- dsmoe flops (end) ----
+
 finish

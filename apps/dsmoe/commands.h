@@ -44,5 +44,7 @@ void add_report_commands(CLI::App& app, std::vector<Command>& commands);  // plo
 void add_text_commands(CLI::App& app, std::vector<Command>& commands);   // tokenizer data tokenize detokenize chat-template
 void add_chat_commands(CLI::App& app, std::vector<Command>& commands);   // chat
 void add_serve_commands(CLI::App& app, std::vector<Command>& commands);  // serve
+void add_flops_commands(CLI::App& app, std::vector<Command>& commands);  // flops
+void add_paper_commands(CLI::App& app, std::vector<Command>& commands);  // ablate analyze
 
 }  // namespace dsmoe::cli

@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   dsmoe::cli::add_serve_commands(app, commands);
   dsmoe::cli::add_report_commands(app, commands);
   dsmoe::cli::add_infer_commands(app, commands);
+  dsmoe::cli::add_flops_commands(app, commands);
+  dsmoe::cli::add_paper_commands(app, commands);
   try {
     dsmoe::cli::parallel_init(&argc, &argv);
   } catch (const std::exception& e) {

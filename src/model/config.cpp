@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "model/flops.h"
 
 namespace dsmoe {
 namespace {
@@ -151,6 +152,7 @@ void ModelConfig::validate() const {
   check(aux_loss_alpha >= 0, "config field 'aux_loss_alpha' must be >= 0");
   check(device_aux_loss_alpha >= 0, "config field 'device_aux_loss_alpha' must be >= 0");
   check(capacity_factor >= 0, "config field 'capacity_factor' must be >= 0 (0 = dropless)");
+  check(paper_expert_width >= 0, "config field 'paper_expert_width' must be >= 0 (0 = nominal width)");
   check(initializer_range >= 0, "config field 'initializer_range' must be >= 0");
   positive("n_expert_groups", n_expert_groups);
   if (n_routed_experts > 0) {
@@ -173,27 +175,8 @@ int64_t ModelConfig::n_moe_layers() const {
   return n;
 }
 
-// Parameters of the whole model, or only those a token uses (top-k routed experts instead of all; the embedding
-// lookup is not a matmul and is left out then).
-static int64_t count_params(const ModelConfig& c, bool active_only) {
-  const int64_t d = c.hidden_size;
-  const int64_t attention = 2 * d * c.hidden_size + 2 * d * c.kv_dim();
-  const int64_t embeddings = active_only || c.tie_word_embeddings ? 1 : 2;
-  const int64_t experts_used = active_only ? c.num_experts_per_tok : c.n_routed_experts;
-  int64_t total = c.vocab_size * d * embeddings + d;  // embeddings / lm_head, final norm
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    total += attention + 2 * d;
-    if (c.is_moe_layer(i)) {
-      total += c.n_routed_experts * d + 3 * d * c.moe_intermediate_size * experts_used + 3 * d * c.shared_width();
-    } else {
-      total += 3 * d * c.intermediate_size;
-    }
-  }
-  return total;
-}
-
-int64_t ModelConfig::n_params() const { return count_params(*this, false); }
-int64_t ModelConfig::n_active_params() const { return count_params(*this, true); }
+int64_t ModelConfig::n_params() const { return param_breakdown(*this).total(); }
+int64_t ModelConfig::n_active_params() const { return param_breakdown(*this).activated_no_embedding(); }
 
 bool ModelConfig::operator==(const ModelConfig& other) const { return config_to_json(*this) == config_to_json(other); }
 
@@ -213,6 +196,11 @@ json config_to_json(const ModelConfig& c) {
         j[name] = nullptr;
         return;
       }
+    }
+    // An accounting-only field is written only when set, so that configs of ordinary models stay HF's keys plus
+    // the training extensions the computation uses.
+    if constexpr (std::is_same_v<T, double>) {
+      if (std::string(name) == "paper_expert_width" && member == 0.0) return;
     }
     j[name] = member;
   });

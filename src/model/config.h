@@ -50,6 +50,8 @@ struct ModelConfig {
   double device_aux_loss_alpha = 0.0;     // alpha2 of the paper's device-level balance loss
   int64_t n_expert_groups = 1;            // D: routed experts split into D contiguous equal groups
   double capacity_factor = 0.0;           // 0 = dropless; > 0 = per-expert capacity ceil(cf*T*k/E)
+  // --- dsmoe accounting extension (written back only when set) ---
+  double paper_expert_width = 0.0;        // expert width of the paper's FLOPs count (flops.h); 0 = nominal
 
   // The field list. v(name, member, need, help) is called once per field, in this order.
   template <typename Visitor>
@@ -81,6 +83,8 @@ struct ModelConfig {
     v("device_aux_loss_alpha", device_aux_loss_alpha, FieldNeed::optional, "device-level balance loss alpha2");
     v("n_expert_groups", n_expert_groups, FieldNeed::optional, "device groups D of routed experts");
     v("capacity_factor", capacity_factor, FieldNeed::optional, "expert capacity factor (0 = dropless)");
+    v("paper_expert_width", paper_expert_width, FieldNeed::optional,
+      "expert width the paper's FLOPs count uses; 0 = nominal, the nearest 1/8 of a standard FFN");
   }
   template <typename Visitor>
   void visit_fields(Visitor&& v) const {
@@ -96,6 +100,7 @@ struct ModelConfig {
     return n_routed_experts > 0 && layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
   }
   int64_t n_moe_layers() const;
+  // Sums of param_breakdown (model/flops.h), the one place that counts parameters.
   int64_t n_params() const;          // all parameters
   int64_t n_active_params() const;   // used per token (embedding lookup excluded, lm_head included)
 

@@ -7,6 +7,7 @@
 #include "core/gemm.h"
 #include "core/ops.h"
 #include "core/profile.h"
+#include "model/flops.h"
 
 namespace dsmoe {
 
@@ -32,6 +33,7 @@ void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t
   const int64_t T = B * S, d = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
   check(S <= c.max_position_embeddings, "sequence length {} exceeds max_position_embeddings {}", S,
         c.max_position_embeddings);
+  acts.routing.validate(c, training);  // before any work (moe_forward checks again per layer)
   for (int64_t t = 0; t < T; ++t)
     check(inputs[t] >= 0 && inputs[t] < V, "token id {} at position {} is outside the vocabulary [0, {})", inputs[t], t,
           V);
@@ -61,7 +63,7 @@ void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t
     rmsnorm_forward(a.x_mid.data(), lw.ffn_norm, c.rms_norm_eps, a.xn2.data(), a.rstd2.data(), T, d);
     PROFILE_SCOPE("fwd.ffn");
     if (c.is_moe_layer(l)) {
-      moe_forward(c, lw, a.xn2.data(), B, S, a.moe, y, acts.ws, training, acts.parallel);
+      moe_forward(c, lw, a.xn2.data(), B, S, a.moe, y, acts.ws, training, acts.parallel, acts.routing);
     } else {
       const int64_t F = c.intermediate_size;
       a.g.reserve(T * F);
@@ -89,6 +91,8 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
   const ModelConfig& c = model.config;
   const Weights& w = model.weights;
   const int64_t T = B * S, d = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
+  // The backward pass differentiates the trained routing only (k from the config, shared experts present).
+  if (grads != nullptr) acts.routing.validate(c, true);
   int64_t counted = 0;  // targets < 0 are ignored (SFT masks), like PyTorch's ignore_index
   for (int64_t t = 0; t < T; ++t) {
     check(targets[t] < V, "target id {} at position {} is outside the vocabulary [0, {})", targets[t], t, V);
@@ -162,9 +166,6 @@ LossReport model_step(const Model& model, const int32_t* inputs, const int32_t* 
   return model_loss_backward(model, inputs, targets, B, S, acts, grads);
 }
 
-double train_flops_per_token(const ModelConfig& c, int64_t S) {
-  const double attention = 6.0 * c.num_hidden_layers * 2.0 * S * c.num_attention_heads * c.head_dim();
-  return 6.0 * static_cast<double>(c.n_active_params() - c.hidden_size * (1 + 2 * c.num_hidden_layers)) + attention;
-}
+double train_flops_per_token(const ModelConfig& c, int64_t S) { return exact_flops_per_token(c, S, /*causal=*/false); }
 
 }  // namespace dsmoe

@@ -59,6 +59,10 @@ struct Activations {
   // Data and expert parallelism (model/parallel.h): the other ranks' shares of the batch (losses and gradients
   // become this rank's share of the global batch's) and the exchange of routed rows. Empty: one process.
   Parallelism parallel;
+  // Evaluation-time routing changes for the paper's analyses (model/routing.h), applied to every MoE layer by
+  // model_forward; the default is the trained routing. Each MoE layer's moe.plan.selected_count then counts the
+  // experts actually chosen per expert (masked experts excluded). Refused with training / gradients.
+  RoutingOptions routing;
   size_t bytes() const;
 };
 
@@ -70,7 +74,8 @@ struct LossReport {
   double total() const { return ce + balance; }
 };
 
-// Forward pass; fills acts.logits [B*S, V]. `training` computes the balance losses.
+// Forward pass; fills acts.logits [B*S, V]. `training` computes the balance losses. Routes with acts.routing;
+// active routing options with `training` are an error.
 void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t S, Activations& acts,
                    bool training);
 // Loss of targets [B*S] given a completed forward (acts.logits). Targets < 0 are ignored (no loss, no gradient). When `grads` is non-null, runs the backward pass
@@ -81,8 +86,9 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
 LossReport model_step(const Model& model, const int32_t* inputs, const int32_t* targets, int64_t B, int64_t S,
                       Activations& acts, Gradients* grads);
 
-// Training FLOPs per token, as the paper counts them (reference §4): 6 x active matmul parameters (embedding lookup
-// and norms excluded, lm_head included) plus 12 x layers x d x S for QK^T and PV over the full sequence length.
+// Training FLOPs per token of the real model (exact_flops_per_token in model/flops.h, no causal halving): 6 x active
+// matmul parameters (embedding lookup and norms excluded, lm_head and router included) plus 12 x layers x d x S for
+// QK^T and PV over the full sequence length. The paper's own count (nominal FFN sizes) is paper_flops_per_token.
 double train_flops_per_token(const ModelConfig& config, int64_t S);
 
 }  // namespace dsmoe

@@ -69,17 +69,19 @@ ExpertBlocks expert_blocks(const ModelConfig& c, const LayerWeights& w, const Ro
 }  // namespace
 
 void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, int64_t B, int64_t S, MoeActs& acts,
-                 float* y, Workspace& ws, bool training, const Parallelism& par) {
-  const int64_t T = B * S, d = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
-  const int64_t Fe = c.moe_intermediate_size, Fs = c.shared_width();
+                 float* y, Workspace& ws, bool training, const Parallelism& par, const RoutingOptions& routing) {
+  routing.validate(c, training);
+  const int64_t T = B * S, d = c.hidden_size, E = c.n_routed_experts, k = routing.experts_per_token(c);
+  const int64_t Fe = c.moe_intermediate_size, Fs = routing.disable_shared ? 0 : c.shared_width();
 
   // 1. gate: probs [T,E] = softmax(x Wr^T) over the routed experts.
   acts.probs.reserve(T * E);
   linear_forward(x, w.router, acts.probs.data(), T, d, E);
   softmax_rows(acts.probs.data(), T, E);
 
-  // 2. routing plan: top-k, renormalisation, capacity, expert-sorted rows.
-  acts.plan = routing_plan_build(acts.probs.data(), T, E, k, c.norm_topk_prob, c.capacity_factor, par.reduce);
+  // 2. routing plan: top-k (after masking, with options), renormalisation, capacity, expert-sorted rows.
+  acts.plan = routing_plan_build(acts.probs.data(), T, E, k, c.norm_topk_prob, c.capacity_factor, par.reduce,
+                                 routing.mask_top);
   const RoutingPlan& plan = acts.plan;
   const int64_t A = plan.rows();
   acts.balance = training ? balance_loss(c, acts.probs.data(), plan, B, S, nullptr, par.reduce) : BalanceLoss{};
@@ -119,7 +121,8 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
   }
   if (par.experts != nullptr) par.experts->combine(acts.exchange, yout, acts.ye.data(), d);
 
-  // 5. shared experts see every token: y = Shared(x), then the weighted routed outputs are added per token.
+  // 5. shared experts see every token: y = Shared(x) (0 without them, or with disable_shared), then the weighted
+  //    routed outputs are added per token.
   if (Fs > 0) {
     acts.sg.reserve(T * Fs);
     acts.su.reserve(T * Fs);

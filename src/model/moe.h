@@ -40,8 +40,11 @@ struct MoeActs {
 // y[T,d] = sum_j w_tj Expert_{e_tj}(x_t) + Shared(x_t). Computes the balance losses when `training`.
 // `par` (model/parallel.h): with `reduce` the balance losses are over every rank's batch together; with `experts`
 // this rank computes only its own experts, for the rows every rank of its EP group routes to them.
+// `routing` (model/routing.h): evaluation-time changes (k, masked top experts, no shared experts); then
+// acts.plan.k is the k used. Active options with `training` are an error.
 void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, int64_t B, int64_t S, MoeActs& acts,
-                 float* y, Workspace& ws, bool training, const Parallelism& par = {});
+                 float* y, Workspace& ws, bool training, const Parallelism& par = {},
+                 const RoutingOptions& routing = {});
 // dx[T,d] (=); parameter gradients into `grad` (+=), including the router's, from dy and the balance losses.
 void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& grad, const float* x, int64_t B,
                   int64_t S, const MoeActs& acts, const float* dy, float* dx, Workspace& ws,

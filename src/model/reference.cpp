@@ -48,11 +48,14 @@ void rope(double* v, int64_t hd, int64_t pos, double theta) {
 
 }  // namespace
 
-std::vector<float> reference_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t S) {
+std::vector<float> reference_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t S,
+                                     const RoutingOptions& routing) {
   const ModelConfig& c = model.config;
   const Weights& w = model.weights;
+  routing.validate(c, false);
   const int64_t T = B * S, d = c.hidden_size, H = c.num_attention_heads, KVH = c.num_key_value_heads;
-  const int64_t hd = c.head_dim(), V = c.vocab_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
+  const int64_t hd = c.head_dim(), V = c.vocab_size, E = c.n_routed_experts, k = routing.experts_per_token(c);
+  const int64_t m = routing.mask_top;
   std::vector<Vec> h(T);
   for (int64_t t = 0; t < T; ++t) h[t] = Vec(w.embedding + inputs[t] * d, w.embedding + (inputs[t] + 1) * d);
 
@@ -92,7 +95,8 @@ std::vector<float> reference_forward(const Model& model, const int32_t* inputs, 
       for (int64_t i = 0; i < d; ++i) h[t][i] += o[i];
     }
 
-    // Feed-forward. MoE: softmax gate, top-k, optional renormalisation, capacity in token order.
+    // Feed-forward. MoE: softmax gate, rank all experts, skip the m best (mask_top), take the next k, optional
+    // renormalisation over those k, capacity in token order.
     std::vector<int64_t> used(std::max<int64_t>(E, 1), 0);
     const int64_t capacity =
         c.capacity_factor > 0 ? static_cast<int64_t>(std::ceil(c.capacity_factor * T * k / E)) : 0;
@@ -111,8 +115,8 @@ std::vector<float> reference_forward(const Model& model, const int32_t* inputs, 
         std::iota(order.begin(), order.end(), 0);
         std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return p[a] > p[b]; });
         double topk_sum = 0;
-        for (int64_t j = 0; j < k; ++j) topk_sum += p[order[j]];
-        for (int64_t j = 0; j < k; ++j) {
+        for (int64_t j = m; j < m + k; ++j) topk_sum += p[order[j]];
+        for (int64_t j = m; j < m + k; ++j) {
           const int64_t e = order[j];
           if (capacity > 0 && used[e]++ >= capacity) continue;
           const double weight = c.norm_topk_prob && k > 1 ? p[e] / (topk_sum + 1e-20) : p[e];
@@ -120,7 +124,7 @@ std::vector<float> reference_forward(const Model& model, const int32_t* inputs, 
           Vec ye = swiglu(lw.expert_gate + e * Fe * d, lw.expert_up + e * Fe * d, lw.expert_down + e * d * Fe, xn, Fe);
           for (int64_t i = 0; i < d; ++i) y[i] += weight * ye[i];
         }
-        if (c.shared_width() > 0) {
+        if (c.shared_width() > 0 && !routing.disable_shared) {
           Vec ys = swiglu(lw.shared_gate, lw.shared_up, lw.shared_down, xn, c.shared_width());
           for (int64_t i = 0; i < d; ++i) y[i] += ys[i];
         }

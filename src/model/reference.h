@@ -8,7 +8,8 @@
 
 namespace dsmoe {
 
-// logits [B*S, V] for inputs [B, S].
-std::vector<float> reference_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t S);
+// logits [B*S, V] for inputs [B, S], routed with `routing` (model/routing.h; default: the trained routing).
+std::vector<float> reference_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t S,
+                                     const RoutingOptions& routing = {});
 
 }  // namespace dsmoe

@@ -4,10 +4,28 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/error.h"
+
 namespace dsmoe {
 
+void RoutingOptions::validate(const ModelConfig& c, bool training) const {
+  if (!active()) return;
+  check(!training,
+        "routing options (disable_shared, top_k, mask_top) are evaluation-only: the balance losses are defined for "
+        "the trained routing");
+  check(c.n_routed_experts > 0, "routing options need a MoE model (n_routed_experts is 0)");
+  const int64_t k = experts_per_token(c);
+  check(k >= 1 && mask_top >= 0 && mask_top + k <= c.n_routed_experts,
+        "invalid routing options: top_k {} (0 = config's {}), mask_top {}: need top_k >= 1, mask_top >= 0 and "
+        "mask_top + top_k <= n_routed_experts {}",
+        top_k, c.num_experts_per_tok, mask_top, c.n_routed_experts);
+}
+
 RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t k, bool norm_topk_prob,
-                               double capacity_factor, const BatchReduce* reduce) {
+                               double capacity_factor, const BatchReduce* reduce, int64_t mask_top) {
+  check(k >= 1 && mask_top >= 0 && mask_top + k <= E, "routing: top-{} after masking {} of {} experts", k, mask_top,
+        E);
+  const int64_t m = mask_top, mk = mask_top + k;  // ranks [0, m) are masked, [m, m+k) chosen
   RoutingPlan plan;
   plan.T = T;
   plan.E = E;
@@ -17,7 +35,8 @@ RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t
   plan.slot_row.assign(T * k, -1);
   plan.selected_count.assign(E, 0);
 
-  // 1. top-k per token (partial selection; descending probability, lower index first on ties).
+  // 1. top-k per token (partial selection of the first m+k ranks; descending probability, lower index first on
+  //    ties). Masking is the same order with the first m ranks skipped, so mask_top = 0 is the plain top-k.
 #pragma omp parallel
   {
     std::vector<int32_t> order(E);
@@ -25,16 +44,17 @@ RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t
     for (int64_t t = 0; t < T; ++t) {
       const float* p = probs + t * E;
       std::iota(order.begin(), order.end(), 0);
-      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+      std::partial_sort(order.begin(), order.begin() + mk, order.end(),
                         [p](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+      const int32_t* chosen = order.data() + m;  // [k]
       double sum = 0.0;
-      for (int64_t j = 0; j < k; ++j) sum += p[order[j]];
+      for (int64_t j = 0; j < k; ++j) sum += p[chosen[j]];
       // HF: topk_weight / (sum + 1e-20), only when top_k > 1.
       const bool renorm = norm_topk_prob && k > 1;
       for (int64_t j = 0; j < k; ++j) {
-        plan.topk_expert[t * k + j] = order[j];
+        plan.topk_expert[t * k + j] = chosen[j];
         plan.topk_weight[t * k + j] =
-            renorm ? static_cast<float>(p[order[j]] / (sum + 1e-20)) : p[order[j]];
+            renorm ? static_cast<float>(p[chosen[j]] / (sum + 1e-20)) : p[chosen[j]];
       }
     }
   }

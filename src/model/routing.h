@@ -2,8 +2,8 @@
 // renormalisation -> capacity -> a RoutingPlan that groups the kept (token, slot) assignments by expert.
 // The plan is what lets each expert run one GEMM over its own contiguous rows instead of a loop over tokens.
 //
-// Dimension legend: T = tokens in the batch, E = routed experts, k = experts per token, A = kept assignments
-// (A = T*k when dropless).
+// Dimension legend: T = tokens in the batch, E = routed experts, k = experts per token, m = masked top experts
+// per token (RoutingOptions::mask_top), A = kept assignments (A = T*k when dropless).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -12,6 +12,33 @@
 #include "model/parallel.h"
 
 namespace dsmoe {
+
+// Evaluation-time changes to the trained routing, for the paper's §4.5 analyses (reference §3.5): removing the
+// shared experts (and activating one more routed expert), masking each token's top routed experts, and varying
+// the number of activated routed experts. The default-constructed value is the trained routing.
+//   - The gate softmax is over all E routed experts as always: the probabilities are unchanged.
+//   - mask_top = m: per token, the m experts of highest probability (ties -> lower index, as top-k) are excluded and
+//     the top-k is chosen among the other E - m (so the chosen ones are ranks m .. m+k-1 of the full order).
+//   - top_k = k (> 0) replaces num_experts_per_tok; 0 keeps the config's.
+//   - The combine weights are the chosen experts' softmax probabilities, renormalised over the chosen k only when
+//     norm_topk_prob and k > 1 (as HF); masked experts get no weight and are not in the denominator.
+//   - disable_shared: the shared experts' output is left out (the layer is the weighted routed sum alone).
+//   - Capacity (capacity_factor > 0) counts the k chosen per token: C = ceil(cf * T * k / E).
+// Evaluation only: the balance losses are defined for the trained routing, so a training forward with active
+// options is an error (validate).
+struct RoutingOptions {
+  bool disable_shared = false;
+  int64_t top_k = 0;     // routed experts per token; 0 = config num_experts_per_tok
+  int64_t mask_top = 0;  // per token, exclude the mask_top highest-probability routed experts before the top-k
+
+  // Any field set (even top_k equal to the config's: it then routes identically, but is still refused in training).
+  bool active() const { return disable_shared || top_k != 0 || mask_top != 0; }
+  // The k the routing uses.
+  int64_t experts_per_token(const ModelConfig& c) const { return top_k != 0 ? top_k : c.num_experts_per_tok; }
+  // One dsmoe::Error naming the offending values: options on a dense model, top_k < 0 (an explicit top_k of 0 is
+  // the config's), mask_top < 0, mask_top + k > n_routed_experts, or any option with `training`.
+  void validate(const ModelConfig& c, bool training) const;
+};
 
 struct RoutingPlan {
   int64_t T = 0, E = 0, k = 0;
@@ -29,12 +56,15 @@ struct RoutingPlan {
 };
 
 // Build the plan from gate probabilities probs [T, E] (softmax already applied).
-// Ties in the top-k break towards the lower expert index. With capacity_factor > 0 each expert keeps at most
-// ceil(cf * T * k / E) assignments, the earliest tokens first (GShard-style dropping in token order). With `reduce`
-// (data parallelism) T is every rank's tokens together and the earliest are counted across the ranks in rank order
-// (their shares of the batch are consecutive), so the drops are one process's.
+// Ties in the top-k break towards the lower expert index. With mask_top = m > 0 each token's m most probable experts
+// (same order, same ties) are skipped and the top-k is taken from the rest (RoutingOptions); needs k >= 1 and
+// m + k <= E. selected_count then counts the experts actually chosen, never the masked ones.
+// With capacity_factor > 0 each expert keeps at most ceil(cf * T * k / E) assignments, the earliest tokens first
+// (GShard-style dropping in token order). With `reduce` (data parallelism) T is every rank's tokens together and the
+// earliest are counted across the ranks in rank order (their shares of the batch are consecutive), so the drops are
+// one process's.
 RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t k, bool norm_topk_prob,
-                               double capacity_factor, const BatchReduce* reduce = nullptr);
+                               double capacity_factor, const BatchReduce* reduce = nullptr, int64_t mask_top = 0);
 
 // Back-propagate d(combine weights) [T, k] to d(probs) [T, E] (+=), through the optional renormalisation.
 // Dropped assignments carry no gradient of their own but still sit in the renormalisation's denominator.

@@ -1,14 +1,8 @@
 #include "report/plot.h"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -19,8 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-
-extern char** environ;
+#include "report/gnuplot.h"
 
 namespace dsmoe::report {
 
@@ -67,124 +60,6 @@ int64_t required_integer(const json& j, const char* key, const std::string& type
   check(std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9e15, "{}:{}: \"{}\" must be an integer, got {}",
         at.path, at.line, key, it->dump());
   return static_cast<int64_t>(v);
-}
-
-// ---- writing gnuplot input ----
-
-// A number for a gnuplot data file; non-finite values become NaN (a gap in the curve).
-std::string num(double v) {
-  return std::isfinite(v) ? fmt::format("{:.9g}", v) : std::string("NaN");
-}
-
-// A gnuplot single-quoted string (no escapes; a quote is doubled): file names.
-std::string sq(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
-}
-
-// A gnuplot double-quoted string: titles and labels (the terminal is noenhanced, so only \ and " are special).
-std::string dq(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n' || c == '\r') c = ' ';
-    out += c;
-  }
-  return out + "\"";
-}
-
-// Shortest readable form of a value for titles and keys.
-std::string pretty(double v) {
-  return fmt::format("{:.4g}", v);
-}
-
-// Terminal and shared style. pngcairo (anti-aliased) when this gnuplot has it, else libgd's png.
-std::string preamble(const fs::path& png, int width, int height) {
-  std::string s;
-  s += "# written by dsmoe plot; redraw with: cd RUN/plots && gnuplot " + png.stem().string() + ".gp\n";
-  s += "reset\n";
-  s += "if (strstrt(GPVAL_TERMINALS, ' pngcairo ') > 0) {\n";
-  s +=
-      fmt::format("  set terminal pngcairo size {},{} noenhanced font 'DejaVu Sans,12' linewidth 1.2\n", width, height);
-  s += "} else {\n";
-  s += fmt::format("  set terminal png size {},{} noenhanced font 'DejaVu Sans,12' linewidth 1.2\n", width, height);
-  s += "}\n";
-  s += "set output " + sq(png.filename().string()) + "\n";
-  s += "set encoding utf8\n";
-  s += "set datafile missing 'NaN'\n";
-  s += "set border lw 1 lc rgb '#404040'\n";
-  s += "set grid xtics ytics back lt 1 lc rgb '#d9d9d9' lw 1\n";
-  s += "set tics nomirror out\n";
-  s += "set key box lc rgb '#bbbbbb' opaque samplen 2.5 spacing 1.2\n";
-  return s;
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  check(out.good(), "cannot write {}", path.string());
-  out << text;
-  out.close();
-  check(out.good(), "write error in {}", path.string());
-}
-
-// ---- running gnuplot ----
-
-std::string gnuplot_binary() {
-  const char* env = std::getenv("DSMOE_GNUPLOT");
-  return env != nullptr && *env != '\0' ? std::string(env) : std::string("gnuplot");
-}
-
-// The last non-empty line of gnuplot's output from byte `from` on (its error message).
-std::string last_log_line(const fs::path& log, std::uintmax_t from) {
-  std::ifstream in(log, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(from));
-  std::string line, last;
-  while (std::getline(in, line)) {
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    if (!line.empty()) last = line;
-  }
-  return last.empty() ? std::string("no output") : last;
-}
-
-// Run `gnuplot script` in the script's directory (the scripts name their files relative to it, so RUN can move),
-// its stdout and stderr appended to log; a non-zero exit or a missing PNG is an error.
-void run_gnuplot(const fs::path& script, const fs::path& log, const fs::path& png) {
-  const std::string binary = gnuplot_binary();
-  const std::uintmax_t log_start = fs::exists(log) ? fs::file_size(log) : 0;
-  std::error_code ec;
-  fs::remove(png, ec);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  const std::string log_abs = fs::absolute(log).string();
-  posix_spawn_file_actions_addopen(&actions, 1, log_abs.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  const std::string dir = fs::absolute(script).parent_path().string();
-  posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
-  std::string arg0 = binary, arg1 = script.filename().string();
-  char* argv[] = {arg0.data(), arg1.data(), nullptr};
-  pid_t pid = 0;
-  const int rc = binary.find('/') == std::string::npos
-                     ? posix_spawnp(&pid, binary.c_str(), &actions, nullptr, argv, environ)
-                     : posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc == ENOENT || rc == EACCES || rc == ENOEXEC)
-    fail("gnuplot not found ({}: {}): apt-get install gnuplot-nox", binary, std::strerror(rc));
-  check(rc == 0, "cannot start {}: {}", binary, std::strerror(rc));
-
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) check(errno == EINTR, "waitpid for gnuplot: {}", std::strerror(errno));
-  // A shell wrapper (or env) reports a missing program as 127.
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-    fail("gnuplot not found ({} exited 127): apt-get install gnuplot-nox", binary);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    const std::string how = WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
-                                              : fmt::format("signal {}", WTERMSIG(status));
-    fail("gnuplot failed on {} ({}): {} (see {})", script.string(), how, last_log_line(log, log_start), log.string());
-  }
-  check(fs::exists(png) && fs::file_size(png) > 0, "gnuplot wrote no {} (see {})", png.string(), log.string());
 }
 
 // ---- figures ----

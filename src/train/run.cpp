@@ -91,7 +91,8 @@ struct RunData {
   std::vector<SftExample> sft_train, sft_val;
 };
 
-// Text -> tokenizer (given or trained on it) -> token files, cached under RUN/ (or a scratch dir without one).
+}  // namespace
+
 void prepare_text_data(RunConfig& c, const std::string& work_dir) {
   fs::create_directories(work_dir);
   std::vector<std::string> inputs = split_paths(c.data);
@@ -126,6 +127,8 @@ void prepare_text_data(RunConfig& c, const std::string& work_dir) {
   c.data = prefix + ".train.bin";
   if (c.val_data.empty()) c.val_data = prefix + ".val.bin";
 }
+
+namespace {
 
 // Stateless data order: position p of the stream of windows (p = (step * grad_accum + micro) * batch + row) maps
 // to a window through a permutation that depends only on (seed, epoch). Resuming needs nothing but the step.
@@ -513,6 +516,7 @@ RunSummary Run::go() {
   const Schedule schedule = schedule_from_name(c_.schedule);
   StepResult last;
   double step_seconds = 0, loop_seconds = 0;  // after the first step: the bare training step vs the whole loop
+  double final_val_loss = -1;                 // the final step's evaluation (RunSummary::val_loss)
   for (int64_t step = start_step_; step < c_.steps; ++step) {
     const auto iteration_start = clock_type::now();
     std::vector<MicroBatch> micro = batches_for_step(step);
@@ -538,6 +542,7 @@ RunSummary Run::go() {
       if (ev.tokens > 0) {
         fmt::print("eval  step {}: val loss {:.4f}  ppl {:.2f}  ({} tokens)\n", step + 1, ev.loss, std::exp(ev.loss),
                    ev.tokens);
+        if (final_step) final_val_loss = ev.loss;
         log_metrics({{"type", "eval"}, {"step", step + 1}, {"val_loss", ev.loss}, {"val_ppl", std::exp(ev.loss)}});
       }
       for (const MoeLayerStats& s : ev.moe) {
@@ -558,6 +563,7 @@ RunSummary Run::go() {
                "step time\n", 100 * (loop_seconds - step_seconds) / step_seconds);
   RunSummary summary;
   summary.steps_done = c_.steps;
+  summary.val_loss = final_val_loss;
   summary.final_loss = last.loss.ce;
   summary.tokenizer_dir = data_.tokenizer_dir;
   summary.val_data = c_.val_data;

@@ -37,6 +37,11 @@ struct RunSummary {
 
 RunSummary train_run(RunRequest request);
 
+// Text data -> a tokenizer (c.tokenizer, or one of c.tokenizer_vocab tokens trained on the text) -> token files,
+// cached under work_dir (reused when already there). c.data "synth" writes the built-in corpus first. Afterwards
+// c.data, c.val_data (unless given) and c.tokenizer name the prepared files.
+void prepare_text_data(RunConfig& c, const std::string& work_dir);
+
 // Resolve a run config: preset, then a config file, then overrides (pairs of key, value).
 RunConfig resolve_run_config(const std::string& preset, const std::string& config_file,
                              const std::vector<std::pair<std::string, std::string>>& overrides);

@@ -119,55 +119,6 @@ const json& presets() {
   return p;
 }
 
-const json& model_presets() {
-  static const json presets = [] {
-  json p = json::parse(R"({
-    "tiny": {"model_type": "deepseek", "vocab_size": 512, "hidden_size": 64, "intermediate_size": 176,
-             "moe_intermediate_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 4,
-             "n_shared_experts": 1, "n_routed_experts": 8, "num_experts_per_tok": 2, "first_k_dense_replace": 1,
-             "moe_layer_freq": 1, "aux_loss_alpha": 0.01, "seq_aux": true, "max_position_embeddings": 256,
-             "initializer_range": 0.02, "bos_token_id": 510, "eos_token_id": 511, "vocab_from_tokenizer": true},
-    "demo": {"model_type": "deepseek", "vocab_size": 2048, "hidden_size": 128, "intermediate_size": 352,
-             "moe_intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4,
-             "n_shared_experts": 1, "n_routed_experts": 15, "num_experts_per_tok": 3, "first_k_dense_replace": 1,
-             "moe_layer_freq": 1, "aux_loss_alpha": 0.01, "seq_aux": true, "max_position_embeddings": 512,
-             "initializer_range": 0.02, "bos_token_id": 2046, "eos_token_id": 2047, "vocab_from_tokenizer": true},
-    "bench-train-s": {"model_type": "deepseek", "architectures": ["DeepseekForCausalLM"], "vocab_size": 8192,
-             "hidden_size": 512, "intermediate_size": 1408, "moe_intermediate_size": 352, "num_hidden_layers": 6,
-             "num_attention_heads": 8, "num_key_value_heads": 8, "n_shared_experts": 1, "n_routed_experts": 63,
-             "num_experts_per_tok": 7, "first_k_dense_replace": 1, "moe_layer_freq": 1, "norm_topk_prob": false,
-             "scoring_func": "softmax", "aux_loss_alpha": 0.01, "seq_aux": true, "rms_norm_eps": 1e-06,
-             "rope_theta": 10000.0, "max_position_embeddings": 1024, "tie_word_embeddings": false,
-             "hidden_act": "silu", "initializer_range": 0.006, "bos_token_id": 1, "eos_token_id": 2},
-    "deepseek-moe-16b": {"model_type": "deepseek", "architectures": ["DeepseekForCausalLM"], "vocab_size": 102400,
-             "hidden_size": 2048, "intermediate_size": 10944, "moe_intermediate_size": 1408, "num_hidden_layers": 28,
-             "num_attention_heads": 16, "num_key_value_heads": 16, "n_shared_experts": 2, "n_routed_experts": 64,
-             "num_experts_per_tok": 6, "first_k_dense_replace": 1, "moe_layer_freq": 1, "norm_topk_prob": false,
-             "scoring_func": "softmax", "aux_loss_alpha": 0.001, "seq_aux": true, "hidden_act": "silu",
-             "rms_norm_eps": 1e-06, "rope_theta": 10000, "max_position_embeddings": 4096, "initializer_range": 0.006,
-             "bos_token_id": 100000, "eos_token_id": 100001, "tie_word_embeddings": false},
-    "deepseek-moe-16b-base": {"model_type": "deepseek", "architectures": ["DeepseekForCausalLM"],
-             "vocab_size": 102400, "hidden_size": 2048, "intermediate_size": 10944, "moe_intermediate_size": 1408,
-             "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 16, "n_shared_experts": 2,
-             "n_routed_experts": 64, "num_experts_per_tok": 6, "first_k_dense_replace": 1, "moe_layer_freq": 1,
-             "norm_topk_prob": false, "scoring_func": "softmax", "aux_loss_alpha": 0.001, "seq_aux": true,
-             "hidden_act": "silu", "rms_norm_eps": 1e-06, "rope_theta": 10000, "max_position_embeddings": 4096,
-             "initializer_range": 0.02, "bos_token_id": 100000, "eos_token_id": 100001, "tie_word_embeddings": false},
-    "bench-infer": {"model_type": "deepseek", "architectures": ["DeepseekForCausalLM"], "vocab_size": 102400,
-             "hidden_size": 1024, "intermediate_size": 2816, "moe_intermediate_size": 384, "num_hidden_layers": 8,
-             "num_attention_heads": 16, "num_key_value_heads": 16, "n_shared_experts": 2, "n_routed_experts": 32,
-             "num_experts_per_tok": 4, "first_k_dense_replace": 1, "moe_layer_freq": 1, "norm_topk_prob": false,
-             "scoring_func": "softmax", "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
-             "max_position_embeddings": 4096, "tie_word_embeddings": false, "hidden_act": "silu",
-             "initializer_range": 0.02, "bos_token_id": 100000, "eos_token_id": 100001}
-  })");
-  // The released chat model has the base model's config (reference §2.1).
-  p["deepseek-moe-16b-chat"] = p["deepseek-moe-16b-base"];
-  return p;
-  }();
-  return presets;
-}
-
 }  // namespace
 
 void RunConfig::validate() const {
@@ -243,17 +194,6 @@ const std::vector<std::string>& run_preset_names() {
 json run_preset(const std::string& name) {
   check(presets().contains(name), "unknown preset '{}' (presets: tiny, demo, bench-train-s, deepseek-moe-16b)", name);
   return presets().at(name);
-}
-
-bool model_preset_exists(const std::string& name) { return model_presets().contains(name); }
-
-json model_preset_config(const std::string& name) {
-  if (!model_presets().contains(name)) {
-    std::string names;
-    for (const auto& [k, v] : model_presets().items()) names += (names.empty() ? "" : ", ") + k;
-    fail("unknown model preset '{}' (model presets: {})", name, names);
-  }
-  return model_presets().at(name);
 }
 
 }  // namespace dsmoe

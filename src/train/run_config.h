@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/presets.h"
+
 namespace dsmoe {
 
 struct RunConfig {
@@ -101,14 +103,10 @@ void run_config_apply_override(RunConfig& c, const std::string& key, const std::
 // Help lines "  --key (type, default): help".
 std::string run_config_help();
 
-// Built-in presets: tiny, demo, bench-train-s, deepseek-moe-16b. Each sets run fields; model presets also have a
-// model config (vocab_size is taken from the tokenizer when one is trained on the fly).
+// Built-in presets: tiny, demo, bench-train-s, deepseek-moe-16b. Each sets run fields; the model presets of the same
+// names (model/presets.h, re-exported here with model_preset_exists / model_preset_config) give their models
+// (vocab_size is taken from the tokenizer when one is trained on the fly).
 const std::vector<std::string>& run_preset_names();
 nlohmann::json run_preset(const std::string& name);          // run fields (throws for unknown names)
-bool model_preset_exists(const std::string& name);
-// Model presets: the run presets' models plus deepseek-moe-16b-base/-chat (the released configs) and bench-infer
-// (the inference benchmark model). HF config.json of a preset model. Small presets carry "vocab_from_tokenizer": true (their vocabulary is sized to
-// the run's tokenizer); the others keep their vocabulary (a tokenizer may use fewer rows). Callers strip the key.
-nlohmann::json model_preset_config(const std::string& name);
 
 }  // namespace dsmoe

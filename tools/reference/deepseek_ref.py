@@ -3,9 +3,11 @@ deepseek_ref.py -- a plain-PyTorch DeepSeekMoE (HF `DeepseekForCausalLM`, model_
 
 This is the oracle the C++ engine (dsmoe) is checked against, and the PyTorch peer of the training
 benchmark. It follows the HF remote code (see /work/shared/reference/deepseekmoe.md section 1)
-operation for operation, plus two extensions of ours that HF does not have:
+operation for operation, plus extensions of ours that HF does not have:
   * capacity dropping   (config key `capacity_factor`, default 0 = dropless, i.e. HF behaviour)
   * device-level balance loss (`device_aux_loss_alpha`, `n_expert_groups`, defaults 0 / 1)
+  * evaluation-time routing options (RoutingOptions: no shared experts, masked top experts, another k;
+    the paper's section 4.5 analyses), a forward argument, off by default
 
 Parameter names are exactly the HF checkpoint names (model.layers.{i}.mlp.experts.{e}.up_proj.weight,
 ...), so a state_dict of this module is a valid HF-layout checkpoint.
@@ -152,16 +154,43 @@ class MLP(nn.Module):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
+class RoutingOptions:
+    """Evaluation-time routing changes for the paper's section 4.5 analyses (not in HF; dsmoe's
+    RoutingOptions in src/model/routing.h means the same):
+      disable_shared  leave the shared experts' output out
+      top_k           routed experts per token (None or 0: the config's num_experts_per_tok)
+      mask_top        m: per token the m highest-probability experts are excluded before the top-k
+    The gate softmax stays over all E experts; the combine weights are the chosen experts' softmax
+    probabilities (renormalised over the chosen k when norm_topk_prob and k > 1). Evaluation only."""
+
+    def __init__(self, disable_shared=False, top_k=None, mask_top=0):
+        self.disable_shared, self.top_k, self.mask_top = bool(disable_shared), top_k or None, int(mask_top)
+
+    def active(self):
+        return self.disable_shared or self.top_k is not None or self.mask_top != 0
+
+
 class MoEGate(nn.Module):
     def __init__(self, cfg, dtype):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(cfg.n_routed_experts, cfg.hidden_size, dtype=dtype))
         self.k, self.norm_topk_prob = cfg.num_experts_per_tok, cfg.norm_topk_prob
 
-    def forward(self, x):  # x [T,d]
+    def forward(self, x, routing=None):  # x [T,d]
+        """-> topk_idx [T,k], topk_w [T,k], scores [T,E]; k and the masked experts from `routing`."""
+        k = self.k if routing is None or routing.top_k is None else routing.top_k
+        m = 0 if routing is None else routing.mask_top
+        E = self.weight.shape[0]
+        if not (k >= 1 and m >= 0 and m + k <= E):
+            raise ValueError(f"routing options: top_k {k}, mask_top {m} with {E} experts")
         scores = (x @ self.weight.t()).softmax(dim=-1)  # [T,E]; softmax over the routed experts only
-        topk_w, topk_idx = torch.topk(scores, k=self.k, dim=-1, sorted=True)  # [T,k], descending
-        if self.k > 1 and self.norm_topk_prob:  # HF: only when k > 1
+        select = scores
+        if m > 0:  # the m best experts of each token lose for the selection only: -inf, weights untouched
+            masked = torch.topk(scores, k=m, dim=-1, sorted=False).indices           # [T,m]
+            select = scores.scatter(1, masked, float("-inf"))
+        topk_idx = torch.topk(select, k=k, dim=-1, sorted=True).indices           # [T,k], descending
+        topk_w = scores.gather(1, topk_idx)                                       # unmasked probabilities
+        if k > 1 and self.norm_topk_prob:  # HF: only when k > 1
             topk_w = topk_w / (topk_w.sum(dim=-1, keepdim=True) + 1e-20)
         return topk_idx, topk_w, scores
 
@@ -175,12 +204,14 @@ def capacity_keep_mask(topk_idx, E, C):
     return position.gather(1, topk_idx) <= C                    # [T,k]
 
 
-def capacity(cfg, T):
+def capacity(cfg, T, k=None):
     """C = ceil(capacity_factor * T * k / E), evaluated in double left to right, i.e.
-    ceil(((cf * T) * k) / E); T = B*S tokens of the batch. None when dropless (cf <= 0)."""
+    ceil(((cf * T) * k) / E); T = B*S tokens of the batch, k the experts per token (default: the
+    config's). None when dropless (cf <= 0)."""
     if cfg.capacity_factor <= 0:
         return None
-    return math.ceil(cfg.capacity_factor * T * cfg.num_experts_per_tok / cfg.n_routed_experts)
+    k = cfg.num_experts_per_tok if k is None else k
+    return math.ceil(cfg.capacity_factor * T * k / cfg.n_routed_experts)
 
 
 def balance_losses(cfg, scores, topk_idx, B, S):
@@ -223,14 +254,18 @@ class MoE(nn.Module):
             self.shared_experts = None
         self.stats = {}  # routing diagnostics of the last forward (for fixtures)
 
-    def forward(self, x):  # x [B,S,d] -> y [B,S,d], (expert loss, device loss)
+    def forward(self, x, routing=None):  # x [B,S,d] -> y [B,S,d], (expert loss, device loss)
         B, S, d = x.shape
         cfg = self.cfg
         x = x.reshape(B * S, d)                                            # [T,d]
-        topk_idx, topk_w, scores = self.gate(x)
-        losses = balance_losses(cfg, scores, topk_idx, B, S)               # uses pre-drop routing
+        topk_idx, topk_w, scores = self.gate(x, routing)
+        k = topk_idx.shape[1]
+        if routing is not None and routing.active():  # evaluation only: no balance losses
+            losses = (0.0, 0.0)
+        else:
+            losses = balance_losses(cfg, scores, topk_idx, B, S)           # uses pre-drop routing
         keep = torch.ones_like(topk_idx, dtype=torch.bool)
-        C = capacity(cfg, B * S)
+        C = capacity(cfg, B * S, k)
         if C is not None:  # dropped slots just vanish; surviving weights are NOT renormalised
             keep = capacity_keep_mask(topk_idx, cfg.n_routed_experts, C)
         # HF-style expert loop: gather the tokens routed to each expert, run it, scatter-add back.
@@ -240,13 +275,17 @@ class MoE(nn.Module):
             if tok.numel() == 0:
                 continue
             y.index_add_(0, tok, expert(x[tok]) * topk_w[tok, slot].unsqueeze(-1))
-        if self.shared_experts is not None:
+        if self.shared_experts is not None and not (routing is not None and routing.disable_shared):
             y = y + self.shared_experts(x)
-        with torch.no_grad():  # diagnostics: drops and the smallest top-k decision margin
+        with torch.no_grad():  # diagnostics: drops, the smallest decision margin and the chosen experts
             srt = scores.sort(dim=-1, descending=True).values
-            gap = (srt[:, cfg.num_experts_per_tok - 1].log() - srt[:, cfg.num_experts_per_tok].log()) \
-                if cfg.num_experts_per_tok < cfg.n_routed_experts else torch.full((1,), float("inf"))
-            self.stats = dict(capacity=C, dropped=int((~keep).sum()), min_logit_gap=float(gap.min()))
+            m, E = (0 if routing is None else routing.mask_top), cfg.n_routed_experts
+            # log-probability gaps at the selection's edges: ranks m-1|m (masking) and m+k-1|m+k (top-k)
+            gaps = [srt[:, b - 1].log() - srt[:, b].log() for b in (m, m + k) if 0 < b < E]
+            gap = torch.stack(gaps).min() if gaps else torch.tensor(float("inf"))
+            counts = F.one_hot(topk_idx, E).sum(dim=(0, 1))              # [E] selections before drops
+            self.stats = dict(capacity=C, dropped=int((~keep).sum()), min_logit_gap=float(gap),
+                              selected_count=counts.tolist())
         return y.view(B, S, d), losses
 
 
@@ -259,9 +298,10 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
 
-    def forward(self, h, cos, sin):  # pre-norm residual block
+    def forward(self, h, cos, sin, routing=None):  # pre-norm residual block
         h = h + self.self_attn(self.input_layernorm(h), cos, sin)
-        out = self.mlp(self.post_attention_layernorm(h))
+        xn = self.post_attention_layernorm(h)
+        out = self.mlp(xn, routing) if isinstance(self.mlp, MoE) else self.mlp(xn)
         if isinstance(self.mlp, MoE):
             out, losses = out
         else:
@@ -286,17 +326,21 @@ class DeepseekForCausalLM(nn.Module):
         self.lm_head = None if cfg.tie_word_embeddings else \
             nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False, dtype=dtype)
 
-    def forward(self, input_ids, targets=None):
+    def forward(self, input_ids, targets=None, routing=None):
         """input_ids [B,S] -> logits [B,S,V]; with targets [B,S] also a dict of losses:
         ce = mean token cross-entropy over the B*S targets (given, not shifted; -1 = ignored, as SFT masks use),
-        aux = sum over MoE layers of expert-level + device-level balance losses, loss = ce + aux."""
+        aux = sum over MoE layers of expert-level + device-level balance losses, loss = ce + aux.
+        routing: RoutingOptions for every MoE layer (evaluation only: not with targets)."""
         B, S = input_ids.shape
         cfg = self.cfg
+        if routing is not None and routing.active() and targets is not None:
+            raise ValueError("routing options are evaluation-only "
+                             "(the balance losses assume the trained routing)")
         cos, sin = rope_tables(S, cfg.head_dim, cfg.rope_theta, self.dtype)
         h = self.model.embed_tokens(input_ids)                             # [B,S,d], no scaling
         exp_aux, dev_aux = 0.0, 0.0
         for layer in self.model.layers:
-            h, (e_loss, d_loss) = layer(h, cos, sin)
+            h, (e_loss, d_loss) = layer(h, cos, sin, routing)
             exp_aux, dev_aux = exp_aux + e_loss, dev_aux + d_loss
         h = self.model.norm(h)
         W = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight

@@ -15,11 +15,22 @@ fixture.safetensors, in this order:
   step_loss, step_grad_norm, step_lr F32 [steps]            (loss before update s; clip norm; lr)
   final.<hf name> F32: weights after `steps` AdamW updates on the same batch
 
+Routing-option fixtures (the paper's section 4.5 analyses; evaluation only, no training): for every
+ROUTING_CONFIGS entry NAME
+  DIR/routing/NAME/model/config.json, model.safetensors   as above
+  DIR/routing/NAME/routing.safetensors   input_ids I32 [B,S]; then per option set SET, in ROUTING_SETS order:
+                                         logits.SET F32 [B,S,V], selected_count.SET I32 [n MoE layers, E]
+                                         (per layer, how often each routed expert was chosen)
+  DIR/routing/NAME/routing.json          batch, seq_len, moe_layers, option sets (name, disable_shared,
+                                         top_k (0 = config's), mask_top) + the smallest decision margin
+(in a folder of their own, so that the training-fixture scan, which looks for fixture.safetensors, skips them).
+
 Deterministic: one CPU thread, fixed seeds, fixed tensor/key order -> identical bytes every run.
 """
 import argparse
 import copy
 import json
+import math
 import os
 import struct
 import sys
@@ -133,6 +144,35 @@ CONFIGS = [
      dict(batch=2, seq_len=16, seed=18, schedule="cosine", warmup=0, grad_clip=0.5)),
 ]
 
+# Routing options (RoutingOptions in deepseek_ref.py): name, config, batch settings, option sets.
+# Option set: (name, disable_shared, top_k (0 = config's k), mask_top).
+ROUTING_CONFIGS = [
+    # 2 shared + 16 routed (k = 3), layer 0 dense, 2 MoE layers; norm_topk_prob off (the released models)
+    ("shared2_e16_k3", cfg(n_shared_experts=2, n_routed_experts=16, num_experts_per_tok=3,
+                           moe_intermediate_size=12, initializer_range=0.1),
+     dict(batch=2, seq_len=12, seed=21),
+     [("default", False, 0, 0),
+      ("no_shared", True, 0, 0),
+      ("no_shared_top5", True, 5, 0),     # remove the shared experts, activate k + n_shared routed ones
+      ("mask1", False, 0, 1),
+      ("mask2", False, 0, 2),
+      ("top1", False, 1, 0),
+      ("top2", False, 2, 0),              # k - 1
+      ("top16", False, 16, 0),            # every routed expert
+      ("mask3_top4_no_shared", True, 4, 3)]),
+    # norm_topk_prob on: the renormalisation runs over the chosen (unmasked) experts only; at k = 1 HF skips it
+    ("norm_shared2_e8_k2", cfg(n_shared_experts=2, n_routed_experts=8, num_experts_per_tok=2,
+                               norm_topk_prob=True, initializer_range=0.1),
+     dict(batch=3, seq_len=8, seed=22),
+     [("default", False, 0, 0),
+      ("mask1", False, 0, 1),
+      ("mask2", False, 0, 2),
+      ("mask2_top3", False, 3, 2),
+      ("top1", False, 1, 0),
+      ("mask1_top1", False, 1, 1),
+      ("no_shared_top4", True, 4, 0)]),
+]
+
 OPT = dict(lr=3e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, steps=5)
 
 
@@ -226,6 +266,38 @@ def run_config(name, cfg_dict, fx, out):
     return info
 
 
+def run_routing(name, cfg_dict, fx, sets, out):
+    """Logits and expert counts of the initial model under each option set (float64, no grad)."""
+    _, model = build(cfg_dict, fx)
+    ids, _ = make_batch(cfg_dict, fx)
+    d = os.path.join(out, "routing", name)
+    os.makedirs(os.path.join(d, "model"), exist_ok=True)
+    with open(os.path.join(d, "model", "config.json"), "w") as f:
+        json.dump(cfg_dict, f, indent=2)
+        f.write("\n")
+    write_safetensors(os.path.join(d, "model", "model.safetensors"),
+                      [(n, f32(p.to(torch.float32))) for n, p in model.named_parameters()])
+    tensors, info_sets = [("input_ids", i32(ids))], []
+    moe = model.moe_layers()
+    with torch.no_grad():
+        for set_name, disable_shared, top_k, mask_top in sets:
+            opts = ref.RoutingOptions(disable_shared=disable_shared, top_k=top_k, mask_top=mask_top)
+            logits, _ = model(ids, routing=opts)
+            st = moe_stats(model)
+            counts = torch.tensor([st[i]["selected_count"] for i in moe], dtype=torch.int64)  # [layers, E]
+            tensors += [("logits." + set_name, f32(logits)), ("selected_count." + set_name, i32(counts))]
+            gap = min(st[i]["min_logit_gap"] for i in moe)  # inf when nothing is left out (k = E): null
+            info_sets.append(dict(name=set_name, disable_shared=disable_shared, top_k=top_k, mask_top=mask_top,
+                                  min_logit_gap=gap if math.isfinite(gap) else None))
+    write_safetensors(os.path.join(d, "routing.safetensors"), tensors)
+    info = {"config": name, "batch": fx["batch"], "seq_len": fx["seq_len"], "seed": fx["seed"],
+            "moe_layers": moe, "option_sets": info_sets}
+    with open(os.path.join(d, "routing.json"), "w") as f:
+        json.dump(info, f, indent=1)
+        f.write("\n")
+    return info
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -240,6 +312,12 @@ def main():
         print(f"{name:24s} loss={info['loss']:.6f} aux={aux:.6f} "
               f"norms={['%.3f' % n for n in info['step_grad_norm']]} clip={info['grad_clip']} "
               f"drop0={info['dropped_per_step'][0]} gap={info['min_topk_logit_gap']}")
+    for name, c, fx, sets in ROUTING_CONFIGS:
+        info = run_routing(name, c, fx, sets, args.out)
+        gaps = {s["name"]: round(s["min_logit_gap"], 5) for s in info["option_sets"] if s["min_logit_gap"]}
+        # A near-tie at a selection edge would let float32 and float64 choose different experts.
+        assert min(gaps.values()) > 1e-4, f"{name}: a routing decision is a near-tie: {gaps}"
+        print(f"routing/{name:21s} min log-prob gap per option set: {gaps}")
 
 
 if __name__ == "__main__":
