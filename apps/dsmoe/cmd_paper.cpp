@@ -44,20 +44,20 @@ std::vector<std::string> split_commas(const std::vector<std::string>& raw) {
 
 // "dsmoe NAME --flag value ..." from the options the user gave (recorded in reports).
 std::string command_line_of(const std::string& name, const CLI::App* cmd) {
-  std::string cl = "dsmoe " + name;
+  std::string cl = fmt::format("dsmoe {}", name);
   for (const auto& opt : cmd->get_options()) {
     if (opt->count() == 0 || opt->get_name() == "--help") continue;
     if (opt->get_expected_min() == 0) {
-      cl += " " + opt->get_name();
+      cl += fmt::format(" {}", opt->get_name());
       continue;
     }
-    for (const auto& v : opt->results()) cl += " " + opt->get_name() + " " + v;
+    for (const auto& v : opt->results()) cl += fmt::format(" {} {}", opt->get_name(), v);
   }
   return cl;
 }
 
 struct AblateArgs {
-  bool quick = false, gshard_x15 = false;
+  bool quick = false, gshard_x15 = false, seq_aux = false;
   std::string out, val_data;
   std::vector<std::string> data;
   int64_t seeds = 2;
@@ -87,12 +87,13 @@ void add_paper_commands(CLI::App& app, std::vector<Command>& commands) {
   ab->add_option("--hidden", a->hidden, "model width d (default 128; quick 64)")->check(CLI::PositiveNumber);
   ab->add_option("--layers", a->layers, "layers (default 4; quick 2)")->check(CLI::PositiveNumber);
   ab->add_option("--heads", a->heads, "attention heads (default 4; quick 2)")->check(CLI::PositiveNumber);
-  ab->add_option("--steps", a->steps, "optimizer steps per run (default 700; quick 60)")->check(CLI::PositiveNumber);
+  ab->add_option("--steps", a->steps, "optimizer steps per run (default 1400; quick 60)")->check(CLI::PositiveNumber);
   ab->add_option("--seq-len", a->seq_len, "sequence length (default 128; quick 64)")->check(CLI::PositiveNumber);
   ab->add_option("--batch", a->batch, "sequences per step (default 16; quick 8)")->check(CLI::PositiveNumber);
   ab->add_option("--lr", a->lr, "peak learning rate (default 3e-3)")->check(CLI::PositiveNumber);
   ab->add_option("--vocab", a->vocab, "BPE vocabulary trained on text data (default 4096; quick 512)")
       ->check(CLI::Range(int64_t{256}, int64_t{1} << 20));
+  ab->add_flag("--seq-aux", a->seq_aux, "expert-level balance loss per sequence (HF seq_aux) instead of per batch");
   ab->add_option("--data-bytes", a->data_bytes, "use only the first N bytes of the text (default all; quick 400000)")
       ->check(CLI::NonNegativeNumber);
   commands.push_back({ab, [a, ab] {
@@ -115,6 +116,7 @@ void add_paper_commands(CLI::App& app, std::vector<Command>& commands) {
                         if (a->lr > 0) s.lr = a->lr;
                         if (a->vocab) s.vocab = a->vocab;
                         if (a->data_bytes >= 0) s.data_bytes = a->data_bytes;
+                        if (a->seq_aux) s.seq_aux = true;
                         o.command_line = command_line_of("ablate", ab);
                         paper::run_ablation(o);
                         return 0;

@@ -46,7 +46,7 @@ AblationScale AblationScale::quick() {
 json AblationScale::to_json() const {
   return {{"hidden", hidden}, {"layers", layers}, {"heads", heads}, {"vocab", vocab}, {"seq_len", seq_len},
           {"batch", batch}, {"steps", steps}, {"warmup", warmup}, {"lr", lr}, {"evals", evals},
-          {"data_bytes", data_bytes}, {"val_fraction", val_fraction}, {"aux_loss_alpha", aux_loss_alpha},
+          {"data_bytes", data_bytes}, {"val_fraction", val_fraction}, {"aux_loss_alpha", aux_loss_alpha}, {"seq_aux", seq_aux},
           {"initializer_range", initializer_range}};
 }
 
@@ -68,7 +68,7 @@ std::vector<AblationVariant> ablation_variants(const AblationScale& s, int64_t v
   base.moe_layer_freq = 1;
   base.norm_topk_prob = false;
   base.aux_loss_alpha = s.aux_loss_alpha;
-  base.seq_aux = true;
+  base.seq_aux = s.seq_aux;
   base.max_position_embeddings = s.seq_len;
   base.initializer_range = s.initializer_range;
   base.bos_token_id = bos_id;
@@ -409,6 +409,7 @@ AblationResult run_ablation(const AblationOptions& o) {
   train_chart.title = fmt::format("training loss (moving average), mean of {} seeds", o.seeds);
   train_chart.y_label = "training loss (nats/token)";
   const double tokens_per_step = static_cast<double>(s.seq_len * s.batch);
+  std::map<std::string, report::Series> val_by_name;  // mean validation curve per variant
   for (size_t i = 0; i < variants.size(); ++i) {
     std::vector<std::map<int64_t, double>> val(o.seeds), train(o.seeds);
     for (int64_t seed = 1; seed <= o.seeds; ++seed) {
@@ -426,6 +427,7 @@ AblationResult run_ablation(const AblationOptions& o) {
       }
     }
     val_chart.series.push_back(mean_curve(variants[i].name, val, tokens_per_step, o.seeds > 1));
+    val_by_name[variants[i].name] = val_chart.series.back();
     report::Series ts = mean_curve(variants[i].name, train, tokens_per_step, false);
     ts.points = false;
     train_chart.series.push_back(std::move(ts));
@@ -454,7 +456,6 @@ AblationResult run_ablation(const AblationOptions& o) {
             {"tokens_per_run", s.steps * s.seq_len * s.batch},
             {"plots", plots},
             {"command", o.command_line}};
-  write_json(out / "ablation.json", r.json);
 
   // ---- the Markdown report ----
   std::string md;
@@ -466,13 +467,13 @@ AblationResult run_ablation(const AblationOptions& o) {
                     d.vocab);
   md += fmt::format("Scale: d = {}, {} layers (all FFNs MoE), {} heads, standard FFN width W = {}; sequence {}, "
                     "batch {} ({} tokens per step), {} steps ({:.2f}M tokens per run, {:.2f} epochs), AdamW lr {} "
-                    "with {} warmup steps and ×0.316 at 80% and 90% of the steps, alpha1 {}, init std {}; "
+                    "with {} warmup steps and ×0.316 at 80% and 90% of the steps, alpha1 {} balanced per {}, init std {}; "
                     "{} seed(s) per variant (seed s initialises the model and orders the data; the same for every "
                     "variant).\n\n",
                     s.hidden, s.layers, s.heads, standard_ffn_width(s.hidden), s.seq_len, s.batch, with_commas(s.seq_len * s.batch),
                     s.steps, static_cast<double>(s.steps * s.seq_len * s.batch) / 1e6,
                     static_cast<double>(s.steps * s.seq_len * s.batch) / static_cast<double>(d.train_tokens), s.lr,
-                    s.warmup, s.aux_loss_alpha, s.initializer_range, o.seeds);
+                    s.warmup, s.aux_loss_alpha, s.seq_aux ? "sequence" : "batch", s.initializer_range, o.seeds);
   md += "## Variants: the same total and activated parameters\n\n";
   md += "| variant | experts | expert width | total params | activated params (no embedding) |\n|---|---|---:|---:|---:|\n";
   for (const auto& v : r.variants) {
@@ -502,6 +503,33 @@ AblationResult run_ablation(const AblationOptions& o) {
   }
   md += "\nA positive gap means the later variant is better, as the paper finds. A gap smaller than the seed range "
         "is not resolved by this many seeds.\n\n";
+  // How each gap of the ladder develops with training: a gap that shrinks (or grows) along the run says which way
+  // more tokens at this size would move the ordering.
+  {
+    const report::Series& first = val_by_name.at(ladder[0]);
+    json trend = json::array();
+    md += "How the gaps develop along training (mean validation loss over seeds; positive = the later variant is "
+          "better):\n\n| training tokens |";
+    for (size_t i = 0; i + 1 < ladder.size(); ++i) md += fmt::format(" {} − {} |", ladder[i], ladder[i + 1]);
+    md += "\n|---:|";
+    for (size_t i = 0; i + 1 < ladder.size(); ++i) md += "---:|";
+    md += "\n";
+    for (size_t k = 0; k < first.x.size(); ++k) {
+      json row = {{"tokens_millions", first.x[k]}};
+      md += fmt::format("| {:.2f}M |", first.x[k]);
+      for (size_t i = 0; i + 1 < ladder.size(); ++i) {
+        const report::Series &a = val_by_name.at(ladder[i]), &b = val_by_name.at(ladder[i + 1]);
+        const bool have = k < a.y.size() && k < b.y.size() && a.x[k] == first.x[k] && b.x[k] == first.x[k];
+        const double gap = have ? a.y[k] - b.y[k] : NAN;
+        md += have ? fmt::format(" {:+.4f} |", gap) : " – |";
+        row[ladder[i] + "-" + ladder[i + 1]] = have ? json(gap) : json(nullptr);
+      }
+      md += "\n";
+      trend.push_back(row);
+    }
+    r.json["gap_trend"] = trend;
+    md += "\n";
+  }
   md += "The paper (Figure 3, 2B models, 100B tokens) reports benchmark scores normalised to the best model, not "
         "losses; every step of the ladder improves most benchmarks, e.g. TriviaQA 0.615 → 0.85 → 0.935 → 1.0 and "
         "HellaSwag 0.92 → 0.96 → 0.98 → 1.0. Its Pile losses for the same family: GShard 1.867, DeepSeekMoE "
@@ -514,6 +542,7 @@ AblationResult run_ablation(const AblationOptions& o) {
     check(f.good(), "cannot write {}", report_path.string());
   }
   r.report_path = report_path.string();
+  write_json(out / "ablation.json", r.json);
   fmt::print("\n{}", md.substr(md.find("## Validation loss")));
   fmt::print("wrote {}, {}\n", (out / "ablation.json").string(), report_path.string());
   return r;
