@@ -162,6 +162,15 @@ std::string label_of(const std::string& dir) {
 
 std::string f4(double v) { return fmt::format("{:.4f}", v); }
 
+// A chart of loss against something, one line per model.
+report::LineChart loss_chart(const std::string& title, const std::string& x_label) {
+  report::LineChart c;
+  c.title = title;
+  c.x_label = x_label;
+  c.y_label = "loss (nats/token)";
+  return c;
+}
+
 std::string verdict(bool reproduced) { return reproduced ? "**reproduced**" : "**not reproduced**"; }
 
 }  // namespace
@@ -240,10 +249,7 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
   md += "The paper's 2B DeepSeekMoE: Pile loss 1.808 → 2.414.\n\n";
   md += "| model | baseline | shared removed, top-k + n_shared | change |\n|---|---:|---:|---:|\n";
   json shared = json::array();
-  report::LineChart shared_chart;
-  shared_chart.title = "removing the shared experts (one more routed expert each)";
-  shared_chart.x_label = "";
-  shared_chart.y_label = "loss (nats/token)";
+  report::LineChart shared_chart = loss_chart("removing the shared experts (one more routed expert each)", "");
   shared_chart.x_tic_labels = {"trained", "shared removed"};
   for (size_t i = 0; i < models.size(); ++i) {
     const ModelConfig& c = models[i].config();
@@ -279,10 +285,8 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
   for (size_t k = 0; k <= std::size(kMaskSixteenths); ++k) md += "---:|";
   md += "\n";
   json mask = json::array();
-  report::LineChart mask_chart;
-  mask_chart.title = "loss with each token's top r·E routed experts masked";
-  mask_chart.x_label = "ratio r of routed experts masked";
-  mask_chart.y_label = "loss (nats/token)";
+  report::LineChart mask_chart =
+      loss_chart("loss with each token's top r·E routed experts masked", "ratio r of routed experts masked");
   std::vector<double> rise(models.size(), 0.0);
   for (size_t i = 0; i < models.size(); ++i) {
     const ModelConfig& c = models[i].config();
@@ -341,10 +345,8 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
   md += "The paper's 2B DeepSeekMoE (trained with 7): K = 3..7 gives about 1.956, 1.867, 1.831, 1.814, 1.808; with "
         "K = 4 it matches GShard (1.867).\n\n| model | K | loss |\n|---|---:|---:|\n";
   json topk = json::array();
-  report::LineChart k_chart;
-  k_chart.title = "loss vs routed experts activated per token at inference";
-  k_chart.x_label = "activated routed experts K";
-  k_chart.y_label = "loss (nats/token)";
+  report::LineChart k_chart =
+      loss_chart("loss vs routed experts activated per token at inference", "activated routed experts K");
   for (size_t i = 0; i < models.size(); ++i) {
     const ModelConfig& c = models[i].config();
     report::Series s{models[i].name, {}, {}, {}, true};
