@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "paper/ablation.h"
 #include "paper/analysis.h"
+#include "train/run.h"
 
 namespace dsmoe::cli {
 
@@ -29,16 +30,8 @@ std::string exe_dir() {
 // "a,b" and repeated flags -> one list.
 std::vector<std::string> split_commas(const std::vector<std::string>& raw) {
   std::vector<std::string> out;
-  for (const auto& r : raw) {
-    size_t start = 0;
-    while (start <= r.size()) {
-      const size_t comma = r.find(',', start);
-      const std::string part = r.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      if (!part.empty()) out.push_back(part);
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  }
+  for (const auto& r : raw)
+    for (auto& p : split_paths(r)) out.push_back(std::move(p));
   return out;
 }
 

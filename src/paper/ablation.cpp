@@ -119,16 +119,6 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
   return s;
 }
 
-void write_json(const fs::path& path, const json& j) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    check(out.good(), "cannot write {}", tmp.string());
-  }
-  fs::rename(tmp, path);
-}
-
 json read_json(const fs::path& path) {
   std::ifstream in(path);
   check(in.good(), "cannot open {}", path.string());
@@ -138,8 +128,6 @@ json read_json(const fs::path& path) {
     fail("{}: not valid JSON ({})", path.string(), e.what());
   }
 }
-
-bool is_token_file(const std::string& p) { return fs::path(p).extension() == ".bin"; }
 
 // The first `bytes` of the text inputs (whole lines), shared evenly between the files: the quick ladder's data.
 std::vector<std::string> truncated_inputs(const std::vector<std::string>& inputs, int64_t bytes, const fs::path& dir) {
@@ -290,7 +278,7 @@ RunOutcome run_one(const AblationOptions& o, const PreparedData& d, const Ablati
     if (!m.eval.empty() && m.eval.back().step == s.steps) val_loss = m.eval.back().val_loss;
   }
   check(val_loss >= 0, "{}: the run gave no validation loss", run_dir.string());
-  write_json(result_path, {{"variant", v.name}, {"seed", seed}, {"val_loss", val_loss},
+  write_json_atomic(result_path.string(), {{"variant", v.name}, {"seed", seed}, {"val_loss", val_loss},
                            {"train_loss", sum.final_loss}, {"steps", sum.steps_done}, {"seconds", seconds}});
   return {val_loss, sum.final_loss, seconds};
 }
@@ -335,7 +323,7 @@ AblationResult run_ablation(const AblationOptions& o) {
   for (const auto& p : inputs) check(fs::exists(p), "--data: {} does not exist", p);
   const json settings = ladder_settings(o, inputs);
   check_same_settings(out / "settings.json", settings);
-  write_json(out / "settings.json", settings);
+  write_json_atomic((out / "settings.json").string(), settings);
 
   const PreparedData d = prepare_data(o, inputs, out / "data");
   const int64_t min_tokens = s.seq_len * s.batch + 1;
@@ -542,7 +530,7 @@ AblationResult run_ablation(const AblationOptions& o) {
     check(f.good(), "cannot write {}", report_path.string());
   }
   r.report_path = report_path.string();
-  write_json(out / "ablation.json", r.json);
+  write_json_atomic((out / "ablation.json").string(), r.json);
   fmt::print("\n{}", md.substr(md.find("## Validation loss")));
   fmt::print("wrote {}, {}\n", (out / "ablation.json").string(), report_path.string());
   return r;

@@ -18,6 +18,7 @@
 #include "text/corpus.h"
 #include "text/tokenizer.h"
 #include "train/data.h"
+#include "train/run.h"
 
 namespace dsmoe::paper {
 
@@ -206,15 +207,10 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
     return *tokenizer;
   };
   std::vector<int32_t> tokens;
-  if (fs::path(o.data).extension() == ".bin") {
+  if (is_token_file(o.data)) {
     tokens = read_token_file(o.data);
   } else {
-    std::vector<std::string> inputs;
-    for (size_t s = 0; s <= o.data.size();) {
-      const size_t comma = std::min(o.data.find(',', s), o.data.size());
-      if (comma > s) inputs.push_back(o.data.substr(s, comma - s));
-      s = comma + 1;
-    }
+    const std::vector<std::string> inputs = split_paths(o.data);
     const text::Tokenizer& tok = need_tokenizer();
     text::for_each_document(inputs, [&](std::string&& doc) {
       if (static_cast<int64_t>(tokens.size()) <= o.max_tokens) append_document(tok, doc, tokens);

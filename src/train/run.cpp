@@ -55,8 +55,6 @@ RunConfig resolve_run_config(const std::string& preset, const std::string& confi
   return c;
 }
 
-namespace {
-
 void write_json_atomic(const std::string& path, const json& j) {
   const std::string tmp = path + ".tmp";
   {
@@ -82,6 +80,8 @@ std::vector<std::string> split_paths(const std::string& s) {
   }
   return out;
 }
+
+namespace {
 
 // The data of a run once resolved: token files (pretraining) or conversations (SFT).
 struct RunData {

@@ -10,6 +10,9 @@
 #pragma once
 #include <functional>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "model/parallel.h"
 #include "train/run_config.h"
@@ -36,6 +39,13 @@ struct RunSummary {
 };
 
 RunSummary train_run(RunRequest request);
+
+// A JSON file written whole or not at all (a temporary file renamed over it).
+void write_json_atomic(const std::string& path, const nlohmann::json& j);
+// Token files are flat uint32 arrays named *.bin; anything else given as data is text.
+bool is_token_file(const std::string& path);
+// "a,b,,c" -> {"a", "b", "c"}: the comma-separated path lists of --data and the run config.
+std::vector<std::string> split_paths(const std::string& s);
 
 // Text data -> a tokenizer (c.tokenizer, or one of c.tokenizer_vocab tokens trained on the text) -> token files,
 // cached under work_dir (reused when already there). c.data "synth" writes the built-in corpus first. Afterwards
