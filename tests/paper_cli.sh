@@ -93,6 +93,11 @@ assert len(d["entropy_bits"]) == 15 and 0 <= d["mutual_information_bits"] < d["e
 for key in ("shared_removal_reproduced", "mask_top_reproduced", "top_k_reproduced", "domains_reproduced"):
     assert isinstance(j[key], bool), key
 PYEOF
+# Domains from the synthetic corpus's sidecar (FILE.json) instead of JSONL.
+"$DSMOE" data synth --out syn.txt --bytes 150000 --seed 3 > /dev/null
+"$DSMOE" analyze --ablation A --domains syn.txt --max-tokens 4096 --out S > synth.log 2>&1 \
+  && $PY -c "import json,sys; d=json.load(open('S/analysis.json'))['domains']['m4']['entropy_bits']; assert sorted(d)==['arithmetic','code','dialogue','prose','records'], d" \
+  && pass "analyze --domains: the synthetic corpus's sidecar (5 domains)" || failed "analyze with synth domains: $(tail -3 synth.log)"
 for p in mask_top top_k shared_removed domains_m4 domains_gshard; do
   [ -s "Z/plots/$p.png" ] || failed "analyze plot $p.png"
 done
