@@ -1,10 +1,14 @@
 // Tests for src/text/chat_template: the DeepSeek template, other HF templates (ChatML, Llama-2), the Jinja subset
 // (expressions, loops, scoping, filters, whitespace control) and every error path. Expected strings were checked
 // against Jinja2 3.1 configured as transformers configures it (trim_blocks, lstrip_blocks, loopcontrols).
+// Jinja2Cases renders the ~1,200 cases of tests/data/jinja_cases.jsonl, which Jinja2 itself rendered
+// (tools/reference/jinja_cases.py; tests/jinja_compat.sh regenerates them and runs this test on the fresh copy).
 #include "text/chat_template.h"
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -14,6 +18,7 @@
 
 #include "core/error.h"
 #include "expect_error.h"
+#include "shared_data.h"
 
 namespace {
 
@@ -72,7 +77,7 @@ TEST(DeepSeekTemplate, AddGenerationPromptDefaultsToFalse) {
 
 TEST(DeepSeekTemplate, MatchesTokenizerConfigFile) {
   const std::filesystem::path file = std::filesystem::path(DSMOE_SHARED_DIR) / "tokenizers/deepseek-llm/tokenizer_config.json";
-  if (!std::filesystem::exists(file)) GTEST_SKIP() << "no " << file;
+  DSMOE_REQUIRE_SHARED_FILE(file.string());
   std::ifstream in(file);
   const json config = json::parse(in);
   const std::string source = config.at("chat_template");
@@ -368,6 +373,55 @@ TEST(Errors, BadMessagesJson) {
                {"\"content\" must be a string", "null"});
   expect_error([] { chat_messages_from_json(json::parse(R"([{"role": 3, "content": "x"}])")); },
                {"\"role\" must be a string"});
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Jinja2 itself
+
+// Each line of the file (DSMOE_JINJA_CASES, else the committed tests/data/jinja_cases.jsonl) is a template, its
+// variables in document order, and what Jinja2 did: "expected" (ours must render the same bytes), "error" (ours
+// must raise a dsmoe::Error too), or "expected" with "unsupported" (outside our subset on purpose: ours must raise
+// a clear error rather than print anything).
+TEST(Jinja2Cases, RenderLikeJinja2) {
+  const char* fresh = std::getenv("DSMOE_JINJA_CASES");
+  const std::string path = fresh != nullptr && *fresh != 0 ? fresh : DSMOE_JINJA_CASES_FILE;
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << "cannot read " << path << " (tools/reference/jinja_cases.py --out FILE writes it)";
+  const auto quoted = [](const std::string& s) { return json(s).dump(-1, ' ', false, json::error_handler_t::replace); };
+  size_t cases = 0, rendered = 0, raised = 0, deepseek = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const nlohmann::ordered_json c = nlohmann::ordered_json::parse(line);
+    ++cases;
+    const std::string name = c.at("name"), tmpl = c.at("template");
+    const bool must_raise = c.value("error", false) || c.contains("unsupported");
+    deepseek += tmpl == ChatTemplate::deepseek().source();
+    std::string out, error;
+    try {
+      out = ChatTemplate::from_jinja(tmpl).render(c.at("vars"));
+    } catch (const dsmoe::Error& e) {
+      error = e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << name << ": not a dsmoe::Error: " << e.what() << "\n  template: " << tmpl;
+      continue;
+    }
+    if (must_raise) {
+      ++raised;
+      EXPECT_FALSE(error.empty()) << name << ": Jinja2 "
+                                  << (c.contains("unsupported") ? "renders it (unsupported)" : "raises")
+                                  << ", ours rendered " << quoted(out) << "\n  template: " << tmpl
+                                  << "\n  jinja2: " << c.value("jinja_error", c.value("unsupported", ""));
+    } else {
+      ++rendered;
+      EXPECT_TRUE(error.empty() && out == c.at("expected").get<std::string>())
+          << name << "\n  template: " << tmpl << "\n  vars:     " << c.at("vars").dump()
+          << "\n  jinja2:   " << c.at("expected").dump() << "\n  ours:     " << (error.empty() ? quoted(out) : error);
+    }
+  }
+  EXPECT_GT(rendered, 0u) << path;
+  EXPECT_GT(raised, 0u) << path;
+  EXPECT_GT(deepseek, 0u) << path << " has no case with the built-in DeepSeek template, verbatim";
+  std::printf("%zu cases from %s: %zu render as in Jinja2, %zu raise\n", cases, path.c_str(), rendered, raised);
 }
 
 }  // namespace

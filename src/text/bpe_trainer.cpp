@@ -1,6 +1,7 @@
 #include "text/bpe_trainer.h"
 
 #include "text/chat_template.h"
+#include "text/corpus.h"
 
 #include <algorithm>
 #include <array>
@@ -133,7 +134,6 @@ std::vector<std::string> expand_input_files(const std::vector<std::string>& inpu
   return files;
 }
 
-bool is_jsonl(const std::string& path) { return fs::path(path).extension() == ".jsonl"; }
 
 // An error found by a worker at `offset` in the block; the earliest one is reported.
 struct BlockError {
@@ -260,7 +260,7 @@ void count_file(const std::string& path, BlockCounter& counter, int64_t* bytes) 
   check(!fs::is_directory(path, ec), "input {} is a directory", path);
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
   check(file != nullptr, "cannot open input {}", path);
-  const bool jsonl = is_jsonl(path);
+  const bool jsonl = is_jsonl_path(path);
   std::string buf;
   int64_t line = 1;
   bool eof = false;

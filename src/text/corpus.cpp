@@ -25,8 +25,6 @@ bool is_blank(const std::string& line) {
   return std::all_of(line.begin(), line.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
 }
 
-bool is_jsonl(const std::string& path) { return fs::path(path).extension() == ".jsonl"; }
-
 void read_plain(const std::string& path, const std::function<void(std::string&&)>& fn) {
   std::ifstream in(path, std::ios::binary);
   check(in.good(), "cannot open {}", path);
@@ -129,9 +127,11 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
   return files;
 }
 
+bool is_jsonl_path(const std::string& path) { return fs::path(path).extension() == ".jsonl"; }
+
 void for_each_document(const std::vector<std::string>& inputs, const std::function<void(std::string&&)>& fn) {
   for (const std::string& file : expand_inputs(inputs)) {
-    if (is_jsonl(file)) read_jsonl(file, fn);
+    if (is_jsonl_path(file)) read_jsonl(file, fn);
     else read_plain(file, fn);
   }
 }

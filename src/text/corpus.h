@@ -36,5 +36,8 @@ PrepareStats prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& op
 void for_each_document(const std::vector<std::string>& inputs, const std::function<void(std::string&&)>& fn);
 // The input files behind `inputs` (directories expanded, sorted). Errors for paths that do not exist.
 std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs);
+// Whether an input file is JSON Lines (one {"text": ...} document per line) rather than plain text: by its
+// extension, .jsonl. The BPE trainer and corpus preparation read inputs by this one rule.
+bool is_jsonl_path(const std::string& path);
 
 }  // namespace dsmoe::text
