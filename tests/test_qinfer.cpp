@@ -253,7 +253,7 @@ TEST(GgufEngine, QuantizedWeightsStayQuantized) {
     const std::string path = tmp.file(fmt::format("m_{}.gguf", quant_type_name(type)));
     model_save_gguf(*m, path, type);
     auto im = infer_model_load(path);
-    EXPECT_EQ(im->layers[1].exp_up[0].type, type);
+    EXPECT_EQ(im->layers[1].expert_up[0].type, type);
     EXPECT_EQ(im->layers[1].wq.type, type);
     EXPECT_LT(im->weight_bytes(), m->params.arena.size() * 4 / (type == QuantType::Q4_0 ? 4 : 1.5));
     InferenceSession s(*im, 32);
@@ -314,8 +314,8 @@ TEST(StreamingQuantize, TypePolicyAndRoundTrip) {
     const QuantType every_token = keep ? QuantType::Q8_0 : QuantType::Q4_0;
     EXPECT_EQ(im->embedding.type, every_token);
     EXPECT_EQ(im->lm_head.type, every_token);
-    EXPECT_EQ(im->layers[1].sh_up.type, every_token);
-    EXPECT_EQ(im->layers[1].exp_up[0].type, QuantType::Q4_0);
+    EXPECT_EQ(im->layers[1].shared_up.type, every_token);
+    EXPECT_EQ(im->layers[1].expert_up[0].type, QuantType::Q4_0);
     EXPECT_EQ(im->layers[1].router.type, QuantType::F32);
   }
   // F32 -> F32 through the streaming path is bit-exact with the direct writer.

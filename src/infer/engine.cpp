@@ -230,8 +230,8 @@ void Engine::moe(const InferLayer& w, const float* x, int64_t n, float* y) {
     plan = routing_plan_build(probs, n, E, k, c.norm_topk_prob, 0.0);
   }
   const int64_t A = plan.rows();
-  const bool shared = !w.sh_gate.empty();
-  const int64_t Fs = shared ? w.sh_gate.rows : 0;
+  const bool shared = !w.shared_gate.empty();
+  const int64_t Fs = shared ? w.shared_gate.rows : 0;
   float* rows_out = ws_.get("moe.rows_out", A * d);     // [A, d] expert outputs in expert-sorted order
   float* gu = ws_.get("moe.gu", 2 * (A * Fe + n * Fs));  // per expert [gate r x Fe | up r x Fe], then shared
   float* gs = gu + 2 * A * Fe;                           // [gate n x Fs | up n x Fs]
@@ -265,12 +265,12 @@ void Engine::moe(const InferLayer& w, const float* x, int64_t n, float* y) {
   };
   for (int64_t e : chosen) {
     const int64_t r = plan.rows_of(e);
-    jobs.push_back(product(w.exp_gate[e], expert_x(e), expert_g(e), r));
-    jobs.push_back(product(w.exp_up[e], expert_x(e), expert_g(e) + r * Fe, r));
+    jobs.push_back(product(w.expert_gate[e], expert_x(e), expert_g(e), r));
+    jobs.push_back(product(w.expert_up[e], expert_x(e), expert_g(e) + r * Fe, r));
   }
   if (shared) {
-    sj.push_back(product(w.sh_gate, x, gs, n));
-    sj.push_back(product(w.sh_up, x, gs + n * Fs, n));
+    sj.push_back(product(w.shared_gate, x, gs, n));
+    sj.push_back(product(w.shared_up, x, gs + n * Fs, n));
   }
   run_batch();
   const int64_t n_chosen = static_cast<int64_t>(chosen.size());
@@ -283,8 +283,8 @@ void Engine::moe(const InferLayer& w, const float* x, int64_t n, float* y) {
     }
   });
   for (int64_t e : chosen)
-    jobs.push_back(product(w.exp_down[e], expert_g(e), rows_out + plan.expert_offsets[e] * d, plan.rows_of(e)));
-  if (shared) sj.push_back(product(w.sh_down, gs, y, n));
+    jobs.push_back(product(w.expert_down[e], expert_g(e), rows_out + plan.expert_offsets[e] * d, plan.rows_of(e)));
+  if (shared) sj.push_back(product(w.shared_down, gs, y, n));
   else std::fill(y, y + n * d, 0.0f);
   run_batch();
   // y[t] += sum_j w_tj rows_out[row of (t, j)], tokens in parallel.

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <map>
 
 #include <sys/mman.h>
@@ -24,68 +25,100 @@ const float* as_f32(InferModel& m, QuantType type, const uint8_t* data, int64_t 
   return copy.data();
 }
 
+// The view each role binds to, by kind: 1-D norms (f32), matrices, stacked routed experts (one view per expert).
+// What a role is (model-level or per layer, rank, stacked, how much a token reads) is the role table's
+// (model/registry.h); these only name the fields.
+template <typename Owner, typename Field>
+struct Slot {
+  TensorRole role;
+  Field Owner::*field;
+};
+constexpr Slot<InferModel, const float*> kModelNorms[] = {{TensorRole::final_norm, &InferModel::final_norm}};
+constexpr Slot<InferModel, QMatrix> kModelMatrices[] = {{TensorRole::embedding, &InferModel::embedding},
+                                                        {TensorRole::lm_head, &InferModel::lm_head}};
+constexpr Slot<InferLayer, const float*> kLayerNorms[] = {{TensorRole::attn_norm, &InferLayer::attn_norm},
+                                                          {TensorRole::ffn_norm, &InferLayer::ffn_norm}};
+constexpr Slot<InferLayer, QMatrix> kLayerMatrices[] = {
+    {TensorRole::attn_q, &InferLayer::wq},
+    {TensorRole::attn_k, &InferLayer::wk},
+    {TensorRole::attn_v, &InferLayer::wv},
+    {TensorRole::attn_o, &InferLayer::wo},
+    {TensorRole::mlp_gate, &InferLayer::mlp_gate},
+    {TensorRole::mlp_up, &InferLayer::mlp_up},
+    {TensorRole::mlp_down, &InferLayer::mlp_down},
+    {TensorRole::router, &InferLayer::router},
+    {TensorRole::shared_gate, &InferLayer::shared_gate},
+    {TensorRole::shared_up, &InferLayer::shared_up},
+    {TensorRole::shared_down, &InferLayer::shared_down},
+};
+constexpr Slot<InferLayer, std::vector<QMatrix>> kLayerExperts[] = {
+    {TensorRole::expert_gate, &InferLayer::expert_gate},
+    {TensorRole::expert_up, &InferLayer::expert_up},
+    {TensorRole::expert_down, &InferLayer::expert_down},
+};
+
+template <typename Owner, typename Field, size_t N>
+Field Owner::*field_of(const Slot<Owner, Field> (&slots)[N], const TensorSpec& spec) {
+  for (const Slot<Owner, Field>& slot : slots)
+    if (slot.role == spec.role) return slot.field;
+  fail("inference: unexpected tensor role for {}", spec.name);
+}
+
 // Point the view of registry tensor `spec` at `data` (stored as `type`).
 void bind_tensor(InferModel& m, const TensorSpec& spec, QuantType type, const uint8_t* data) {
+  const TensorRoleInfo& role = role_info(spec.role);
   const auto& s = spec.shape;
-  auto mat = [&] { return QMatrix::view(type, data, s[0], s[1]); };
-  auto stacked = [&](std::vector<QMatrix>& out) {  // [E, rows, cols] -> E views
+  if (!role.per_layer()) {
+    if (role.rank() == 1) {
+      m.*field_of(kModelNorms, spec) = as_f32(m, type, data, s[0]);
+    } else {
+      m.*field_of(kModelMatrices, spec) = QMatrix::view(type, data, s[0], s[1]);
+    }
+    return;
+  }
+  InferLayer& L = m.layers.at(static_cast<size_t>(spec.layer));
+  if (role.rank() == 1) {
+    L.*field_of(kLayerNorms, spec) = as_f32(m, type, data, s[0]);
+  } else if (role.stacked) {  // [E, rows, cols] -> E views
+    std::vector<QMatrix>& out = L.*field_of(kLayerExperts, spec);
     const QMatrix one = QMatrix::view(type, data, s[1], s[2]);
     out.clear();
     for (int64_t e = 0; e < s[0]; ++e) out.push_back(QMatrix::view(type, data + e * one.bytes(), s[1], s[2]));
-  };
-  if (spec.role == TensorRole::embedding) { m.embedding = mat(); return; }
-  if (spec.role == TensorRole::lm_head) { m.lm_head = mat(); return; }
-  if (spec.role == TensorRole::final_norm) { m.final_norm = as_f32(m, type, data, s[0]); return; }
-  InferLayer& L = m.layers.at(static_cast<size_t>(spec.layer));
-  switch (spec.role) {
-    case TensorRole::attn_norm: L.attn_norm = as_f32(m, type, data, s[0]); return;
-    case TensorRole::ffn_norm: L.ffn_norm = as_f32(m, type, data, s[0]); return;
-    case TensorRole::attn_q: L.wq = mat(); return;
-    case TensorRole::attn_k: L.wk = mat(); return;
-    case TensorRole::attn_v: L.wv = mat(); return;
-    case TensorRole::attn_o: L.wo = mat(); return;
-    case TensorRole::mlp_gate: L.mlp_gate = mat(); return;
-    case TensorRole::mlp_up: L.mlp_up = mat(); return;
-    case TensorRole::mlp_down: L.mlp_down = mat(); return;
-    case TensorRole::router: L.router = mat(); return;
-    case TensorRole::expert_gate: stacked(L.exp_gate); return;
-    case TensorRole::expert_up: stacked(L.exp_up); return;
-    case TensorRole::expert_down: stacked(L.exp_down); return;
-    case TensorRole::shared_gate: L.sh_gate = mat(); return;
-    case TensorRole::shared_up: L.sh_up = mat(); return;
-    case TensorRole::shared_down: L.sh_down = mat(); return;
-    default: fail("inference: unexpected tensor role for {}", spec.name);
+  } else {
+    L.*field_of(kLayerMatrices, spec) = QMatrix::view(type, data, s[0], s[1]);
   }
 }
 
-size_t sum_bytes(const std::vector<QMatrix>& v) {
-  size_t total = 0;
-  for (const QMatrix& q : v) total += q.bytes();
-  return total;
-}
-
-// Bytes of one layer: (all of it, the part one decoded token reads).
+// Bytes of one layer: (all of it, the part one decoded token reads: by the role table's token_read, the whole of
+// each tensor but the routed experts, of which k of E).
 std::pair<size_t, size_t> layer_bytes(const InferLayer& L, const ModelConfig& c) {
-  const size_t d4 = static_cast<size_t>(c.hidden_size) * 4 * 2;  // two norms (f32 in memory)
-  const size_t dense = L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes() + L.mlp_gate.bytes() +
-                       L.mlp_up.bytes() + L.mlp_down.bytes() + L.router.bytes() + L.sh_gate.bytes() +
-                       L.sh_up.bytes() + L.sh_down.bytes() + d4;
-  const size_t experts = sum_bytes(L.exp_gate) + sum_bytes(L.exp_up) + sum_bytes(L.exp_down);
-  const size_t E = L.exp_gate.size();
-  return {dense + experts, dense + (E ? experts / E * static_cast<size_t>(c.num_experts_per_tok) : 0)};
+  size_t all = 0, read = 0;
+  auto add = [&](TensorRole role, size_t bytes, size_t n_experts) {
+    all += bytes;
+    switch (role_info(role).token_read) {
+      case TokenRead::all: read += bytes; break;
+      case TokenRead::one_row: break;  // (model-level only: the embedding)
+      case TokenRead::top_k: read += n_experts ? bytes / n_experts * static_cast<size_t>(c.num_experts_per_tok) : 0;
+    }
+  };
+  for (const auto& slot : kLayerNorms) add(slot.role, static_cast<size_t>(c.hidden_size) * 4, 0);  // f32 in memory
+  for (const auto& slot : kLayerMatrices) add(slot.role, (L.*slot.field).bytes(), 0);
+  for (const auto& slot : kLayerExperts) {
+    size_t bytes = 0;
+    for (const QMatrix& q : L.*slot.field) bytes += q.bytes();
+    add(slot.role, bytes, (L.*slot.field).size());
+  }
+  return {all, read};
 }
 
 void summarize_types(InferModel& m) {
   std::map<std::string, size_t> by_type;
   auto add = [&](const QMatrix& q) { if (!q.empty()) by_type[quant_type_name(q.type)] += q.bytes(); };
-  add(m.embedding);
-  add(m.lm_head);
+  for (const auto& slot : kModelMatrices) add(m.*slot.field);
   for (const InferLayer& L : m.layers) {
-    for (const QMatrix* q : {&L.wq, &L.wk, &L.wv, &L.wo, &L.mlp_gate, &L.mlp_up, &L.mlp_down, &L.router, &L.sh_gate,
-                             &L.sh_up, &L.sh_down})
-      add(*q);
-    for (const auto* v : {&L.exp_gate, &L.exp_up, &L.exp_down})
-      for (const QMatrix& q : *v) add(q);
+    for (const auto& slot : kLayerMatrices) add(L.*slot.field);
+    for (const auto& slot : kLayerExperts)
+      for (const QMatrix& q : L.*slot.field) add(q);
   }
   std::string main_type;
   size_t most = 0;
@@ -99,13 +132,16 @@ void summarize_types(InferModel& m) {
 
 size_t InferModel::weight_bytes() const {
   size_t total = embedding.bytes() + (lm_head.data != embedding.data ? lm_head.bytes() : 0) +
-                 static_cast<size_t>(config.hidden_size) * 4;
+                 static_cast<size_t>(config.hidden_size) * 4 * std::size(kModelNorms);
   for (const InferLayer& L : layers) total += layer_bytes(L, config).first;
   return total;
 }
 
 size_t InferModel::active_bytes_per_token() const {
-  size_t total = lm_head.bytes() + static_cast<size_t>(config.hidden_size) * 4;
+  // The model-level tensors a token reads whole (lm_head and the final norm; of the embedding, one row).
+  size_t total = static_cast<size_t>(config.hidden_size) * 4 * std::size(kModelNorms);
+  for (const auto& slot : kModelMatrices)
+    if (role_info(slot.role).token_read == TokenRead::all) total += (this->*slot.field).bytes();
   for (const InferLayer& L : layers) total += layer_bytes(L, config).second;
   return total;
 }
@@ -155,7 +191,7 @@ std::unique_ptr<InferModel> infer_model_load_gguf(const std::string& path, const
     bind_tensor(*m, spec, file->tensor(name).type, where.at(name));
   }
   if (m->config.tie_word_embeddings) {
-    const io::GgufTensorInfo* out = file->find_tensor("output.weight");
+    const io::GgufTensorInfo* out = file->find_tensor(gguf_tensor_name(TensorRole::lm_head));
     m->lm_head = out ? QMatrix::view(out->type, where.at(out->name), m->config.vocab_size, m->config.hidden_size)
                      : m->embedding;
   }
@@ -172,13 +208,12 @@ void infer_model_pack(InferModel& m) {
     if (!q.empty() && !q.packed && qpack_supported(q.type)) mats.push_back(&q);
   };
   const bool tied = m.lm_head.data == m.embedding.data;
-  add(m.lm_head);
+  for (const auto& slot : kModelMatrices)  // not the embedding: a token reads one row of it
+    if (role_info(slot.role).token_read != TokenRead::one_row) add(m.*slot.field);
   for (InferLayer& L : m.layers) {
-    for (QMatrix* q : {&L.wq, &L.wk, &L.wv, &L.wo, &L.mlp_gate, &L.mlp_up, &L.mlp_down, &L.router, &L.sh_gate,
-                       &L.sh_up, &L.sh_down})
-      add(*q);
-    for (auto* v : {&L.exp_gate, &L.exp_up, &L.exp_down})
-      for (QMatrix& q : *v) add(q);
+    for (const auto& slot : kLayerMatrices) add(L.*slot.field);
+    for (const auto& slot : kLayerExperts)
+      for (QMatrix& q : L.*slot.field) add(q);
   }
   if (mats.empty()) return;
   if (!m.owned.empty()) {  // --no-mmap: the bytes are ours already; pack each row in place
@@ -224,13 +259,8 @@ void infer_model_pack(InferModel& m) {
   if (tied) m.embedding = m.lm_head;
 }
 
-namespace {
-// Same rule as model_load_any: a .gguf path is a GGUF file (a missing one is an error there), else a directory.
-bool is_gguf_path(const std::string& path) { return std::filesystem::path(path).extension() == ".gguf"; }
-}  // namespace
-
 std::unique_ptr<InferModel> infer_model_load(const std::string& path, const InferLoadOptions& options) {
-  if (is_gguf_path(path)) {
+  if (io::is_gguf_path(path)) {
     check(std::filesystem::is_regular_file(path), "model file {} does not exist", path);
     return infer_model_load_gguf(path, options);
   }
@@ -240,7 +270,7 @@ std::unique_ptr<InferModel> infer_model_load(const std::string& path, const Infe
 }
 
 size_t infer_model_bytes_needed(const std::string& path) {
-  if (is_gguf_path(path)) {
+  if (io::is_gguf_path(path)) {
     // The files' sizes (tensor data plus a little metadata; every split of a split model), known without mapping
     // them: mapping is what may fail.
     check(std::filesystem::is_regular_file(path), "model file {} does not exist", path);

@@ -25,8 +25,8 @@ struct InferLayer {
   QMatrix wq, wk, wv, wo;                      // [H*hd, d], [KVH*hd, d] x2, [d, H*hd]
   QMatrix mlp_gate, mlp_up, mlp_down;          // dense layers: [F, d], [F, d], [d, F]
   QMatrix router;                              // MoE layers: [E, d]
-  std::vector<QMatrix> exp_gate, exp_up, exp_down;  // [E] x [Fe, d], [Fe, d], [d, Fe]
-  QMatrix sh_gate, sh_up, sh_down;             // [Fs, d], [Fs, d], [d, Fs] (empty without shared experts)
+  std::vector<QMatrix> expert_gate, expert_up, expert_down;  // [E] x [Fe, d], [Fe, d], [d, Fe]
+  QMatrix shared_gate, shared_up, shared_down;  // [Fs, d], [Fs, d], [d, Fs] (empty without shared experts)
 };
 
 struct InferModel {

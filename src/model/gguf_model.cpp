@@ -25,36 +25,6 @@ using io::GgufValue;
 
 const char* kArch = "deepseek";
 
-std::string role_base(TensorRole role) {
-  switch (role) {
-    case TensorRole::embedding: return "token_embd";
-    case TensorRole::attn_norm: return "attn_norm";
-    case TensorRole::attn_q: return "attn_q";
-    case TensorRole::attn_k: return "attn_k";
-    case TensorRole::attn_v: return "attn_v";
-    case TensorRole::attn_o: return "attn_output";
-    case TensorRole::ffn_norm: return "ffn_norm";
-    case TensorRole::mlp_gate: return "ffn_gate";
-    case TensorRole::mlp_up: return "ffn_up";
-    case TensorRole::mlp_down: return "ffn_down";
-    case TensorRole::router: return "ffn_gate_inp";
-    case TensorRole::expert_gate: return "ffn_gate_exps";
-    case TensorRole::expert_up: return "ffn_up_exps";
-    case TensorRole::expert_down: return "ffn_down_exps";
-    case TensorRole::shared_gate: return "ffn_gate_shexp";
-    case TensorRole::shared_up: return "ffn_up_shexp";
-    case TensorRole::shared_down: return "ffn_down_shexp";
-    case TensorRole::final_norm: return "output_norm";
-    case TensorRole::lm_head: return "output";
-  }
-  fail("gguf: unknown tensor role");
-}
-
-bool always_f32(TensorRole role) {
-  return role == TensorRole::attn_norm || role == TensorRole::ffn_norm || role == TensorRole::final_norm ||
-         role == TensorRole::router;
-}
-
 // The double whose shortest decimal spelling is that of the float: 1e-6 -> (float) -> 1e-6 again.
 double float_to_double_shortest(float f) { return std::stod(fmt::format("{}", f)); }
 
@@ -62,11 +32,7 @@ std::string key(const std::string& k) { return std::string(kArch) + "." + k; }
 
 }  // namespace
 
-std::string gguf_tensor_name(const TensorSpec& spec) {
-  const std::string base = role_base(spec.role);
-  if (spec.layer < 0) return base + ".weight";
-  return fmt::format("blk.{}.{}.weight", spec.layer, base);
-}
+std::string gguf_tensor_name(const TensorSpec& spec) { return gguf_tensor_name(spec.role, spec.layer); }
 
 void gguf_permute_qk(const float* src, float* dst, int64_t n_head, int64_t hd, int64_t cols) {
   const int64_t half = hd / 2;
@@ -91,7 +57,8 @@ FileType gguf_file_type(const GgufWriteOptions& options) {
 }
 
 QuantType gguf_tensor_type(const TensorSpec& spec, const ModelConfig& config, const GgufWriteOptions& options) {
-  if (always_f32(spec.role) || spec.shape.size() < 2) return QuantType::F32;
+  const TensorRoleInfo& role = role_info(spec.role);
+  if (role.always_f32 || spec.shape.size() < 2) return QuantType::F32;
   const QuantType base = options.ftype ? file_type_base(*options.ftype) : options.type;
   // llama.cpp's recipes for the file types dsmoe did not define before (K-quant mixes, Q4_1, Q5_0, Q5_1, IQ4_NL).
   const bool llama_recipe = options.ftype && quant_is_block(base) && base != QuantType::Q4_0 &&
@@ -101,12 +68,10 @@ QuantType gguf_tensor_type(const TensorSpec& spec, const ModelConfig& config, co
     return recipe_tensor_type(*options.ftype, gguf_tensor_name(spec), ne, config, /*pure=*/!options.keep_8bit);
   }
   QuantType t = base;
-  // Below 8 bits, the tensors every token uses (embeddings, lm_head, shared experts) keep 8 bits by default: they
-  // are a small share of the bytes of a fine-grained MoE and carry the largest share of its quality.
-  const bool every_token = spec.role == TensorRole::embedding || spec.role == TensorRole::lm_head ||
-                           spec.role == TensorRole::shared_gate || spec.role == TensorRole::shared_up ||
-                           spec.role == TensorRole::shared_down;
-  if (options.keep_8bit && every_token && t == QuantType::Q4_0) t = QuantType::Q8_0;
+  // Below 8 bits, the tensors every token uses (embeddings, lm_head, shared experts: the role table's keep_8bit)
+  // keep 8 bits by default: they are a small share of the bytes of a fine-grained MoE and carry the largest share of
+  // its quality.
+  if (options.keep_8bit && role.keep_8bit && t == QuantType::Q4_0) t = QuantType::Q8_0;
   // A row length that is not a whole number of blocks falls back (F16 for the 32-weight types, as llama.cpp's
   // converter does).
   return row_width_fallback(t, spec.shape.back());
@@ -202,7 +167,7 @@ void gguf_write_model(const ModelConfig& c, const GgufTensorSource& source, cons
       // The source fills HF layout (for a tied `output`, the embedding); Q/K rows are then permuted.
       std::vector<float> src(static_cast<size_t>(s.numel()));
       source(s, src.data());
-      if (!options.source_in_gguf_layout && (s.role == TensorRole::attn_q || s.role == TensorRole::attn_k)) {
+      if (!options.source_in_gguf_layout && role_info(s.role).qk_permuted) {
         std::vector<float> permuted(src.size());
         gguf_permute_qk(src.data(), permuted.data(), s.shape[0] / hd, hd, s.shape[1]);
         src.swap(permuted);
@@ -324,11 +289,12 @@ ModelConfig gguf_read_config(const io::GgufFile& g) {
     c.vocab_size = v->i;
   } else if (g.find("tokenizer.ggml.tokens")) {
     c.vocab_size = static_cast<int64_t>(g.get_strings("tokenizer.ggml.tokens").size());
-  } else if (const io::GgufTensorInfo* t = g.find_tensor("token_embd.weight"); t && t->ne.size() == 2) {
+  } else if (const io::GgufTensorInfo* t = g.find_tensor(gguf_tensor_name(TensorRole::embedding));
+             t && t->ne.size() == 2) {
     c.vocab_size = t->ne[1];
   } else {
-    fail("{}: missing key {} (and neither tokenizer.ggml.tokens nor token_embd.weight say the vocabulary size)", path,
-         key("vocab_size"));
+    fail("{}: missing key {} (and neither tokenizer.ggml.tokens nor {} say the vocabulary size)", path,
+         key("vocab_size"), gguf_tensor_name(TensorRole::embedding));
   }
   // Token ids: the tokenizer's; without dsmoe.config or tokenizer keys, none (not HF DeepSeek's 100000/100001).
   const int64_t no_token = -1;
@@ -371,16 +337,17 @@ void gguf_check_tensors(const io::GgufFile& g, const ModelConfig& c, bool releas
     check(t.shape() == spec.shape, "{}: tensor {} has shape {}, expected {}", g.file_of(t), gname,
           shape_str(t.shape()), shape_str(spec.shape));
   }
+  const std::string output = gguf_tensor_name(TensorRole::lm_head);
   std::set<std::string> expected;
   for (const TensorSpec& spec : build_registry(c)) expected.insert(gguf_tensor_name(spec));
-  if (c.tie_word_embeddings) expected.insert("output.weight");  // the tied copy written for llama.cpp
+  if (c.tie_word_embeddings) expected.insert(output);  // the tied copy written for llama.cpp
   for (const io::GgufTensorInfo& t : g.tensors())
     check(expected.count(t.name) > 0, "{}: unexpected tensor {} (not part of a deepseek model with this config)",
           g.file_of(t), t.name);
   if (c.tie_word_embeddings)
-    if (const io::GgufTensorInfo* out = g.find_tensor("output.weight"))
-      check(out->shape() == std::vector<int64_t>{c.vocab_size, c.hidden_size}, "{}: tensor output.weight has shape "
-            "{}, expected {}", g.file_of(*out), shape_str(out->shape()), shape_str({c.vocab_size, c.hidden_size}));
+    if (const io::GgufTensorInfo* out = g.find_tensor(output))
+      check(out->shape() == std::vector<int64_t>{c.vocab_size, c.hidden_size}, "{}: tensor {} has shape {}, "
+            "expected {}", g.file_of(*out), output, shape_str(out->shape()), shape_str({c.vocab_size, c.hidden_size}));
   // Block scales last: it reads every block of the file (in parallel).
   io::gguf_validate_block_scales(g, release_pages);
 }
@@ -396,7 +363,7 @@ std::unique_ptr<Model> model_load_gguf(const std::string& path) {
     const std::string gname = gguf_tensor_name(spec);
     const io::GgufTensorInfo& t = g.tensor(gname);
     float* dst = model->params.ptr(spec);
-    if (spec.role == TensorRole::attn_q || spec.role == TensorRole::attn_k) {
+    if (role_info(spec.role).qk_permuted) {
       tmp.resize(static_cast<size_t>(spec.numel()));
       g.read_f32(t, tmp.data());
       gguf_unpermute_qk(tmp.data(), dst, spec.shape[0] / hd, hd, spec.shape[1]);
@@ -410,7 +377,7 @@ std::unique_ptr<Model> model_load_gguf(const std::string& path) {
 StreamingModelSource open_streaming_source(const std::string& path) {
   StreamingModelSource src;
   namespace fs = std::filesystem;
-  if (fs::path(path).extension() == ".gguf") {
+  if (io::is_gguf_path(path)) {
     check(fs::is_regular_file(path), "model file {} does not exist", path);
     auto file = std::make_shared<io::GgufFile>(io::GgufFile::open(path));
     src.config = gguf_read_config(*file);
@@ -421,9 +388,7 @@ StreamingModelSource open_streaming_source(const std::string& path) {
     for (const GgufKV& kv : file->kvs())
       if (kv.key.rfind("tokenizer.", 0) == 0) src.tokenizer_kvs.push_back(kv);
     src.source = [file](const TensorSpec& spec, float* dst) {
-      std::string name = gguf_tensor_name(spec);
-      if (spec.role == TensorRole::lm_head && file->find_tensor("output.weight")) name = "output.weight";
-      const io::GgufTensorInfo& t = file->tensor(name);
+      const io::GgufTensorInfo& t = file->tensor(gguf_tensor_name(spec));  // a tied lm_head: the file's `output`
       file->read_f32(t, dst);
       io::release_pages(t.data, t.nbytes);
     };

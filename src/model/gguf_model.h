@@ -28,7 +28,7 @@
 
 namespace dsmoe {
 
-// llama.cpp tensor name (with ".weight") of a registry tensor.
+// llama.cpp tensor name (with ".weight") of a registry tensor: its role's GGUF pattern (role_info, model/registry.h).
 std::string gguf_tensor_name(const TensorSpec& spec);
 
 // Q/K row permutation for a [n_head * hd, cols] matrix: HF rotate-half order -> llama.cpp adjacent pairs, and back.

@@ -2,11 +2,12 @@
 #include "model/quant_recipe.h"
 
 #include <cctype>
-#include <cstdio>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "model/registry.h"
 
 namespace dsmoe {
 
@@ -35,24 +36,26 @@ const FileTypeInfo& info_of(FileType f) {
   fail("unknown file type id {}", static_cast<uint32_t>(f));
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
-
 // llama.cpp's use_more_bits: the first and last eighth of the layers and every third layer between them.
 bool use_more_bits(int64_t i_layer, int64_t n_layer) {
   return i_layer < n_layer / 8 || i_layer >= 7 * n_layer / 8 || (i_layer - n_layer / 8) % 3 == 2;
 }
 
-// The `blk.N.` index of a layer tensor's name. llama.cpp parses it from the name for MoE models and counts tensors
-// of the kind otherwise (i_attention_wv, i_ffn_down in the loader's layer-sorted order); in a deepseek file every
-// layer has one attn_v and, in a dense model, one ffn_down, so the count equals the index too.
-int64_t layer_of(const std::string& name, int64_t n_layer) {
-  int layer = -1;
-  check(std::sscanf(name.c_str(), "blk.%d.", &layer) == 1, "cannot determine the layer of tensor {}", name);
-  check(layer >= 0 && layer < n_layer, "tensor {}: layer {} is outside [0, {})", name, layer, n_layer);
-  return layer;
+// The role and `blk.N.` layer of a deepseek tensor, by the role table (model/registry.h). llama.cpp matches the
+// name's parts ("attn_v.weight", "ffn_down", ...), which single out the same tensors of this architecture; it parses
+// the layer from the name for MoE models and counts tensors of the kind otherwise (i_attention_wv, i_ffn_down in
+// the loader's layer-sorted order); in a deepseek file every layer has one attn_v and, in a dense model, one
+// ffn_down, so the count equals the index too.
+TensorNameMatch role_of(const std::string& name) {
+  const std::optional<TensorNameMatch> m = role_from_gguf_name(name);
+  check(m.has_value(), "tensor {} is not a tensor of a deepseek model", name);
+  return *m;
+}
+
+int64_t layer_of(const std::string& name, const TensorNameMatch& m, int64_t n_layer) {
+  check(m.layer >= 0, "cannot determine the layer of tensor {}", name);
+  check(m.layer < n_layer, "tensor {}: layer {} is outside [0, {})", name, m.layer, n_layer);
+  return m.layer;
 }
 
 }  // namespace
@@ -93,10 +96,11 @@ FileType file_type_of(QuantType t) {
 
 bool recipe_quantizes(const std::string& name, size_t n_dims) {
   // llama_model_quantize_impl: `quantize` is true for names ending in "weight", 2-D and 3-D (stacked experts)
-  // tensors, not "_norm.weight", not the router "ffn_gate_inp.weight" (the other exclusions are tensors of other
+  // tensors, not "_norm.weight", not the router "ffn_gate_inp.weight": of a deepseek model's tensors (all named
+  // "*.weight"), the matrices the role table does not mark always_f32 (the other exclusions are tensors of other
   // architectures: pos_embd, token_types, ssm_conv1d, time_mix_*, attn_rel_b).
-  return ends_with(name, "weight") && n_dims >= 2 && !contains(name, "_norm.weight") &&
-         !contains(name, "ffn_gate_inp.weight");
+  const std::optional<TensorNameMatch> m = role_from_gguf_name(name);
+  return m.has_value() && n_dims >= 2 && !role_info(m->role).always_f32;
 }
 
 QuantType row_width_fallback(QuantType t, int64_t row_width) {
@@ -117,6 +121,7 @@ QuantType recipe_tensor_type(FileType f, const std::string& name, const std::vec
                              const ModelConfig& config, bool pure) {
   check(!ne.empty(), "tensor {} has no dimensions", name);
   if (!recipe_quantizes(name, ne.size())) return QuantType::F32;
+  const TensorNameMatch m = role_of(name);
   const QuantType base = file_type_base(f);
   if (pure || !quant_is_block(base)) return row_width_fallback(base, ne[0]);  // F16/BF16/F32: no recipe
 
@@ -130,53 +135,68 @@ QuantType recipe_tensor_type(FileType f, const std::string& name, const std::vec
   auto is = [&](FileType g) { return f == g; };
   QuantType t = base;
 
-  if (name == "output.weight") {
-    // "output": Q8_0 if its rows do not fit the base type's blocks, else Q6_K unless the base is Q8_0.
-    if (ne[0] % quant_block_size(base) != 0) t = QuantType::Q8_0;
-    else if (base != QuantType::Q8_0) t = QuantType::Q6_K;
-  } else if (name == "token_embd.weight") {
-    // "token_embd": changes only for the IQ1/IQ2/IQ3/TQ mixes (not offered here). With an `output` tensor present
-    // the embedding is not treated as the output (that branch is for files without one).
-  } else if (contains(name, "attn_v.weight")) {
-    // "attn_v": i_attention_wv counts attn_v tensors in layer order, i.e. it is the layer index.
-    const int64_t i = layer_of(name, n_layer);
-    if (is(FileType::Q2_K)) t = n_gqa >= 4 ? QuantType::Q4_K : QuantType::Q3_K;
-    else if (is(FileType::Q3_K_M)) t = i < 2 ? QuantType::Q5_K : QuantType::Q4_K;
-    else if (is(FileType::Q3_K_L)) t = QuantType::Q5_K;
-    else if (is(FileType::IQ4_NL) && n_gqa >= 4) t = QuantType::Q5_K;
-    else if ((is(FileType::Q4_K_M) || is(FileType::Q5_K_M)) && use_more_bits(i, n_layer)) t = QuantType::Q6_K;
-    else if (is(FileType::Q4_K_S) && i < 4) t = QuantType::Q5_K;
-    if (eight_experts) t = QuantType::Q8_0;  // "bumping this to Q8_0 trades just ~128MB"
-  } else if (contains(name, "attn_k.weight")) {
-    // "attn_k": Q8_0 with 8 experts; the other rules are IQ3 mixes.
-    if (eight_experts) t = QuantType::Q8_0;
-  } else if (contains(name, "attn_q.weight")) {
-    // "attn_q": IQ3 mixes only.
-  } else if (contains(name, "ffn_down")) {
-    // "ffn_down": every ffn_down tensor (dense ffn_down, ffn_down_exps, ffn_down_shexp) by its layer index
-    // i_layer = blk.N (parsed from the name for MoE models) out of n_layer = all layers.
-    const int64_t i = layer_of(name, n_layer);
-    if (is(FileType::Q2_K)) t = QuantType::Q3_K;
-    else if (is(FileType::Q3_K_M)) t = i < n_layer / 16 ? QuantType::Q5_K : QuantType::Q4_K;  // (not Falcon)
-    else if (is(FileType::Q3_K_L)) t = QuantType::Q5_K;
-    else if (is(FileType::Q4_K_M)) { if (use_more_bits(i, n_layer)) t = QuantType::Q6_K; }
-    else if (i < n_layer / 8 && is(FileType::IQ4_NL)) t = QuantType::Q5_K;  // without an importance matrix
-    else if (is(FileType::Q5_K_M) && use_more_bits(i, n_layer)) t = QuantType::Q6_K;
-    else if (is(FileType::Q4_K_S) && i < n_layer / 8) t = QuantType::Q5_K;
-    // (Q4_0/Q5_0 -> Q4_1/Q5_1 in the first eighth applies only with an importance matrix.)
-  } else if (contains(name, "attn_output.weight")) {
-    // "attn_output" (not Falcon): with 8 experts Q5_K for the listed mixes (not Q3_K_L), else per mix.
-    if (eight_experts) {
-      if (is(FileType::Q2_K) || is(FileType::Q3_K_S) || is(FileType::Q3_K_M) || is(FileType::IQ4_NL) ||
-          is(FileType::Q4_K_S) || is(FileType::Q4_K_M))
-        t = QuantType::Q5_K;
-    } else {
-      if (is(FileType::Q2_K)) t = QuantType::Q3_K;
-      else if (is(FileType::Q3_K_M)) t = QuantType::Q4_K;
+  switch (m.role) {
+    case TensorRole::lm_head:
+      // "output": Q8_0 if its rows do not fit the base type's blocks, else Q6_K unless the base is Q8_0.
+      if (ne[0] % quant_block_size(base) != 0) t = QuantType::Q8_0;
+      else if (base != QuantType::Q8_0) t = QuantType::Q6_K;
+      break;
+    case TensorRole::embedding:
+      // "token_embd": changes only for the IQ1/IQ2/IQ3/TQ mixes (not offered here). With an `output` tensor present
+      // the embedding is not treated as the output (that branch is for files without one).
+      break;
+    case TensorRole::attn_v: {
+      // "attn_v": i_attention_wv counts attn_v tensors in layer order, i.e. it is the layer index.
+      const int64_t i = layer_of(name, m, n_layer);
+      if (is(FileType::Q2_K)) t = n_gqa >= 4 ? QuantType::Q4_K : QuantType::Q3_K;
+      else if (is(FileType::Q3_K_M)) t = i < 2 ? QuantType::Q5_K : QuantType::Q4_K;
       else if (is(FileType::Q3_K_L)) t = QuantType::Q5_K;
+      else if (is(FileType::IQ4_NL) && n_gqa >= 4) t = QuantType::Q5_K;
+      else if ((is(FileType::Q4_K_M) || is(FileType::Q5_K_M)) && use_more_bits(i, n_layer)) t = QuantType::Q6_K;
+      else if (is(FileType::Q4_K_S) && i < 4) t = QuantType::Q5_K;
+      if (eight_experts) t = QuantType::Q8_0;  // "bumping this to Q8_0 trades just ~128MB"
+      break;
     }
+    case TensorRole::attn_k:
+      // "attn_k": Q8_0 with 8 experts; the other rules are IQ3 mixes.
+      if (eight_experts) t = QuantType::Q8_0;
+      break;
+    case TensorRole::attn_q:
+      // "attn_q": IQ3 mixes only.
+      break;
+    case TensorRole::mlp_down:
+    case TensorRole::expert_down:
+    case TensorRole::shared_down: {
+      // "ffn_down": every ffn_down tensor (dense ffn_down, ffn_down_exps, ffn_down_shexp) by its layer index
+      // i_layer = blk.N (parsed from the name for MoE models) out of n_layer = all layers.
+      const int64_t i = layer_of(name, m, n_layer);
+      if (is(FileType::Q2_K)) t = QuantType::Q3_K;
+      else if (is(FileType::Q3_K_M)) t = i < n_layer / 16 ? QuantType::Q5_K : QuantType::Q4_K;  // (not Falcon)
+      else if (is(FileType::Q3_K_L)) t = QuantType::Q5_K;
+      else if (is(FileType::Q4_K_M)) { if (use_more_bits(i, n_layer)) t = QuantType::Q6_K; }
+      else if (i < n_layer / 8 && is(FileType::IQ4_NL)) t = QuantType::Q5_K;  // without an importance matrix
+      else if (is(FileType::Q5_K_M) && use_more_bits(i, n_layer)) t = QuantType::Q6_K;
+      else if (is(FileType::Q4_K_S) && i < n_layer / 8) t = QuantType::Q5_K;
+      // (Q4_0/Q5_0 -> Q4_1/Q5_1 in the first eighth applies only with an importance matrix.)
+      break;
+    }
+    case TensorRole::attn_o:
+      // "attn_output" (not Falcon): with 8 experts Q5_K for the listed mixes (not Q3_K_L), else per mix.
+      if (eight_experts) {
+        if (is(FileType::Q2_K) || is(FileType::Q3_K_S) || is(FileType::Q3_K_M) || is(FileType::IQ4_NL) ||
+            is(FileType::Q4_K_S) || is(FileType::Q4_K_M))
+          t = QuantType::Q5_K;
+      } else {
+        if (is(FileType::Q2_K)) t = QuantType::Q3_K;
+        else if (is(FileType::Q3_K_M)) t = QuantType::Q4_K;
+        else if (is(FileType::Q3_K_L)) t = QuantType::Q5_K;
+      }
+      break;
+    default:
+      // "ffn_gate" / "ffn_up" (incl. _exps, _shexp): IQ3_XS only. "attn_qkv": not a deepseek tensor. Norms and the
+      // router are not quantized (recipe_quantizes).
+      break;
   }
-  // "ffn_gate" / "ffn_up" (incl. _exps, _shexp): IQ3_XS only. "attn_qkv": not a deepseek tensor.
 
   // "convert_incompatible_tensor": rows that are not whole blocks of the chosen type.
   return row_width_fallback(t, ne[0]);

@@ -41,7 +41,9 @@ QuantType file_type_base(FileType f);
 FileType file_type_of(QuantType t);
 
 // Whether llama-quantize converts this tensor at all: names ending in "weight" with >= 2 dims, except norms and
-// the router (ffn_gate_inp). The others keep their stored type (dsmoe writes them F32).
+// the router (ffn_gate_inp): the deepseek tensors (role table, model/registry.h) with >= 2 dims that are not
+// always_f32; names of other architectures' tensors are not converted here. The others keep their stored type
+// (dsmoe writes them F32).
 bool recipe_quantizes(const std::string& gguf_name, size_t n_dims);
 
 // A type that can store rows of `row_width` weights: `t` itself when the width is a multiple of its block size,
