@@ -7,12 +7,15 @@
 // two (exact while the result stays normal); or directly from float bits. No libm, no float add that a compiler
 // could fuse with a product.
 //
-// Self-contained (no dsmoe headers): the tool compiles it against ggml alone.
+// Self-contained apart from core/rng.h (itself header-only, no dependencies): the tool compiles it against ggml
+// alone (-Isrc for the generator).
 // Dimension legend: kRowLength = weights per row (one K-quant super-block, eight 32-weight blocks).
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+
+#include "core/rng.h"
 
 namespace kquant_rows {
 
@@ -57,12 +60,7 @@ inline RowKind row_kind(int row) {
 struct Rng {
   uint64_t state;
   explicit Rng(uint64_t seed) : state(seed) {}
-  uint64_t next() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  uint64_t next() { return dsmoe::splitmix64_next(state); }
   int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }  // [0, n)
   int64_t between(int64_t lo, int64_t hi) { return lo + below(hi - lo + 1); }                   // [lo, hi]
   int64_t bits24() { return static_cast<int64_t>(next() >> 40); }                               // [0, 2^24)

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@
 #include "core/progress.h"
 #include "core/threads.h"
 #include "infer/engine.h"
+#include "infer/logprob_file.h"
 #include "io/gguf.h"
 #include "model/config.h"
 #include "model/gguf_model.h"
@@ -257,7 +259,7 @@ std::vector<io::GgufKV> tokenizer_kvs_for(const std::string& tokenizer_dir, cons
 // bits per weight over all tensors (norms and router included, as llama.cpp's loader counts them).
 void write_streaming(const ModelConfig& c, const GgufTensorSource& source, const std::string& out,
                      GgufWriteOptions options) {
-  check(fs::path(out).extension() == ".gguf", "--out {} should end in .gguf", out);
+  check(io::is_gguf_path(out), "--out {} should end in .gguf", out);
   const std::vector<GgufTensorPlan> plan = gguf_tensor_plan(c, options);
   size_t total = 0;
   for (const GgufTensorPlan& p : plan) total += p.bytes;
@@ -328,8 +330,7 @@ int run_synth(const SynthArgs& a) {
 }
 
 // ---- dsmoe perplexity ----
-// Log-probability files (--save-logits / --kld-base): "DSLP" magic, u32 version 1, i64 tokens, i64 vocab, then
-// float32 log-softmax rows [tokens, vocab] in evaluation order.
+// --save-logits / --kld-base read and write infer/logprob_file.h's format.
 struct PerplexityArgs {
   std::string model, text, data, tokenizer, save_logits, kld_base;
   int64_t seq_len = 0;
@@ -361,33 +362,19 @@ int run_perplexity(const PerplexityArgs& a) {
   check(n_windows > 0, "{} tokens: too short for one window of {} + 1", stream.size(), S);
   const int64_t n_tokens = n_windows * S;
 
-  FILE* save = nullptr;
-  if (!a.save_logits.empty()) {
-    save = std::fopen(a.save_logits.c_str(), "wb");
-    check(save != nullptr, "cannot write {}", a.save_logits);
-    const uint32_t header[2] = {0x504C5344u, 1};  // "DSLP", version
-    std::fwrite(header, 4, 2, save);
-    std::fwrite(&n_tokens, 8, 1, save);
-    std::fwrite(&V, 8, 1, save);
-  }
-  std::ifstream base;
+  std::optional<LogprobWriter> save;
+  if (!a.save_logits.empty()) save.emplace(a.save_logits, n_tokens, V);
+  std::optional<LogprobReader> base;
   if (!a.kld_base.empty()) {
-    base.open(a.kld_base, std::ios::binary);
-    check(base.good(), "cannot open {}", a.kld_base);
-    uint32_t header[2] = {0, 0};
-    int64_t bt = 0, bv = 0;
-    base.read(reinterpret_cast<char*>(header), 8);
-    base.read(reinterpret_cast<char*>(&bt), 8);
-    base.read(reinterpret_cast<char*>(&bv), 8);
-    check(base.good() && header[0] == 0x504C5344u && header[1] == 1, "{}: not a dsmoe log-probability file", a.kld_base);
-    check(bt == n_tokens && bv == V, "{}: holds {} tokens x {} vocab, this evaluation {} x {}", a.kld_base, bt, bv,
-          n_tokens, V);
+    base.emplace(a.kld_base);
+    check(base->tokens() == n_tokens && base->vocab() == V, "{}: holds {} tokens x {} vocab, this evaluation {} x {}",
+          a.kld_base, base->tokens(), base->vocab(), n_tokens, V);
   }
   // One window per prefill through the inference engine, so quantized models run on their quantized weights.
   InferenceSession session(model, S);
   std::vector<float> logits, logp(V), base_row(V);
-  double nll = 0, kld = 0;
-  int64_t same_top = 0;
+  double nll = 0;
+  KlDivergence kld;
   for (int64_t w = 0; w < n_windows; ++w) {
     session.reset();
     session.forward_all(stream.data() + w * S, S, logits);
@@ -399,25 +386,17 @@ int run_perplexity(const PerplexityArgs& a) {
       const float log_z = static_cast<float>(std::log(sum)) + mx;
       for (int64_t v = 0; v < V; ++v) logp[v] = row[v] - log_z;
       nll -= logp[stream[w * S + s + 1]];
-      if (save) check(std::fwrite(logp.data(), 4, V, save) == static_cast<size_t>(V), "write failed for {}", a.save_logits);
-      if (base.is_open()) {
-        base.read(reinterpret_cast<char*>(base_row.data()), V * 4);
-        check(base.good(), "{}: truncated", a.kld_base);
-        double k = 0;
-        for (int64_t v = 0; v < V; ++v) k += std::exp(static_cast<double>(base_row[v])) * (base_row[v] - logp[v]);
-        kld += k;
-        same_top += std::max_element(base_row.begin(), base_row.end()) - base_row.begin() ==
-                    std::max_element(logp.begin(), logp.end()) - logp.begin();
+      if (save) save->write_row(logp.data());
+      if (base) {
+        base->read_row(base_row.data());
+        kld.add_row(base_row.data(), logp.data(), V);
       }
     }
   }
-  if (save) check(std::fclose(save) == 0, "write failed for {} (disk full?)", a.save_logits);
+  if (save) save->finish();
   fmt::print("perplexity {:.4f}  (nll {:.6f} over {} tokens, {} windows of {})\n", std::exp(nll / n_tokens),
              nll / n_tokens, n_tokens, n_windows, S);
-  if (base.is_open())
-    // KL divergence is >= 0; between two nearly identical models the f32 log-probs can make the sum a hair negative.
-    fmt::print("vs {}: mean KLD {:.6f}, same top token {:.2f}%\n", a.kld_base, std::max(0.0, kld / n_tokens),
-               100.0 * same_top / n_tokens);
+  if (base) fmt::print("vs {}: mean KLD {:.6f}, same top token {:.2f}%\n", a.kld_base, kld.mean(), kld.same_top_percent());
   return 0;
 }
 

@@ -1,4 +1,4 @@
-// The dsmoe CLI is a set of subcommands, each registered by the file of its concern (model, text). Registration
+// The dsmoe CLI is a set of subcommands, each registered by the cmd_*.cpp file of its concern. Registration
 // declares the flags; the Command's run function executes after parsing. Errors are dsmoe::Error exceptions,
 // turned into one "error:" line and exit status 1 by main().
 #pragma once
@@ -37,14 +37,16 @@ std::vector<int32_t> parse_ids(const std::string& text);
 // --presence-penalty --frequency-penalty --repeat-last-n --seed), bound to sp; --help shows sp's values as defaults.
 void add_sampling_options(CLI::App& cmd, SamplingParams& sp);
 
-void add_model_commands(CLI::App& app, std::vector<Command>& commands);  // init eval generate train info demo
-void add_train_commands(CLI::App& app, std::vector<Command>& commands);  // train sft demo
-void add_infer_commands(CLI::App& app, std::vector<Command>& commands);   // bench
+// One registration function per cmd_*.cpp file; the comment lists the subcommands it adds, in --help order.
+void add_model_commands(CLI::App& app, std::vector<Command>& commands);   // init eval generate info
+void add_train_commands(CLI::App& app, std::vector<Command>& commands);   // train sft demo ep-plan
+void add_text_commands(CLI::App& app, std::vector<Command>& commands);    // tokenizer (train) data (prepare synth)
+                                                                          // tokenize detokenize chat-template
+void add_chat_commands(CLI::App& app, std::vector<Command>& commands);    // chat
+void add_serve_commands(CLI::App& app, std::vector<Command>& commands);   // serve
 void add_report_commands(CLI::App& app, std::vector<Command>& commands);  // plot
-void add_text_commands(CLI::App& app, std::vector<Command>& commands);   // tokenizer data tokenize detokenize chat-template
-void add_chat_commands(CLI::App& app, std::vector<Command>& commands);   // chat
-void add_serve_commands(CLI::App& app, std::vector<Command>& commands);  // serve
-void add_flops_commands(CLI::App& app, std::vector<Command>& commands);  // flops
-void add_paper_commands(CLI::App& app, std::vector<Command>& commands);  // ablate analyze
+void add_infer_commands(CLI::App& app, std::vector<Command>& commands);   // bench quantize synth perplexity
+void add_flops_commands(CLI::App& app, std::vector<Command>& commands);   // flops
+void add_paper_commands(CLI::App& app, std::vector<Command>& commands);   // ablate analyze
 
 }  // namespace dsmoe::cli

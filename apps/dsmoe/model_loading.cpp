@@ -32,7 +32,7 @@ size_t usable_memory() {
 
 LoadedModel load_for_inference(const std::string& model_path, const std::string& tokenizer_dir,
                                const LoadOptions& options) {
-  const bool gguf = fs::path(model_path).extension() == ".gguf";
+  const bool gguf = io::is_gguf_path(model_path);
   const size_t need = infer_model_bytes_needed(model_path);
   const size_t have = usable_memory();
   // With mmap the kernel could page weights in and out, but every decoded token reads most of them: a model

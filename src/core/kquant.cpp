@@ -1,3 +1,6 @@
+// Why one file of ~820 lines: every quantizer here must be compiled with -ffp-contract=off (CMakeLists.txt) to stay
+// byte-identical to ggml, and they share the search helpers; one file keeps that build rule on exactly this code.
+//
 // The block quantizations beyond Q8_0/Q4_0: Q4_1, Q5_0, Q5_1, IQ4_NL (32-weight blocks) and the K-quants Q2_K,
 // Q3_K, Q4_K, Q5_K, Q6_K (256-weight super-blocks of 16 or 32-weight sub-blocks), byte-identical to what ggml writes.
 //

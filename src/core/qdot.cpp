@@ -1,3 +1,7 @@
+// Why one file of ~1,100 lines: the scalar reference and the AVX2 and AVX512-VNNI paths must produce identical bits,
+// and the float-order contract below binds all three; keeping them in one file lets a reader check each SIMD path
+// against the reference line by line.
+//
 // Integer dot products of the block types beyond Q8_0/Q4_0 against 8-bit activations (quantize_act_q8: per 32-block
 // b of x, int8 xq, f32 scale xd_b, int32 X_b = sum of the block's xq; x_i ~ xq_i * xd_b).
 //

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/rng.h"
 
 namespace dsmoe {
 
@@ -81,13 +82,8 @@ void Sampler::reset(uint64_t seed) {
   state_ = seed;
 }
 
-// splitmix64 (Steele, Lea, Flood 2014): one 64-bit state, full period, good enough for sampling.
-uint64_t Sampler::next_u64() {
-  uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+// splitmix64 (core/rng.h): one 64-bit state, full period, good enough for sampling.
+uint64_t Sampler::next_u64() { return splitmix64_next(state_); }
 
 void Sampler::filter(const float* logits, int64_t vocab, const std::vector<int32_t>& history) {
   check_vocab(vocab);

@@ -138,6 +138,10 @@ struct GgufTensorToWrite {
   std::function<void(std::vector<uint8_t>& out)> produce;  // fills `out` (resized by the callee)
 };
 
+// Whether `path` names a GGUF file rather than an HF model directory: the one rule every loader, writer and command
+// uses (the extension, as llama.cpp's tools decide it; a GGUF file's magic is checked when it is opened).
+bool is_gguf_path(const std::string& path);
+
 // The files of the model at `path` (every split of a split model, in order; else just `path`), found by reading the
 // metadata of `path` (and of the first split) without mapping anything. Missing splits are errors naming them; a
 // file whose metadata cannot be read is returned alone (GgufFile::open reports what is wrong with it).

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "io/gguf.h"
 #include "model/gguf_model.h"
 
 namespace dsmoe {
@@ -20,7 +21,7 @@ std::unique_ptr<Model> model_load(const std::string& dir) {
 }
 
 std::unique_ptr<Model> model_load_any(const std::string& path) {
-  if (fs::path(path).extension() == ".gguf") {
+  if (io::is_gguf_path(path)) {
     check(fs::is_regular_file(path), "model file {} does not exist", path);
     return model_load_gguf(path);
   }
@@ -51,7 +52,7 @@ void model_load_weights(Model& model, const io::SafetensorsArchive& archive) {
     if (used.count(t.name)) continue;
     // Tolerated extras written by other software: a tied model's duplicate lm_head, and the RoPE buffer that
     // old transformers versions saved. Neither carries information we do not already have.
-    if (t.name == "lm_head.weight" && model.config.tie_word_embeddings) continue;
+    if (t.name == hf_tensor_name(TensorRole::lm_head) && model.config.tie_word_embeddings) continue;
     if (t.name.size() > 19 && t.name.ends_with("rotary_emb.inv_freq")) continue;
     fail("{}: unexpected tensor {} (shape {}) for this config", t.file, t.name, shape_str(t.shape));
   }

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <new>
 
+#include "core/error.h"
+
 namespace dsmoe {
 
 ParamSet::ParamSet(std::vector<TensorSpec> reg) : registry(std::move(reg)), arena(registry_numel(registry)) {}
@@ -15,6 +17,49 @@ const TensorSpec* ParamSet::find(const std::string& name) const {
   return nullptr;
 }
 
+namespace {
+// The view each role binds to. What a role is (model-level or per layer, stacked experts) is the role table's
+// (model/registry.h); these only name the fields.
+struct ModelSlot {
+  TensorRole role;
+  float* Weights::*field;
+};
+struct LayerSlot {
+  TensorRole role;
+  float* LayerWeights::*field;
+};
+constexpr ModelSlot kModelSlots[] = {
+    {TensorRole::embedding, &Weights::embedding},
+    {TensorRole::final_norm, &Weights::final_norm},
+    {TensorRole::lm_head, &Weights::lm_head},
+};
+constexpr LayerSlot kLayerSlots[] = {
+    {TensorRole::attn_norm, &LayerWeights::attn_norm},
+    {TensorRole::attn_q, &LayerWeights::wq},
+    {TensorRole::attn_k, &LayerWeights::wk},
+    {TensorRole::attn_v, &LayerWeights::wv},
+    {TensorRole::attn_o, &LayerWeights::wo},
+    {TensorRole::ffn_norm, &LayerWeights::ffn_norm},
+    {TensorRole::mlp_gate, &LayerWeights::mlp_gate},
+    {TensorRole::mlp_up, &LayerWeights::mlp_up},
+    {TensorRole::mlp_down, &LayerWeights::mlp_down},
+    {TensorRole::router, &LayerWeights::router},
+    {TensorRole::expert_gate, &LayerWeights::expert_gate},
+    {TensorRole::expert_up, &LayerWeights::expert_up},
+    {TensorRole::expert_down, &LayerWeights::expert_down},
+    {TensorRole::shared_gate, &LayerWeights::shared_gate},
+    {TensorRole::shared_up, &LayerWeights::shared_up},
+    {TensorRole::shared_down, &LayerWeights::shared_down},
+};
+
+template <typename Slot, size_t N>
+auto field_of(const Slot (&slots)[N], TensorRole role) {
+  for (const Slot& slot : slots)
+    if (slot.role == role) return slot.field;
+  fail("bind_weights: no view for tensor role {}", tensor_role_name(role));
+}
+}  // namespace
+
 Weights bind_weights(ParamSet& params) {
   Weights w;
   int64_t n_layers = 0;
@@ -22,50 +67,20 @@ Weights bind_weights(ParamSet& params) {
   w.layers.resize(n_layers);
   for (const TensorSpec& spec : params.registry) {
     float* p = params.ptr(spec);
-    LayerWeights* l = spec.layer >= 0 ? &w.layers[spec.layer] : nullptr;
-    switch (spec.role) {
-      case TensorRole::embedding: w.embedding = p; break;
-      case TensorRole::final_norm: w.final_norm = p; break;
-      case TensorRole::lm_head: w.lm_head = p; break;
-      case TensorRole::attn_norm: l->attn_norm = p; break;
-      case TensorRole::attn_q: l->wq = p; break;
-      case TensorRole::attn_k: l->wk = p; break;
-      case TensorRole::attn_v: l->wv = p; break;
-      case TensorRole::attn_o: l->wo = p; break;
-      case TensorRole::ffn_norm: l->ffn_norm = p; break;
-      case TensorRole::mlp_gate: l->mlp_gate = p; break;
-      case TensorRole::mlp_up: l->mlp_up = p; break;
-      case TensorRole::mlp_down: l->mlp_down = p; break;
-      case TensorRole::router: l->router = p; break;
-      case TensorRole::expert_gate:
-        l->expert_gate = p;
-        l->expert_first = spec.first_expert;
-        l->expert_held = spec.n_stacked;
-        break;
-      case TensorRole::expert_up: l->expert_up = p; break;
-      case TensorRole::expert_down: l->expert_down = p; break;
-      case TensorRole::shared_gate: l->shared_gate = p; break;
-      case TensorRole::shared_up: l->shared_up = p; break;
-      case TensorRole::shared_down: l->shared_down = p; break;
+    const TensorRoleInfo& role = role_info(spec.role);
+    if (!role.per_layer()) {
+      w.*field_of(kModelSlots, spec.role) = p;
+      continue;
+    }
+    LayerWeights& l = w.layers[spec.layer];
+    l.*field_of(kLayerSlots, spec.role) = p;
+    if (role.stacked) {  // the routed experts this ParamSet holds (the same for each stacked tensor of the layer)
+      l.expert_first = spec.first_expert;
+      l.expert_held = spec.n_stacked;
     }
   }
   if (w.lm_head == nullptr) w.lm_head = w.embedding;  // tie_word_embeddings
   return w;
-}
-
-uint64_t Rng::next_u64() {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-double Rng::uniform() { return (next_u64() >> 11) * (1.0 / 9007199254740992.0); }
-
-double Rng::normal() {
-  double u1 = uniform(), u2 = uniform();
-  if (u1 < 1e-300) u1 = 1e-300;
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
 }
 
 void init_params(ParamSet& params, const ModelConfig& config, uint64_t seed) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/buffer.h"
+#include "core/rng.h"  // Rng: init_params draws from it
 #include "model/config.h"
 #include "model/registry.h"
 
@@ -62,13 +63,5 @@ Weights bind_weights(ParamSet& params);
 // (own Box-Muller over a 64-bit mixer, not std::normal_distribution whose algorithm is implementation-defined).
 void init_params(ParamSet& params, const ModelConfig& config, uint64_t seed);
 
-// A small, fast, reproducible generator (splitmix64 + Box-Muller).
-struct Rng {
-  uint64_t state;
-  explicit Rng(uint64_t seed) : state(seed) {}
-  uint64_t next_u64();
-  double uniform();  // [0, 1)
-  double normal();
-};
 
 }  // namespace dsmoe
