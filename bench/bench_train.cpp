@@ -119,8 +119,7 @@ int main(int argc, char** argv) {
       fmt::print("model {}: {}\n", config_path, config_summary(model.config));
       fmt::print("train step B={} S={}: {:.1f} ms  ->  {:.1f} tokens/s, {:.1f} GFLOP/s = {:.1f}% of sgemm\n", B, S,
                  mean * 1e3, tokens_per_s, gflops, 100 * gflops / sgemm);
-      for (const auto& [name, sec] : profile_table().seconds)
-        fmt::print("  {:<20} {:8.1f} ms/step\n", name, 1e3 * sec / steps);
+      fmt::print("{}", profile_breakdown(profile_table().seconds, mean, steps));
       fmt::print("memory: peak RSS {:.2f} GB; params+grads+AdamW {:.2f} GB (ratio {:.2f})\n", rss_gb, state_gb,
                  rss_gb / state_gb);
     }

@@ -14,12 +14,3 @@ void set_num_threads(int n) {
 int num_threads() { return omp_get_max_threads(); }
 
 }  // namespace dsmoe
-
-#include "core/profile.h"
-
-namespace dsmoe {
-ProfileTable& profile_table() {
-  static ProfileTable table;
-  return table;
-}
-}  // namespace dsmoe

@@ -54,26 +54,28 @@ void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t
     for (FloatBuffer* b : {&a.xn1, &a.x_mid, &a.xn2}) b->reserve(T * d);
     a.rstd1.reserve(T);
     a.rstd2.reserve(T);
-    // h = h + Attn(RMSNorm_in(h))
-    rmsnorm_forward(a.x.data(), lw.attn_norm, c.rms_norm_eps, a.xn1.data(), a.rstd1.data(), T, d);
-    PROFILE_SCOPE("fwd.attention");
-    attention_forward(c, lw, acts.rope, a.xn1.data(), B, S, a.attn, y, acts.ws);
-    for (int64_t i = 0; i < T * d; ++i) a.x_mid[i] = a.x[i] + y[i];
-    // h = h + FFN(RMSNorm_post(h))
-    rmsnorm_forward(a.x_mid.data(), lw.ffn_norm, c.rms_norm_eps, a.xn2.data(), a.rstd2.data(), T, d);
-    PROFILE_SCOPE("fwd.ffn");
-    if (c.is_moe_layer(l)) {
-      moe_forward(c, lw, a.xn2.data(), B, S, a.moe, y, acts.ws, training, acts.parallel, acts.routing);
-    } else {
-      const int64_t F = c.intermediate_size;
-      a.g.reserve(T * F);
-      a.u.reserve(T * F);
-      swiglu_mlp_forward(a.xn2.data(), lw.mlp_gate, lw.mlp_up, lw.mlp_down, T, d, F, a.g.data(), a.u.data(),
-                         acts.ws.get("mlp.act", T * F), y, 0.0f);
+    {  // h = h + Attn(RMSNorm_in(h))
+      PROFILE_SCOPE("fwd.attention");
+      rmsnorm_forward(a.x.data(), lw.attn_norm, c.rms_norm_eps, a.xn1.data(), a.rstd1.data(), T, d);
+      attention_forward(c, lw, acts.rope, a.xn1.data(), B, S, a.attn, y, acts.ws);
+      for (int64_t i = 0; i < T * d; ++i) a.x_mid[i] = a.x[i] + y[i];
     }
-    FloatBuffer& next = l + 1 < L ? acts.layers[l + 1].x : acts.x_final;
-    next.reserve(T * d);
-    for (int64_t i = 0; i < T * d; ++i) next[i] = a.x_mid[i] + y[i];
+    {  // h = h + FFN(RMSNorm_post(h))
+      PROFILE_SCOPE("fwd.ffn");
+      rmsnorm_forward(a.x_mid.data(), lw.ffn_norm, c.rms_norm_eps, a.xn2.data(), a.rstd2.data(), T, d);
+      if (c.is_moe_layer(l)) {
+        moe_forward(c, lw, a.xn2.data(), B, S, a.moe, y, acts.ws, training, acts.parallel, acts.routing);
+      } else {
+        const int64_t F = c.intermediate_size;
+        a.g.reserve(T * F);
+        a.u.reserve(T * F);
+        swiglu_mlp_forward(a.xn2.data(), lw.mlp_gate, lw.mlp_up, lw.mlp_down, T, d, F, a.g.data(), a.u.data(),
+                           acts.ws.get("mlp.act", T * F), y, 0.0f);
+      }
+      FloatBuffer& next = l + 1 < L ? acts.layers[l + 1].x : acts.x_final;
+      next.reserve(T * d);
+      for (int64_t i = 0; i < T * d; ++i) next[i] = a.x_mid[i] + y[i];
+    }
   }
 
   // logits = lm_head(RMSNorm(h))   [T,V]
@@ -107,13 +109,15 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
     if (c.is_moe_layer(l)) report.balance += acts.layers[l].moe.balance.total();
   }
   const bool backward = grads != nullptr;
-  PROFILE_SCOPE("loss+backward");
   // The mean is over every rank's counted targets (data parallelism): each rank's gradient is its share.
-  double count_all = static_cast<double>(counted);
-  batch_sum(acts.parallel.reduce, &count_all, 1);
-  const float scale = count_all > 0 ? 1.0f / static_cast<float>(count_all) : 0.0f;
-  double ce_sum = counted > 0 ? cross_entropy(acts.logits.data(), targets, T, V, backward, scale) : 0.0;
-  batch_sum(acts.parallel.reduce, &ce_sum, 1);
+  double count_all = static_cast<double>(counted), ce_sum = 0;
+  {
+    PROFILE_SCOPE("loss");  // cross-entropy and, when training, its gradient d(loss)/d(logits) in place
+    batch_sum(acts.parallel.reduce, &count_all, 1);
+    const float scale = count_all > 0 ? 1.0f / static_cast<float>(count_all) : 0.0f;
+    ce_sum = counted > 0 ? cross_entropy(acts.logits.data(), targets, T, V, backward, scale) : 0.0;
+    batch_sum(acts.parallel.reduce, &ce_sum, 1);
+  }
   report.ce = count_all > 0 ? ce_sum / count_all : 0.0;
   report.tokens = static_cast<int64_t>(count_all);
   if (counted == 0 && backward) std::fill(acts.logits.data(), acts.logits.data() + T * V, 0.0f);
@@ -136,26 +140,30 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
     LayerActs& a = acts.layers[l];
     const LayerWeights& lw = w.layers[l];
     LayerWeights& lg = gw.layers[l];
-    // h_out = x_mid + FFN(RMSNorm_post(x_mid))
-    PROFILE_SCOPE("bwd.layer");
-    if (c.is_moe_layer(l)) {
-      moe_backward(c, lw, lg, a.xn2.data(), B, S, a.moe, dres, dnorm, acts.ws, acts.parallel);
-    } else {
-      const int64_t F = c.intermediate_size;
-      swiglu_mlp_backward(a.xn2.data(), lw.mlp_gate, lw.mlp_up, lw.mlp_down, a.g.data(), a.u.data(), dres, T, d, F,
-                          dnorm, 0.0f, lg.mlp_gate, lg.mlp_up, lg.mlp_down, acts.ws.get("mlp.act", T * F),
-                          acts.ws.get("mlp.dact", T * F), acts.ws.get("mlp.dg", T * F), acts.ws.get("mlp.du", T * F));
+    {  // h_out = x_mid + FFN(RMSNorm_post(x_mid))
+      PROFILE_SCOPE("bwd.ffn");
+      if (c.is_moe_layer(l)) {
+        moe_backward(c, lw, lg, a.xn2.data(), B, S, a.moe, dres, dnorm, acts.ws, acts.parallel);
+      } else {
+        const int64_t F = c.intermediate_size;
+        swiglu_mlp_backward(a.xn2.data(), lw.mlp_gate, lw.mlp_up, lw.mlp_down, a.g.data(), a.u.data(), dres, T, d, F,
+                            dnorm, 0.0f, lg.mlp_gate, lg.mlp_up, lg.mlp_down, acts.ws.get("mlp.act", T * F),
+                            acts.ws.get("mlp.dact", T * F), acts.ws.get("mlp.dg", T * F),
+                            acts.ws.get("mlp.du", T * F));
+      }
+      rmsnorm_backward(dnorm, a.x_mid.data(), lw.ffn_norm, a.rstd2.data(), dtmp, lg.ffn_norm, T, d);
+      for (int64_t i = 0; i < T * d; ++i) dres[i] += dtmp[i];
     }
-    rmsnorm_backward(dnorm, a.x_mid.data(), lw.ffn_norm, a.rstd2.data(), dtmp, lg.ffn_norm, T, d);
-    for (int64_t i = 0; i < T * d; ++i) dres[i] += dtmp[i];
-    // x_mid = x + Attn(RMSNorm_in(x))
-    PROFILE_SCOPE("bwd.attention");
-    attention_backward(c, lw, lg, acts.rope, a.xn1.data(), B, S, a.attn, dres, dnorm, acts.ws);
-    rmsnorm_backward(dnorm, a.x.data(), lw.attn_norm, a.rstd1.data(), dtmp, lg.attn_norm, T, d);
-    for (int64_t i = 0; i < T * d; ++i) dres[i] += dtmp[i];
+    {  // x_mid = x + Attn(RMSNorm_in(x))
+      PROFILE_SCOPE("bwd.attention");
+      attention_backward(c, lw, lg, acts.rope, a.xn1.data(), B, S, a.attn, dres, dnorm, acts.ws);
+      rmsnorm_backward(dnorm, a.x.data(), lw.attn_norm, a.rstd1.data(), dtmp, lg.attn_norm, T, d);
+      for (int64_t i = 0; i < T * d; ++i) dres[i] += dtmp[i];
+    }
   }
 
   // Embedding rows receive their tokens' gradients (serial: repeated ids must not race).
+  PROFILE_SCOPE("bwd.embedding");
   for (int64_t t = 0; t < T; ++t) axpy(1.0f, dres + t * d, gw.embedding + static_cast<int64_t>(inputs[t]) * d, d);
   return report;
 }

@@ -110,7 +110,7 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
   acts.u.reserve(R * Fe);
   float* act = ws.get("moe.act", R * Fe);
   {
-    PROFILE_SCOPE("moe.fwd.experts");
+    PROFILE_SCOPE("fwd.ffn.experts");
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t j = 0; j < blocks.count; ++j) {
       const int64_t r0 = blocks.offsets[j], n = blocks.offsets[j + 1] - r0, e = blocks.first + j - w.expert_first;
@@ -188,7 +188,7 @@ void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& gra
   float* dg = ws.get("moe.dg", R * Fe);
   float* du = ws.get("moe.du", R * Fe);
   {
-    PROFILE_SCOPE("moe.bwd.experts");
+    PROFILE_SCOPE("bwd.ffn.experts");
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t j = 0; j < blocks.count; ++j) {
       const int64_t r0 = blocks.offsets[j], n = blocks.offsets[j + 1] - r0, e = blocks.first + j - w.expert_first;
