@@ -11,6 +11,7 @@
 #include "text/synth.h"
 #include "text/tokenizer.h"
 #include "text_util.h"
+#include "shared_data.h"
 
 namespace fs = std::filesystem;
 using namespace dsmoe;
@@ -109,8 +110,8 @@ TEST(Corpus, SyntheticCorpusRoundTripsAndSplits) {
 
 TEST(Corpus, BrownWithTheDeepSeekTokenizerDecodesToTheInput) {
   const fs::path shared = DSMOE_SHARED_DIR;
-  if (!fs::exists(shared / "tokenizers/deepseek-llm/tokenizer.json") || !fs::exists(shared / "data/brown.txt"))
-    GTEST_SKIP() << "../shared (DeepSeek tokenizer, Brown corpus) not present: skipped";
+  DSMOE_REQUIRE_SHARED_FILE((shared / "tokenizers/deepseek-llm/tokenizer.json").string());
+  DSMOE_REQUIRE_SHARED_FILE((shared / "data/brown.txt").string());
   const Tokenizer tok = Tokenizer::load((shared / "tokenizers/deepseek-llm").string());
   fs::path dir = temp_dir("brown");
   int64_t n = 0;

@@ -1,6 +1,8 @@
 // Parameter and FLOPs accounting (model/flops.h) against hand-computed values and the paper's arithmetic
 // (reference deepseekmoe.md §4), and the model presets (model/presets.h).
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <fmt/format.h>
@@ -258,6 +260,26 @@ TEST(Presets, EveryPresetLoadsAndValidates) {
   }
   EXPECT_FALSE(model_preset_exists("nope"));
   expect_error([] { model_preset_config("nope"); }, {"unknown model preset 'nope'", "paper-2b-gshard"});
+}
+
+// bench/configs/NAME.json are the presets NAME written out (the PyTorch peer and the shell benchmarks read files):
+// each must equal its preset key for key, so a preset change cannot leave a benchmark measuring a stale model.
+TEST(Presets, BenchConfigFilesAreThePresets) {
+  const std::filesystem::path dir = DSMOE_BENCH_CONFIG_DIR;
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".json") continue;
+    ++files;
+    const std::string name = entry.path().stem().string();
+    ASSERT_TRUE(model_preset_exists(name)) << entry.path() << " has no preset of its name (src/model/presets.cpp)";
+    std::ifstream in(entry.path());
+    const json file = json::parse(in);
+    json preset = model_preset_config(name);
+    preset.erase("vocab_from_tokenizer");
+    EXPECT_EQ(file, preset) << entry.path() << " differs from preset " << name << "; regenerate it:\n"
+                            << preset.dump() << "\n";
+  }
+  EXPECT_GE(files, 3) << "bench configs not found in " << dir;
 }
 
 TEST(Presets, The16BVariantsDifferOnlyInInitStd) {

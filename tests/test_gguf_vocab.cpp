@@ -21,6 +21,7 @@
 #include "text/bpe_trainer.h"
 #include "text/tokenizer.h"
 #include "expect_error.h"
+#include "shared_data.h"
 
 namespace {
 
@@ -218,9 +219,7 @@ TEST(GgufVocab, VocabSizeEqualToTheTokenizerHasNoTrailingFillers) {
 // The real DeepSeek LLM tokenizer
 // ---------------------------------------------------------------------------------------------------------
 
-#define REQUIRE_DEEPSEEK()                           \
-  if (!fs::exists(kDeepSeekDir + "/tokenizer.json")) \
-  GTEST_SKIP() << "DeepSeek tokenizer not found at " << kDeepSeekDir << " (shared/ absent): skipped"
+#define REQUIRE_DEEPSEEK() DSMOE_REQUIRE_SHARED_FILE(kDeepSeekDir + "/tokenizer.json")
 
 TEST(GgufVocab, DeepSeekKeysAsTheReferenceSays) {
   REQUIRE_DEEPSEEK();

@@ -19,6 +19,7 @@
 #include "text_util.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
+#include "shared_data.h"
 
 namespace fs = std::filesystem;
 using namespace dsmoe;
@@ -133,7 +134,7 @@ TEST(SftMask, ByteTokenizerSystemUnicodeEmptyAndConsecutiveReplies) {
 }
 
 TEST(SftMask, DeepSeekTokenizerMultiTurn) {
-  if (!have_deepseek()) GTEST_SKIP() << "../shared/tokenizers/deepseek-llm not present: skipped";
+  DSMOE_REQUIRE_SHARED_FILE(dsmoe::testing::shared_path("tokenizers/deepseek-llm/tokenizer.json"));
   const Tokenizer tok = deepseek_tokenizer();
   check_deepseek_conversation(tok, kMultiTurn);
   check_deepseek_conversation(tok, kAwkward);

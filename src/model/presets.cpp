@@ -33,13 +33,16 @@ const PresetTable& table() {
         "first_k_dense_replace": 1, "moe_layer_freq": 1, "aux_loss_alpha": 0.01, "seq_aux": true,
         "max_position_embeddings": 512, "initializer_range": 0.02, "bos_token_id": 2046, "eos_token_id": 2047,
         "vocab_from_tokenizer": true})"));
-    t.emplace_back("bench-train-s", json::parse(R"({"model_type": "deepseek", "architectures": ["DeepseekForCausalLM"],
+    const json bench_train_s = json::parse(R"({"model_type": "deepseek", "architectures": ["DeepseekForCausalLM"],
         "vocab_size": 8192, "hidden_size": 512, "intermediate_size": 1408, "moe_intermediate_size": 352,
         "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 8, "n_shared_experts": 1,
         "n_routed_experts": 63, "num_experts_per_tok": 7, "first_k_dense_replace": 1, "moe_layer_freq": 1,
         "norm_topk_prob": false, "scoring_func": "softmax", "aux_loss_alpha": 0.01, "seq_aux": true,
         "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "max_position_embeddings": 1024, "tie_word_embeddings": false,
-        "hidden_act": "silu", "initializer_range": 0.006, "bos_token_id": 1, "eos_token_id": 2})"));
+        "hidden_act": "silu", "initializer_range": 0.006, "bos_token_id": 1, "eos_token_id": 2})");
+    t.emplace_back("bench-train-s", bench_train_s);
+    // 64 routed experts: an expert count that splits over 2, 4 and 8 ranks (the expert-parallel benchmark).
+    t.emplace_back("bench-train-s-e64", derive(bench_train_s, {{"n_routed_experts", 64}}));
     t.emplace_back("bench-infer", json::parse(R"({"model_type": "deepseek", "architectures": ["DeepseekForCausalLM"],
         "vocab_size": 102400, "hidden_size": 1024, "intermediate_size": 2816, "moe_intermediate_size": 384,
         "num_hidden_layers": 8, "num_attention_heads": 16, "num_key_value_heads": 16, "n_shared_experts": 2,
