@@ -8,8 +8,8 @@
 #include <chrono>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -85,12 +85,21 @@ int main(int argc, char** argv) {
     const double a2a = phase("ep.alltoall"), permute = phase("ep.permute"), allreduce = phase("step.allreduce");
     const double adam = phase("step.adamw"), mean = total / static_cast<double>(steps);
     if (r == 0) {
-      fmt::print("{}\n", nlohmann::json{{"ranks", W}, {"ep", ep}, {"threads_per_rank", threads}, {"batch", B},
-                                        {"seq", S}, {"step_s_median", median}, {"tokens_per_s", B * S / median},
-                                        {"phases_s", {{"compute", mean - a2a - permute - allreduce - adam},
-                                                      {"permute", permute}, {"alltoall", a2a},
-                                                      {"allreduce", allreduce}, {"optimizer", adam}}},
-                                        {"alltoall_bytes_per_step", exchange ? exchange->counters().alltoall_bytes / (steps + 1) : 0},
+      fmt::print("{}\n", nlohmann::json{{"ranks", W},
+                                        {"ep", ep},
+                                        {"threads_per_rank", threads},
+                                        {"batch", B},
+                                        {"seq", S},
+                                        {"step_s_median", median},
+                                        {"tokens_per_s", B * S / median},
+                                        {"phases_s",
+                                         {{"compute", mean - a2a - permute - allreduce - adam},
+                                          {"permute", permute},
+                                          {"alltoall", a2a},
+                                          {"allreduce", allreduce},
+                                          {"optimizer", adam}}},
+                                        {"alltoall_bytes_per_step",
+                                         exchange ? exchange->counters().alltoall_bytes / (steps + 1) : 0},
                                         {"params_held", model.params.arena.size()}}
                              .dump());
     }

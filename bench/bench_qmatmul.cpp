@@ -6,20 +6,20 @@
 //     weights streamed (e.g. --cols 2048 --mb 100).
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <omp.h>
+#include <CLI/CLI.hpp>
 
+#include "core/membw.h"
 #include "core/qdot.h"
 #include "core/qpack.h"
 #include "core/quant.h"
 #include "core/threads.h"
-#include "core/membw.h"
 #include "infer/qmatmul.h"
 
 using namespace dsmoe;
@@ -43,9 +43,9 @@ void bench_kernels(int64_t cols, int64_t mb) {
   quantize_act_q8(x.data(), xq.data(), xd.data(), xsum.data(), cols);
   fmt::print("integer dot kernels, 1 thread, rows of {} weights, ~{} MB per matrix (this CPU: {})\n", cols, mb,
              qdot_q8act_path());
-  for (QuantType t : {QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1,
-                      QuantType::IQ4_NL, QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K, QuantType::Q5_K,
-                      QuantType::Q6_K}) {
+  for (QuantType t :
+       {QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::IQ4_NL,
+        QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K, QuantType::Q5_K, QuantType::Q6_K}) {
     if (cols % quant_block_size(t) != 0) continue;
     const size_t row_bytes = quant_row_bytes(t, cols);
     const int64_t rows = std::max<int64_t>(1, mb * 1000000 / static_cast<int64_t>(row_bytes));
@@ -61,10 +61,9 @@ void bench_kernels(int64_t cols, int64_t mb) {
     for (int64_t r = distinct; r < rows; ++r)
       std::copy_n(q.data() + (r % distinct) * row_bytes, row_bytes, q.data() + r * row_bytes);
     const bool own = t == QuantType::Q8_0 || t == QuantType::Q4_0;  // quant.cpp's kernels
-    const std::pair<const char*, Kernel> paths[] = {
-        {"scalar", own ? quant_dot_q8act_scalar : qdot_q8act_scalar},
-        {"AVX2", own ? quant_dot_q8act_avx2 : qdot_q8act_avx2},
-        {"fastest", own ? quant_dot_q8act : qdot_q8act}};
+    const std::pair<const char*, Kernel> paths[] = {{"scalar", own ? quant_dot_q8act_scalar : qdot_q8act_scalar},
+                                                    {"AVX2", own ? quant_dot_q8act_avx2 : qdot_q8act_avx2},
+                                                    {"fastest", own ? quant_dot_q8act : qdot_q8act}};
     std::string line = fmt::format("{:6} {:5.1f} MB:", quant_type_name(t), q.size() / 1e6);
     for (const auto& [name, kernel] : paths) {
       double best = 1e30;
@@ -86,12 +85,13 @@ void bench_kernels(int64_t cols, int64_t mb) {
 // beside OpenBLAS sgemm on the same f32 matrix (the float ceiling the dequantize path reaches at best).
 void bench_prefill(int64_t rows, int64_t cols) {
   set_num_threads(1);
-  std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(cols * 512)), y(static_cast<size_t>(rows * 512));
+  std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(cols * 512)),
+      y(static_cast<size_t>(rows * 512));
   for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) - 3.0f;
   fmt::print("expert prefill, 1 thread, W [{} x {}] against nx rows: GFLOP/s\n", rows, cols);
-  for (QuantType t : {QuantType::F32, QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4_K, QuantType::Q5_0,
-                      QuantType::Q6_K}) {
+  for (QuantType t :
+       {QuantType::F32, QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4_K, QuantType::Q5_0, QuantType::Q6_K}) {
     if (cols % quant_block_size(t) != 0) continue;
     const size_t rb = quant_row_bytes(t, cols);
     std::vector<uint8_t> stored(rb * rows), packed(rb * rows);
@@ -123,10 +123,13 @@ void bench_expert_batch(int64_t rows, int64_t cols, int64_t experts, QuantType t
   std::vector<float> wrow(static_cast<size_t>(cols));
   std::vector<uint8_t> stored(rb), all(rb * rows * experts);
   for (int64_t r = 0; r < rows * experts; ++r) {
-    for (int64_t i = 0; i < cols; ++i) wrow[i] = static_cast<float>(((r * 31 + i) * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    for (int64_t i = 0; i < cols; ++i)
+      wrow[i] = static_cast<float>(((r * 31 + i) * 2654435761u) % 1000) / 1000.0f - 0.5f;
     quantize_row(t, wrow.data(), stored.data(), cols);
-    if (qpack_supported(t)) qpack_row(t, stored.data(), all.data() + r * rb, cols);
-    else std::copy(stored.begin(), stored.end(), all.begin() + r * rb);
+    if (qpack_supported(t))
+      qpack_row(t, stored.data(), all.data() + r * rb, cols);
+    else
+      std::copy(stored.begin(), stored.end(), all.begin() + r * rb);
   }
   std::vector<QMatrix> mats;
   for (int64_t e = 0; e < experts; ++e) {
@@ -168,8 +171,12 @@ int main(int argc, char** argv) {
   int64_t kernel_mb = 100;
   app.add_flag("--bandwidth-only", bandwidth_only, "print the memory read bandwidth (GB/s) and stop");
   app.add_flag("--kernels", kernels, "time each block type's integer dot kernel per path on one thread, and stop");
-  app.add_flag("--prefill", prefill, "time one expert's products (--rows x --cols, default 1408 x 2048) against 1..48 rows on one thread, and stop");
-  app.add_flag("--experts", experts, "time a batch of 64 expert products (--rows x --cols, default 1408 x 2048) with skewed rows per expert on --threads, and stop");
+  app.add_flag(
+      "--prefill", prefill,
+      "time one expert's products (--rows x --cols, default 1408 x 2048) against 1..48 rows on one thread, and stop");
+  app.add_flag("--experts", experts,
+               "time a batch of 64 expert products (--rows x --cols, default 1408 x 2048) with skewed rows per expert "
+               "on --threads, and stop");
   app.add_option("--mb", kernel_mb, "--kernels: matrix size in MB");
   app.add_option("--rows", rows);
   app.add_option("--cols", cols);
@@ -196,31 +203,33 @@ int main(int argc, char** argv) {
     return 0;
   }
   fmt::print("threads {}; memory read bandwidth {:.1f} GB/s\n", num_threads(), memory_read_bandwidth_gbs());
-  std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(cols * 8)), y(static_cast<size_t>(rows * 8));
+  std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(cols * 8)),
+      y(static_cast<size_t>(rows * 8));
   for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) - 3.0f;
   for (QuantType t : {QuantType::F32, QuantType::F16, QuantType::BF16, QuantType::Q8_0, QuantType::Q4_0}) {
     std::vector<uint8_t> q(quant_row_bytes(t, cols) * rows);
-    for (int64_t r = 0; r < rows; ++r) quantize_row(t, w.data() + r * cols, q.data() + r * quant_row_bytes(t, cols), cols);
+    for (int64_t r = 0; r < rows; ++r)
+      quantize_row(t, w.data() + r * cols, q.data() + r * quant_row_bytes(t, cols), cols);
     // Q8_0 and Q4_0 also in the packed form the engine keeps them in (core/qpack.h).
     std::vector<uint8_t> packed(qpack_supported(t) ? q.size() : 0);
     for (int64_t r = 0; r < rows && qpack_supported(t); ++r)
       qpack_row(t, q.data() + r * quant_row_bytes(t, cols), packed.data() + r * quant_row_bytes(t, cols), cols);
     for (bool pack : {false, true}) {
-    if (pack && packed.empty()) continue;
-    QMatrix m = QMatrix::view(t, pack ? packed.data() : q.data(), rows, cols);
-    m.packed = pack;
-    for (int64_t n : {1, 2, 4}) {
-      qmatmul(m, x.data(), n, y.data());
-      double best = 1e30;
-      for (int rep = 0; rep < 10; ++rep) {
-        const auto t0 = std::chrono::steady_clock::now();
+      if (pack && packed.empty()) continue;
+      QMatrix m = QMatrix::view(t, pack ? packed.data() : q.data(), rows, cols);
+      m.packed = pack;
+      for (int64_t n : {1, 2, 4}) {
         qmatmul(m, x.data(), n, y.data());
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        double best = 1e30;
+        for (int rep = 0; rep < 10; ++rep) {
+          const auto t0 = std::chrono::steady_clock::now();
+          qmatmul(m, x.data(), n, y.data());
+          best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        fmt::print("{:5}{} [{} x {}] n={}: {:8.3f} ms  {:6.1f} GB/s of weights\n", quant_type_name(t),
+                   pack ? " packed" : "", rows, cols, n, best * 1e3, m.bytes() / best / 1e9);
       }
-      fmt::print("{:5}{} [{} x {}] n={}: {:8.3f} ms  {:6.1f} GB/s of weights\n", quant_type_name(t),
-                 pack ? " packed" : "", rows, cols, n, best * 1e3, m.bytes() / best / 1e9);
-    }
     }
   }
   return 0;

@@ -19,17 +19,17 @@
 
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 std::vector<std::string> split_documents(const std::string& text) {
   std::vector<std::string> docs;
   size_t start = 0;
   while (start < text.size()) {
     size_t end = text.find("\n\n", start);
-    if (end == std::string::npos) end = text.size();
-    else end += 2;
+    if (end == std::string::npos)
+      end = text.size();
+    else
+      end += 2;
     docs.emplace_back(text.substr(start, end - start));
     start = end;
   }
@@ -45,14 +45,17 @@ int run(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 3; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--threads" && i + 1 < argc) threads = std::max(1, std::atoi(argv[++i]));
-    else dsmoe::fail("unknown argument {:?}", a);
+    if (a == "--threads" && i + 1 < argc)
+      threads = std::max(1, std::atoi(argv[++i]));
+    else
+      dsmoe::fail("unknown argument {:?}", a);
   }
 
   double t0 = now_s();
   const auto tok = dsmoe::text::Tokenizer::load(dir);
   const double load_s = now_s() - t0;
-  fmt::print("tokenizer   {} (vocab {}, fingerprint {}...)\n", tok.source(), tok.vocab_size(), tok.fingerprint().substr(0, 16));
+  fmt::print("tokenizer   {} (vocab {}, fingerprint {}...)\n", tok.source(), tok.vocab_size(),
+             tok.fingerprint().substr(0, 16));
   fmt::print("load        {:.3f} s\n", load_s);
 
   std::ifstream f(file, std::ios::binary);

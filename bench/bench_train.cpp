@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "core/buffer.h"
@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
   app.add_option("--steps", steps, "timed steps (after one warm-up step)");
   app.add_option("--threads", threads, "threads");
   app.add_flag("--json", json, "print one JSON line");
-  app.add_option("--data", data_path, "token file: train on its first windows instead of uniform random tokens "
+  app.add_option("--data", data_path,
+                 "token file: train on its first windows instead of uniform random tokens "
                  "(routing, and so expert load balance, depends on the data)");
   app.add_flag("--profile", profile, "print time per phase");
   CLI11_PARSE(app, argc, argv);
@@ -107,15 +108,20 @@ int main(int argc, char** argv) {
     const double rss_gb = ru.ru_maxrss / 1048576.0;
     const double state_gb = model.params.arena.size() * 4.0 * 4 / 1e9;  // params + grads + AdamW m, v
     if (json) {
-      fmt::print("{}\n", nlohmann::json{{"tokens_per_s", tokens_per_s}, {"step_ms", mean * 1e3},
-                                        {"gflops", gflops}, {"sgemm_gflops", sgemm},
-                                        {"sgemm_fraction", gflops / sgemm}, {"read_gbps", bandwidth},
-                                        {"peak_rss_gb", rss_gb}, {"state_gb", state_gb},
-                                        {"threads", threads}, {"batch", B}, {"seq", S}}
+      fmt::print("{}\n", nlohmann::json{{"tokens_per_s", tokens_per_s},
+                                        {"step_ms", mean * 1e3},
+                                        {"gflops", gflops},
+                                        {"sgemm_gflops", sgemm},
+                                        {"sgemm_fraction", gflops / sgemm},
+                                        {"read_gbps", bandwidth},
+                                        {"peak_rss_gb", rss_gb},
+                                        {"state_gb", state_gb},
+                                        {"threads", threads},
+                                        {"batch", B},
+                                        {"seq", S}}
                              .dump());
     } else {
-      fmt::print("machine: sgemm {:.1f} GFLOP/s, read bandwidth {:.1f} GB/s ({} threads)\n", sgemm, bandwidth,
-                 threads);
+      fmt::print("machine: sgemm {:.1f} GFLOP/s, read bandwidth {:.1f} GB/s ({} threads)\n", sgemm, bandwidth, threads);
       fmt::print("model {}: {}\n", config_path, config_summary(model.config));
       fmt::print("train step B={} S={}: {:.1f} ms  ->  {:.1f} tokens/s, {:.1f} GFLOP/s = {:.1f}% of sgemm\n", B, S,
                  mean * 1e3, tokens_per_s, gflops, 100 * gflops / sgemm);

@@ -39,8 +39,8 @@ inline std::string describe(const std::string& what, const float* got, const flo
 
 }  // namespace dsmoe::testing
 
-#define DSMOE_EXPECT_CLOSE(what, got, want, n, tol)                                             \
-  do {                                                                                          \
-    const ::dsmoe::testing::Diff _d = ::dsmoe::testing::compare((got), (want), (n));            \
-    EXPECT_LE(_d.rel, (tol)) << ::dsmoe::testing::describe((what), (got), (want), (n), _d);     \
+#define DSMOE_EXPECT_CLOSE(what, got, want, n, tol)                                         \
+  do {                                                                                      \
+    const ::dsmoe::testing::Diff _d = ::dsmoe::testing::compare((got), (want), (n));        \
+    EXPECT_LE(_d.rel, (tol)) << ::dsmoe::testing::describe((what), (got), (want), (n), _d); \
   } while (0)

@@ -52,9 +52,7 @@ inline const char* row_kind_name(RowKind k) {
                                        "positive-only", "offset",   "small-integers", "block-scaled", "sparse"};
   return kNames[static_cast<int>(k)];
 }
-inline RowKind row_kind(int row) {
-  return static_cast<RowKind>(row % kKindCount);
-}
+inline RowKind row_kind(int row) { return static_cast<RowKind>(row % kKindCount); }
 
 // splitmix64: a small, well-mixed generator; one stream per row so any row can be rebuilt alone.
 struct Rng {
@@ -78,9 +76,7 @@ inline float from_bits(uint32_t u) {
   return f;
 }
 // 2^e for a normal exponent e in [-126, 127], from its bits (exact, no libm).
-inline float pow2(int e) {
-  return from_bits(static_cast<uint32_t>(e + 127) << 23);
-}
+inline float pow2(int e) { return from_bits(static_cast<uint32_t>(e + 127) << 23); }
 // n * 2^e: one rounding (int64 -> float), then an exact scaling (callers keep the result normal or zero).
 inline float scaled(int64_t n, int e) {
   const float v = static_cast<float>(n);

@@ -30,15 +30,14 @@ inline std::string missing_shared_message(const std::string& path) {
 }  // namespace dsmoe::testing
 
 // Fail (CI) or skip loudly (elsewhere) unless the file exists. Use at the top of a TEST body: it returns from it.
-#define DSMOE_REQUIRE_SHARED_FILE(path)                                                                  \
-  do {                                                                                                  \
-    const std::string dsmoe_shared_path_ = (path);                                                      \
-    if (!std::filesystem::exists(dsmoe_shared_path_)) {                                                 \
-      const std::string dsmoe_shared_msg_ = ::dsmoe::testing::missing_shared_message(dsmoe_shared_path_); \
-      if (::dsmoe::testing::running_in_ci()) FAIL() << "CI=true: " << dsmoe_shared_msg_;               \
-      std::fprintf(stderr, "*** SKIPPED %s: %s\n",                                                      \
-                   ::testing::UnitTest::GetInstance()->current_test_info()->name(),                     \
-                   dsmoe_shared_msg_.c_str());                                                          \
-      GTEST_SKIP() << dsmoe_shared_msg_;                                                                \
-    }                                                                                                   \
+#define DSMOE_REQUIRE_SHARED_FILE(path)                                                                             \
+  do {                                                                                                              \
+    const std::string dsmoe_shared_path_ = (path);                                                                  \
+    if (!std::filesystem::exists(dsmoe_shared_path_)) {                                                             \
+      const std::string dsmoe_shared_msg_ = ::dsmoe::testing::missing_shared_message(dsmoe_shared_path_);           \
+      if (::dsmoe::testing::running_in_ci()) FAIL() << "CI=true: " << dsmoe_shared_msg_;                            \
+      std::fprintf(stderr, "*** SKIPPED %s: %s\n", ::testing::UnitTest::GetInstance()->current_test_info()->name(), \
+                   dsmoe_shared_msg_.c_str());                                                                      \
+      GTEST_SKIP() << dsmoe_shared_msg_;                                                                            \
+    }                                                                                                               \
   } while (0)

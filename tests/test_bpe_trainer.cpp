@@ -19,9 +19,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "shared_data.h"
 #include "text/bpe_trainer.h"
 #include "text/tokenizer.h"
-#include "shared_data.h"
 
 namespace fs = std::filesystem;
 using namespace dsmoe::text;
@@ -139,17 +139,18 @@ std::vector<std::string> naive_bpe(const WordCounts& words, int64_t vocab_size, 
 
 // Some English-like text with a little non-ASCII, deterministic.
 std::string sample_corpus(size_t lines, uint32_t seed) {
-  static const char* words[] = {"the", "of", "and", "to", "a", "in", "that", "is", "was", "he", "for", "it",
-                                "with", "as", "his", "on", "be", "at", "by", "I", "this", "had", "not", "are",
-                                "but", "from", "or", "have", "an", "they", "which", "one", "you", "were", "her",
-                                "all", "she", "there", "would", "their", "we", "him", "been", "has", "when",
-                                "who", "will", "more", "no", "if", "out", "so", "said", "what", "up", "its",
-                                "about", "into", "than", "them", "can", "only", "other", "new", "some", "could",
-                                "time", "these", "two", "may", "then", "do", "first", "any", "my", "now",
-                                "such", "like", "our", "over", "man", "me", "even", "most", "made", "after",
-                                "also", "did", "many", "before", "must", "through", "back", "years", "where",
-                                "much", "your", "way", "well", "down", "should", "because", "each", "just",
-                                "those", "people", "Führer", "naïve", "café", "日本語", "Straße", "1961", "42"};
+  static const char* words[] = {
+      "the",    "of",     "and",     "to",      "a",     "in",    "that",   "is",     "was",   "he",   "for",
+      "it",     "with",   "as",      "his",     "on",    "be",    "at",     "by",     "I",     "this", "had",
+      "not",    "are",    "but",     "from",    "or",    "have",  "an",     "they",   "which", "one",  "you",
+      "were",   "her",    "all",     "she",     "there", "would", "their",  "we",     "him",   "been", "has",
+      "when",   "who",    "will",    "more",    "no",    "if",    "out",    "so",     "said",  "what", "up",
+      "its",    "about",  "into",    "than",    "them",  "can",   "only",   "other",  "new",   "some", "could",
+      "time",   "these",  "two",     "may",     "then",  "do",    "first",  "any",    "my",    "now",  "such",
+      "like",   "our",    "over",    "man",     "me",    "even",  "most",   "made",   "after", "also", "did",
+      "many",   "before", "must",    "through", "back",  "years", "where",  "much",   "your",  "way",  "well",
+      "down",   "should", "because", "each",    "just",  "those", "people", "Führer", "naïve", "café", "日本語",
+      "Straße", "1961",   "42"};
   std::mt19937 rng(seed);
   std::string out;
   for (size_t l = 0; l < lines; ++l) {
@@ -222,8 +223,8 @@ TEST(BpeTrainer, HandCheckedWikipediaExample) {
 
   // min_frequency 1: the count-1 pairs follow in lexicographic order: "a c" < "aaab d" < "d aaab" ...
   m = train_bpe_from_counts(words, 1000, 1);
-  EXPECT_EQ(merge_texts(m), (std::vector<std::string>{"a a", "a b", "aa ab", "a c", "aaab ac", "aaab d",
-                                                      "aaabd aaabac"}));
+  EXPECT_EQ(merge_texts(m),
+            (std::vector<std::string>{"a a", "a b", "aa ab", "a c", "aaab ac", "aaab d", "aaabd aaabac"}));
   // ... and vocab_size stops it exactly.
   m = train_bpe_from_counts(words, 260, 1);
   EXPECT_EQ(m.tokens.size(), 260u);
@@ -501,8 +502,7 @@ TEST(BpeTrainer, ClearErrors) {
   BpeTrainOptions small = o;
   small.vocab_size = 257;
   e = train(small, dir.file("ok.txt"));
-  EXPECT_NE(e.find("vocab_size 257 is smaller than 256 byte tokens + 2 special tokens = 258"), std::string::npos)
-      << e;
+  EXPECT_NE(e.find("vocab_size 257 is smaller than 256 byte tokens + 2 special tokens = 258"), std::string::npos) << e;
   small.vocab_size = 258;  // just the bytes and the specials: valid, no merges
   EXPECT_EQ(train(small, dir.file("ok.txt")), "");
 
@@ -536,7 +536,8 @@ TEST(BpeTrainer, ClearErrors) {
 
 TEST(BpeTrainer, TrainedTokenizerRoundTrips) {
   TempDir dir;
-  const std::string corpus = sample_corpus(3000, 3) + "Tabs\tand   spaces   \n\r\nnumbers 12345 and ½ and 日本語の文章\n";
+  const std::string corpus =
+      sample_corpus(3000, 3) + "Tabs\tand   spaces   \n\r\nnumbers 12345 and ½ and 日本語の文章\n";
   write_file(dir.file("corpus.txt"), corpus);
   BpeTrainOptions o;
   o.vocab_size = 500;

@@ -42,8 +42,8 @@ const std::vector<ChatMessage> kTwoTurns = {
 
 TEST(DeepSeekTemplate, MultiTurnWithGenerationPrompt) {
   const std::string out = ChatTemplate::deepseek().render(kTwoTurns, true, kBos, kEos);
-  EXPECT_EQ(out, kBos + "User: Who are you?\n\nAssistant: I am DeepSeek Chat." + kEos +
-                     "User: What is 2+2?\n\nAssistant:");
+  EXPECT_EQ(out,
+            kBos + "User: Who are you?\n\nAssistant: I am DeepSeek Chat." + kEos + "User: What is 2+2?\n\nAssistant:");
 }
 
 TEST(DeepSeekTemplate, WithoutGenerationPrompt) {
@@ -71,12 +71,14 @@ TEST(DeepSeekTemplate, EmptyConversationAndSpecialCharacters) {
 
 TEST(DeepSeekTemplate, AddGenerationPromptDefaultsToFalse) {
   // The template sets add_generation_prompt = false when the caller does not define it.
-  const json vars = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"bos_token", "<s>"}, {"eos_token", "</s>"}};
+  const json vars = {
+      {"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"bos_token", "<s>"}, {"eos_token", "</s>"}};
   EXPECT_EQ(ChatTemplate::deepseek().render(vars), "<s>User: Hi\n\n");
 }
 
 TEST(DeepSeekTemplate, MatchesTokenizerConfigFile) {
-  const std::filesystem::path file = std::filesystem::path(DSMOE_SHARED_DIR) / "tokenizers/deepseek-llm/tokenizer_config.json";
+  const std::filesystem::path file =
+      std::filesystem::path(DSMOE_SHARED_DIR) / "tokenizers/deepseek-llm/tokenizer_config.json";
   DSMOE_REQUIRE_SHARED_FILE(file.string());
   std::ifstream in(file);
   const json config = json::parse(in);
@@ -123,8 +125,11 @@ TEST(OtherTemplates, Llama2) {
 
 TEST(OtherTemplates, Llama2RaisesOnNonAlternatingRoles) {
   const ChatTemplate t = ChatTemplate::from_jinja(kLlama2);
-  expect_error([&] { t.render({{"user", "a"}, {"user", "b"}}, false, "<s>", "</s>"); },
-               {"Conversation roles must alternate user/assistant/user/assistant/..."});
+  expect_error(
+      [&] {
+        t.render({{"user", "a"}, {"user", "b"}}, false, "<s>", "</s>");
+      },
+      {"Conversation roles must alternate user/assistant/user/assistant/..."});
   expect_error([&] { t.render({{"assistant", "a"}}, false, "<s>", "</s>"); }, {"must alternate"});
   // Empty conversation: messages[0] is undefined and taking ['role'] of it is an error, as in Jinja.
   expect_error([&] { t.render({}, false, "<s>", "</s>"); }, {"line 1", "'messages[0]' is undefined"});
@@ -176,8 +181,9 @@ TEST(OtherTemplates, OrderedJsonKeepsKeyOrder) {
 // The Jinja subset
 
 TEST(Jinja, ExpressionsAndOperators) {
-  EXPECT_EQ(render("{{ 1 + 2 * 3 }} {{ (1 + 2) * 3 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }}"),
-            "7 9 3 -4 2 3.5 1024");
+  EXPECT_EQ(
+      render("{{ 1 + 2 * 3 }} {{ (1 + 2) * 3 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }}"),
+      "7 9 3 -4 2 3.5 1024");
   EXPECT_EQ(render("{{ 'a' + 'b' }} {{ 'x' ~ 1 ~ none }} {{ 'ab' * 3 }} {{ 'a' 'b' }}"), "ab x1None ababab ab");
   EXPECT_EQ(render("{{ 1 < 2 }} {{ 2 < 1 }} {{ 1 == 1.0 }} {{ 'a' != 'b' }} {{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }}"),
             "True False True True True False");
@@ -188,7 +194,8 @@ TEST(Jinja, ExpressionsAndOperators) {
   EXPECT_EQ(render("{{ 'yes' if x else 'no' }} {{ 'yes' if not x else 'no' }}", {{"x", false}}), "no yes");
   EXPECT_EQ(render("{{ [1, 'a', [true, none]] }} {{ {'k': 'v'} }}"), "[1, 'a', [True, None]] {'k': 'v'}");
   EXPECT_EQ(render("{{ 'it\\'s' }}|{{ \"tab\\there\" }}|{{ '\\u00fc' }}"), "it's|tab\there|ü");
-  EXPECT_EQ(render("{{ (1,) }} {{ (1, 2) == [1, 2] }} {{ 2.5 is odd }} {{ [1, nope] }}"), "(1,) False False [1, Undefined]");
+  EXPECT_EQ(render("{{ (1,) }} {{ (1, 2) == [1, 2] }} {{ 2.5 is odd }} {{ [1, nope] }}"),
+            "(1,) False False [1, Undefined]");
 }
 
 TEST(Jinja, IndexingAndSlicing) {
@@ -239,9 +246,9 @@ TEST(Jinja, SetScoping) {
 
 TEST(Jinja, FiltersTestsAndMethods) {
   const json vars = {{"s", "  Hello World  "}, {"xs", {3, 1, 2}}, {"d", {{"b", 1}, {"a", "x\"y"}}}};
-  EXPECT_EQ(render("[{{ s | trim }}] {{ s | length }} {{ xs | length }} {{ s | trim | upper }} {{ s | lower | trim }}",
-                   vars),
-            "[Hello World] 15 3 HELLO WORLD hello world");
+  EXPECT_EQ(
+      render("[{{ s | trim }}] {{ s | length }} {{ xs | length }} {{ s | trim | upper }} {{ s | lower | trim }}", vars),
+      "[Hello World] 15 3 HELLO WORLD hello world");
   EXPECT_EQ(render("{{ xs | join(', ') }} {{ xs | first }} {{ xs | last }} {{ xs | reverse | list }}", vars),
             "3, 1, 2 3 2 [2, 1, 3]");
   EXPECT_EQ(render("{{ nope | default('dflt') }} {{ '' | default('e', true) }} {{ 'x' | default('y') }}"), "dflt e x");
@@ -367,8 +374,11 @@ TEST(Errors, BadMessagesJson) {
   expect_error([] { chat_messages_from_json(json::parse(R"([{"role": "user"}])")); },
                {"messages[0]", "missing \"content\""});
   expect_error([] { chat_messages_from_json(json::parse(R"([{"content": "x"}])")); }, {"missing \"role\""});
-  expect_error([] { chat_messages_from_json(json::parse(R"([{"role": "user", "content": "a"}, {"role": "tool", "content": "x"}])")); },
-               {"messages[1]", "unknown role 'tool'", "user, assistant or system"});
+  expect_error(
+      [] {
+        chat_messages_from_json(json::parse(R"([{"role": "user", "content": "a"}, {"role": "tool", "content": "x"}])"));
+      },
+      {"messages[1]", "unknown role 'tool'", "user, assistant or system"});
   expect_error([] { chat_messages_from_json(json::parse(R"([{"role": "user", "content": null}])")); },
                {"\"content\" must be a string", "null"});
   expect_error([] { chat_messages_from_json(json::parse(R"([{"role": 3, "content": "x"}])")); },

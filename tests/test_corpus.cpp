@@ -7,11 +7,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "shared_data.h"
 #include "text/corpus.h"
 #include "text/synth.h"
 #include "text/tokenizer.h"
 #include "text_util.h"
-#include "shared_data.h"
 
 namespace fs = std::filesystem;
 using namespace dsmoe;
@@ -21,8 +21,6 @@ using json = nlohmann::json;
 using dsmoe::testing::byte_tokenizer;
 
 namespace {
-
-
 
 std::vector<uint32_t> read_u32(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
@@ -91,8 +89,10 @@ TEST(Corpus, PlainTextDirectoriesAndJsonlRoundTrip) {
   fs::create_directories(dir / "in" / "sub");
   std::ofstream(dir / "in" / "a.txt") << "first doc line one\nline two\n\n\n  \nsecond doc\r\nwith CRLF\n\nthird";
   std::ofstream(dir / "in" / "sub" / "b.txt") << "Ünïcödé doc 😀 and 12345\n";
-  std::ofstream(dir / "in" / "c.jsonl") << R"({"text": "json doc\n\nwith a blank line inside"})" << "\n"
-                                         << R"({"text": "second json doc", "meta": 1})" << "\n";
+  std::ofstream(dir / "in" / "c.jsonl") << R"({"text": "json doc\n\nwith a blank line inside"})"
+                                        << "\n"
+                                        << R"({"text": "second json doc", "meta": 1})"
+                                        << "\n";
   int64_t n = 0;
   check_round_trip(byte_tokenizer(), {(dir / "in").string()}, dir, 0.34, &n);
   EXPECT_EQ(n, 6);

@@ -85,7 +85,8 @@ bool run(const dist::Comm& world, Scenario sc, const char* name) {
     float last_source = -1.0f;
     for (int64_t a = x.local_offsets[j]; a < x.local_offsets[j + 1]; ++a) {
       const float* r = experts.data() + a * kD;
-      if (r[2] != static_cast<float>(rank * x.El + j)) fail("a row of expert " + std::to_string(r[2]) + " in the block of expert " + std::to_string(rank * x.El + j));
+      if (r[2] != static_cast<float>(rank * x.El + j))
+        fail("a row of expert " + std::to_string(r[2]) + " in the block of expert " + std::to_string(rank * x.El + j));
       if (r[0] < last_source) fail("sources out of order");
       last_source = r[0];
     }
@@ -101,7 +102,8 @@ bool run(const dist::Comm& world, Scenario sc, const char* name) {
   const RoutingPlan global = routing_plan_build(all.data(), T_all, kE, kK, false, 0.0);
   for (int64_t j = 0; j < x.El; ++j)
     if (x.rows_of(j) != global.rows_of(rank * x.El + j))
-      fail("expert " + std::to_string(rank * x.El + j) + ": " + std::to_string(x.rows_of(j)) + " rows, one process routes " + std::to_string(global.rows_of(rank * x.El + j)));
+      fail("expert " + std::to_string(rank * x.El + j) + ": " + std::to_string(x.rows_of(j)) +
+           " rows, one process routes " + std::to_string(global.rows_of(rank * x.El + j)));
   // Combine is the inverse, byte for byte.
   std::vector<float> back(static_cast<size_t>(A * kD), -7.0f);
   dist::combine_rows(world, x, experts.data(), back.data(), kD);
@@ -116,7 +118,8 @@ int main(int argc, char** argv) {
   dist::Runtime runtime(&argc, &argv);
   const dist::Comm world = dist::Comm::world();
   if (kE % world.size() != 0) {
-    if (world.rank() == 0) std::fprintf(stderr, "test_dispatch: %lld experts need a world size dividing them\n", static_cast<long long>(kE));
+    if (world.rank() == 0)
+      std::fprintf(stderr, "test_dispatch: %lld experts need a world size dividing them\n", static_cast<long long>(kE));
     return 2;
   }
   double failures = 0;
@@ -130,6 +133,7 @@ int main(int argc, char** argv) {
   }
   world.allreduce_sum(&failures, 1);
   if (world.rank() == 0)
-    std::printf("test_dispatch np=%d: %s (%g failed scenario-ranks)\n", world.size(), failures == 0 ? "PASS" : "FAIL", failures);
+    std::printf("test_dispatch np=%d: %s (%g failed scenario-ranks)\n", world.size(), failures == 0 ? "PASS" : "FAIL",
+                failures);
   return failures == 0 ? 0 : 1;
 }

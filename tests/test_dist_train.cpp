@@ -95,30 +95,38 @@ void run_config(const std::string& name, ModelConfig c, const dist::MpiDataParal
   // Step 1: losses and gradients.
   const StepResult a = one.step(inputs.data(), targets.data(), kB, kS, kLr);
   const StepResult b = many.step(my_in, my_tg, Bl, kS, kLr);
-  f.check(rel(a.loss.ce, b.loss.ce) <= 1e-6, fmt::format("{}: step-1 ce {} vs one process {}", name, b.loss.ce, a.loss.ce));
+  f.check(rel(a.loss.ce, b.loss.ce) <= 1e-6,
+          fmt::format("{}: step-1 ce {} vs one process {}", name, b.loss.ce, a.loss.ce));
   f.check(rel(a.loss.balance, b.loss.balance) <= 1e-6,
           fmt::format("{}: step-1 balance {} vs one process {}", name, b.loss.balance, a.loss.balance));
   for (size_t l = 0; l < a.loss.per_layer.size(); ++l) {
-    f.check(rel(a.loss.per_layer[l].expert, b.loss.per_layer[l].expert) <= 1e-6, fmt::format("{}: layer {} expert-level loss", name, l));
-    f.check(rel(a.loss.per_layer[l].device, b.loss.per_layer[l].device) <= 1e-6, fmt::format("{}: layer {} device-level loss", name, l));
+    f.check(rel(a.loss.per_layer[l].expert, b.loss.per_layer[l].expert) <= 1e-6,
+            fmt::format("{}: layer {} expert-level loss", name, l));
+    f.check(rel(a.loss.per_layer[l].device, b.loss.per_layer[l].device) <= 1e-6,
+            fmt::format("{}: layer {} device-level loss", name, l));
   }
-  f.check(a.loss.tokens == b.loss.tokens, fmt::format("{}: counted tokens {} vs {}", name, b.loss.tokens, a.loss.tokens));
-  f.check(rel(a.grad_norm, b.grad_norm) <= 1e-5, fmt::format("{}: grad norm {} vs one process {}", name, b.grad_norm, a.grad_norm));
+  f.check(a.loss.tokens == b.loss.tokens,
+          fmt::format("{}: counted tokens {} vs {}", name, b.loss.tokens, a.loss.tokens));
+  f.check(rel(a.grad_norm, b.grad_norm) <= 1e-5,
+          fmt::format("{}: grad norm {} vs one process {}", name, b.grad_norm, a.grad_norm));
   for (size_t i = 0; i < many.grads.params.registry.size(); ++i) {
     const TensorSpec& spec = many.grads.params.registry[i];
-    const double d = tensor_rel(whole(one.grads.params, i, many.grads.params), many.grads.params.ptr(spec), spec.numel());
+    const double d =
+        tensor_rel(whole(one.grads.params, i, many.grads.params), many.grads.params.ptr(spec), spec.numel());
     f.check(d <= 1e-5, fmt::format("{}: gradient of {} (layer {}) differs by {:.2e}", name, spec.name, spec.layer, d));
   }
   // Steps 2..20.
   for (int s = 2; s <= 20; ++s) {
     const StepResult x = one.step(inputs.data(), targets.data(), kB, kS, kLr);
     const StepResult y = many.step(my_in, my_tg, Bl, kS, kLr);
-    f.check(rel(x.loss.total(), y.loss.total()) <= 1e-5, fmt::format("{}: step {} loss {} vs one process {}", name, s, y.loss.total(), x.loss.total()));
+    f.check(rel(x.loss.total(), y.loss.total()) <= 1e-5,
+            fmt::format("{}: step {} loss {} vs one process {}", name, s, y.loss.total(), x.loss.total()));
   }
   for (size_t i = 0; i < shared.params.registry.size(); ++i) {
     const TensorSpec& spec = shared.params.registry[i];
     const double d = tensor_rel(whole(alone.params, i, shared.params), shared.params.ptr(spec), spec.numel());
-    f.check(d <= 1e-4, fmt::format("{}: weights of {} (layer {}) after 20 steps differ by {:.2e}", name, spec.name, spec.layer, d));
+    f.check(d <= 1e-4, fmt::format("{}: weights of {} (layer {}) after 20 steps differ by {:.2e}", name, spec.name,
+                                   spec.layer, d));
   }
 }
 
@@ -130,7 +138,9 @@ int main(int argc, char** argv) {
   Failures f;
   f.rank = dp.rank();
   if (kB % dp.size() != 0) {
-    if (dp.rank() == 0) std::fprintf(stderr, "test_dist_train: the batch of %lld does not split over %d ranks\n", static_cast<long long>(kB), dp.size());
+    if (dp.rank() == 0)
+      std::fprintf(stderr, "test_dist_train: the batch of %lld does not split over %d ranks\n",
+                   static_cast<long long>(kB), dp.size());
     return 2;
   }
   try {
@@ -211,6 +221,8 @@ int main(int argc, char** argv) {
   }
   double failures = f.count;
   dp.comm().allreduce_sum(&failures, 1);
-  if (dp.rank() == 0) std::printf("test_dist_train np=%d: %s (%g failed checks over all ranks)\n", dp.size(), failures == 0 ? "PASS" : "FAIL", failures);
+  if (dp.rank() == 0)
+    std::printf("test_dist_train np=%d: %s (%g failed checks over all ranks)\n", dp.size(),
+                failures == 0 ? "PASS" : "FAIL", failures);
   return failures == 0 ? 0 : 1;
 }

@@ -90,8 +90,7 @@ TEST_P(Fixture, MatchesPyTorch) {
   const double worst_grad = expect_params_close(grads.params, fx, "grad.", kTol);
 
   // 5 AdamW steps on the same batch, with clipping and the fixture's schedule.
-  Trainer trainer(*model,
-                  AdamWOptions{meta.at("beta1"), meta.at("beta2"), meta.at("eps"), meta.at("weight_decay")},
+  Trainer trainer(*model, AdamWOptions{meta.at("beta1"), meta.at("beta2"), meta.at("eps"), meta.at("weight_decay")},
                   meta.at("grad_clip"));
   const Schedule schedule = schedule_from_name(meta.at("schedule"));
   const int64_t steps = meta.at("steps");
@@ -106,8 +105,7 @@ TEST_P(Fixture, MatchesPyTorch) {
   }
   const double worst_final = expect_params_close(model->params, fx, "final.", kTol);
   std::printf("%s: logits rel err %.2e, worst gradient rel err %.2e, worst weight rel err after %lld steps %.2e\n",
-              GetParam().c_str(), logits_rel, worst_grad,
-              static_cast<long long>(steps), worst_final);
+              GetParam().c_str(), logits_rel, worst_grad, static_cast<long long>(steps), worst_final);
 }
 
 INSTANTIATE_TEST_SUITE_P(PyTorch, Fixture, ::testing::ValuesIn(fixture_names()),

@@ -91,8 +91,8 @@ TEST(Flops, TinyMoEByHand) {
   EXPECT_EQ(p.router, 32);
   EXPECT_EQ(p.ffn, 1008 + 720);
   EXPECT_EQ(p.ffn_activated, 1008 + 432);
-  EXPECT_EQ(p.total(), 128 + 128 + 384 + 40 + 32 + 1728);                   // 2440
-  EXPECT_EQ(p.activated(), 128 + 128 + 384 + 40 + 32 + 1440);               // 2152
+  EXPECT_EQ(p.total(), 128 + 128 + 384 + 40 + 32 + 1728);      // 2440
+  EXPECT_EQ(p.activated(), 128 + 128 + 384 + 40 + 32 + 1440);  // 2152
   EXPECT_EQ(p.total_no_embedding(), 2312);
   EXPECT_EQ(p.activated_no_embedding(), 2024);
   EXPECT_EQ(c.n_params(), 2440);
@@ -135,17 +135,17 @@ TEST(Flops, CausalHalvesOnlyTheAttentionTerm) {
 }
 
 TEST(Flops, NominalSizesRoundToEighthsOfAStandardFFN) {
-  EXPECT_DOUBLE_EQ(nominal_ffn_size(1408, 2048), 0.25);    // 16B expert (aligned up from 1365.3)
-  EXPECT_DOUBLE_EQ(nominal_ffn_size(10944, 2048), 2.0);    // 16B dense layer
-  EXPECT_DOUBLE_EQ(nominal_ffn_size(1408, 4096), 0.125);   // 145B expert
-  EXPECT_DOUBLE_EQ(nominal_ffn_size(21888, 4096), 2.0);    // 145B / 137B dense layer
-  EXPECT_DOUBLE_EQ(nominal_ffn_size(10944, 4096), 1.0);    // GShard 137B expert
-  EXPECT_DOUBLE_EQ(nominal_ffn_size(11008, 4096), 1.0);    // DeepSeek 7B, LLaMA2 7B
-  EXPECT_DOUBLE_EQ(nominal_ffn_size(22016, 8192), 1.0);    // DeepSeek 67B
-  EXPECT_DOUBLE_EQ(nominal_ffn_size(3413, 1280), 1.0);     // 2B standard FFN
-  EXPECT_DOUBLE_EQ(nominal_ffn_size(5120, 1280), 1.5);     // GShard x1.5
-  EXPECT_DOUBLE_EQ(nominal_ffn_size(853, 1280), 0.25);     // DeepSeekMoE 2B
-  EXPECT_DOUBLE_EQ(nominal_ffn_size(54608, 1280), 16.0);   // Dense x16
+  EXPECT_DOUBLE_EQ(nominal_ffn_size(1408, 2048), 0.25);   // 16B expert (aligned up from 1365.3)
+  EXPECT_DOUBLE_EQ(nominal_ffn_size(10944, 2048), 2.0);   // 16B dense layer
+  EXPECT_DOUBLE_EQ(nominal_ffn_size(1408, 4096), 0.125);  // 145B expert
+  EXPECT_DOUBLE_EQ(nominal_ffn_size(21888, 4096), 2.0);   // 145B / 137B dense layer
+  EXPECT_DOUBLE_EQ(nominal_ffn_size(10944, 4096), 1.0);   // GShard 137B expert
+  EXPECT_DOUBLE_EQ(nominal_ffn_size(11008, 4096), 1.0);   // DeepSeek 7B, LLaMA2 7B
+  EXPECT_DOUBLE_EQ(nominal_ffn_size(22016, 8192), 1.0);   // DeepSeek 67B
+  EXPECT_DOUBLE_EQ(nominal_ffn_size(3413, 1280), 1.0);    // 2B standard FFN
+  EXPECT_DOUBLE_EQ(nominal_ffn_size(5120, 1280), 1.5);    // GShard x1.5
+  EXPECT_DOUBLE_EQ(nominal_ffn_size(853, 1280), 0.25);    // DeepSeekMoE 2B
+  EXPECT_DOUBLE_EQ(nominal_ffn_size(54608, 1280), 16.0);  // Dense x16
 }
 
 // Reference §4's per-token arithmetic, exactly, and the printed table value at its precision.
@@ -219,8 +219,9 @@ TEST(Flops, TrainFlopsPerTokenIsTheExactFullLengthCount) {
     for (int64_t S : {64, 4096}) {
       EXPECT_DOUBLE_EQ(train_flops_per_token(c, S), exact_flops_per_token(c, S, false)) << name;
       // What it computed before the accounting module: 6 x (active params - norms) + 12·L·S·heads·head_dim.
-      const double before = 6.0 * static_cast<double>(c.n_active_params() - c.hidden_size * (1 + 2 * c.num_hidden_layers)) +
-                            6.0 * c.num_hidden_layers * 2.0 * S * c.num_attention_heads * c.head_dim();
+      const double before =
+          6.0 * static_cast<double>(c.n_active_params() - c.hidden_size * (1 + 2 * c.num_hidden_layers)) +
+          6.0 * c.num_hidden_layers * 2.0 * S * c.num_attention_heads * c.head_dim();
       EXPECT_DOUBLE_EQ(train_flops_per_token(c, S), before) << name;
     }
   }

@@ -1,11 +1,11 @@
 // GGUF support: ggml block quantization (bit-exact with llama.cpp's reference rounding), dot products, the GGUF v3
 // reader/writer and its validation, and Model <-> GGUF in llama.cpp's deepseek layout.
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -82,11 +82,22 @@ TEST(Quant, TypeTable) {
 }
 
 TEST(Quant, HalfConversionsRoundToNearestEven) {
-  struct Case { float f; uint16_t h; };
-  const Case cases[] = {{1.0f, 0x3C00}, {-2.0f, 0xC000}, {65504.0f, 0x7BFF}, {65520.0f, 0x7C00},
-                        {65519.0f, 0x7BFF}, {std::ldexp(1.0f, -24), 0x0001}, {std::ldexp(1.0f, -25), 0x0000},
-                        {std::ldexp(3.0f, -26), 0x0001}, {1.0f + std::ldexp(1.0f, -11), 0x3C00},
-                        {1.0f + 3 * std::ldexp(1.0f, -11), 0x3C02}, {0.0f, 0x0000}, {-0.0f, 0x8000}};
+  struct Case {
+    float f;
+    uint16_t h;
+  };
+  const Case cases[] = {{1.0f, 0x3C00},
+                        {-2.0f, 0xC000},
+                        {65504.0f, 0x7BFF},
+                        {65520.0f, 0x7C00},
+                        {65519.0f, 0x7BFF},
+                        {std::ldexp(1.0f, -24), 0x0001},
+                        {std::ldexp(1.0f, -25), 0x0000},
+                        {std::ldexp(3.0f, -26), 0x0001},
+                        {1.0f + std::ldexp(1.0f, -11), 0x3C00},
+                        {1.0f + 3 * std::ldexp(1.0f, -11), 0x3C02},
+                        {0.0f, 0x0000},
+                        {-0.0f, 0x8000}};
   for (const Case& c : cases) {
     uint8_t out[2];
     quantize_row(QuantType::F16, &c.f, out, 1);
@@ -136,10 +147,10 @@ TEST(Quant, Q8_0HandComputedBlock) {
 // Q4_0: d = max/-8 with max the signed value of largest magnitude; q = min(15, (int8)(x/d + 8.5)).
 TEST(Quant, Q4_0HandComputedBlocks) {
   // max = -8 -> d = 1, x/d + 8.5 truncated.
-  float x[32] = {-8.0f, 7.0f, 7.4f, 0.0f, 0.5f, -0.5f, 3.2f, -3.7f, 1.0f, -1.0f, 6.6f, -7.9f, 2.49f, -2.51f, 4.0f,
-                 -4.0f};
+  float x[32] = {-8.0f, 7.0f,  7.4f, 0.0f,  0.5f,  -0.5f,  3.2f, -3.7f,
+                 1.0f,  -1.0f, 6.6f, -7.9f, 2.49f, -2.51f, 4.0f, -4.0f};
   for (int j = 16; j < 32; ++j) x[j] = static_cast<float>(j - 24);  // -8 .. 7
-  const int expect[32] = {0, 15, 15, 8, 9, 8, 11, 4, 9, 7, 15, 0, 10, 5, 12, 4,
+  const int expect[32] = {0, 15, 15, 8, 9, 8, 11, 4, 9, 7, 15, 0,  10, 5,  12, 4,
                           0, 1,  2,  3, 4, 5, 6,  7, 8, 9, 10, 11, 12, 13, 14, 15};
   uint8_t q[18];
   quantize_row_q4_0(x, q, 32);
@@ -328,10 +339,8 @@ TEST_F(GgufTest, WriteReadRoundTrip) {
     for (auto& v : v64) v = static_cast<float>(rng.normal());
     for (auto& v : v5) v = static_cast<float>(rng.normal());
     std::vector<io::GgufTensorToWrite> ts = {
-        f32_tensor("t.f32", {5}, QuantType::F32, v5),
-        f32_tensor("t.f16", {64, 3}, QuantType::F16, v64),
-        f32_tensor("t.bf16", {64, 3}, QuantType::BF16, v64),
-        f32_tensor("t.q8", {64, 3}, QuantType::Q8_0, v64),
+        f32_tensor("t.f32", {5}, QuantType::F32, v5),         f32_tensor("t.f16", {64, 3}, QuantType::F16, v64),
+        f32_tensor("t.bf16", {64, 3}, QuantType::BF16, v64),  f32_tensor("t.q8", {64, 3}, QuantType::Q8_0, v64),
         f32_tensor("t.q4", {32, 2, 3}, QuantType::Q4_0, v64),
     };
     const std::string path = file(fmt::format("rt{}.gguf", alignment));
@@ -378,12 +387,17 @@ TEST_F(GgufTest, WriterRejectsBadInput) {
   const std::string path = file("bad.gguf");
   expect_error([&] { io::write_gguf(path, {}, {f32_tensor("a", {33}, QuantType::Q8_0, std::vector<float>(33))}); },
                {"tensor a", "33", "Q8_0"});
-  expect_error([&] {
-    io::write_gguf(path, {}, {f32_tensor("a", {1}, QuantType::F32, {1}), f32_tensor("a", {1}, QuantType::F32, {1})});
-  }, {"duplicate tensor a"});
-  expect_error([&] {
-    io::write_gguf(path, {{"k", io::GgufValue::u32(1)}, {"k", io::GgufValue::u32(2)}}, {});
-  }, {"duplicate key k"});
+  expect_error(
+      [&] {
+        io::write_gguf(path, {},
+                       {f32_tensor("a", {1}, QuantType::F32, {1}), f32_tensor("a", {1}, QuantType::F32, {1})});
+      },
+      {"duplicate tensor a"});
+  expect_error(
+      [&] {
+        io::write_gguf(path, {{"k", io::GgufValue::u32(1)}, {"k", io::GgufValue::u32(2)}}, {});
+      },
+      {"duplicate key k"});
   EXPECT_FALSE(fs::exists(path));
   EXPECT_FALSE(fs::exists(path + ".tmp"));
 }
@@ -392,8 +406,9 @@ TEST_F(GgufTest, CorruptFilesAreErrors) {
   // Layout of this file: 24-byte header, no KVs, tensor "a" info at 24: name (8 + 1, "a" at 32), n_dims (4), ne (8),
   // type at 45, offset at 49; tensor "b" info at 57: name at 65 (8 + 1), ...
   const std::string good = file("good.gguf");
-  io::write_gguf(good, {}, {f32_tensor("a", {8}, QuantType::F32, std::vector<float>(8, 1.0f)),
-                            f32_tensor("b", {8}, QuantType::F32, std::vector<float>(8, 2.0f))});
+  io::write_gguf(good, {},
+                 {f32_tensor("a", {8}, QuantType::F32, std::vector<float>(8, 1.0f)),
+                  f32_tensor("b", {8}, QuantType::F32, std::vector<float>(8, 2.0f))});
   const std::vector<uint8_t> bytes = slurp(good);
   ASSERT_EQ(bytes[32], 'a');
   ASSERT_EQ(bytes[65], 'b');
@@ -521,8 +536,7 @@ TEST_F(GgufTest, ModelF32RoundTripIsBitExact) {
               (std::vector<int64_t>{c.hidden_size, c.moe_intermediate_size, c.n_routed_experts}));
     EXPECT_EQ(g.tensor("blk.1.ffn_down_exps.weight").ne,
               (std::vector<int64_t>{c.moe_intermediate_size, c.hidden_size, c.n_routed_experts}));
-    EXPECT_EQ(g.tensor("blk.1.ffn_gate_shexp.weight").ne,
-              (std::vector<int64_t>{c.hidden_size, c.shared_width()}));
+    EXPECT_EQ(g.tensor("blk.1.ffn_gate_shexp.weight").ne, (std::vector<int64_t>{c.hidden_size, c.shared_width()}));
     EXPECT_EQ(g.tensor("blk.0.ffn_down.weight").ne, (std::vector<int64_t>{c.intermediate_size, c.hidden_size}));
     EXPECT_EQ(g.tensor("blk.1.ffn_gate_inp.weight").ne, (std::vector<int64_t>{c.hidden_size, c.n_routed_experts}));
     EXPECT_TRUE(g.find_tensor("blk.0.ffn_gate_exps.weight") == nullptr);

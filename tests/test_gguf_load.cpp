@@ -2,6 +2,7 @@
 // inference model and the CLI), convert_hf_to_gguf.py's key set with optional keys absent (llama.cpp's defaults),
 // every tensor type of core/quant.h with its block sizes and unsupported types named, truncated data and non-finite
 // block scales (one error naming file, tensor and row), and a model whose matrices are all of the newer block types.
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -10,7 +11,6 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -21,9 +21,9 @@
 #include "infer/infer_model.h"
 #include "io/gguf.h"
 #include "model/gguf_model.h"
+#include "temp_dir.h"
 #include "test_util.h"
 #include "text/gguf_vocab.h"
-#include "temp_dir.h"
 #include "text_util.h"
 
 using namespace dsmoe;
@@ -198,8 +198,8 @@ TEST_F(GgufLoad, SplitErrors) {
   std::vector<std::string> names;
   for (const io::GgufTensorInfo& t : src.tensors()) names.push_back(t.name);
   const int total = static_cast<int>(names.size());
-  const std::vector<std::string> part0(names.begin(), names.begin() + 10), part1(names.begin() + 10, names.begin() + 20),
-      part2(names.begin() + 20, names.end());
+  const std::vector<std::string> part0(names.begin(), names.begin() + 10),
+      part1(names.begin() + 10, names.begin() + 20), part2(names.begin() + 20, names.end());
   const std::string p0 = file("s-00001-of-00003.gguf"), p1 = file("s-00002-of-00003.gguf"),
                     p2 = file("s-00003-of-00003.gguf");
   auto write_good = [&] {
@@ -246,8 +246,8 @@ TEST_F(GgufLoad, SplitByLlamaGgufSplit) {
   auto m = dsmoe::testing::random_model(c, 8);
   const std::string single = file("m.gguf");
   model_save_gguf(*m, single, QuantType::Q8_0);
-  const std::string cmd = fmt::format("'{}' --split-max-tensors 9 '{}' '{}' > '{}' 2>&1", tool, single, file("ll"),
-                                      file("split.log"));
+  const std::string cmd =
+      fmt::format("'{}' --split-max-tensors 9 '{}' '{}' > '{}' 2>&1", tool, single, file("ll"), file("split.log"));
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const size_t n_split = (io::GgufFile::open(single).tensors().size() + 8) / 9;
   const io::GgufFile g = io::GgufFile::open(file(fmt::format("ll-00001-of-{:05d}.gguf", n_split)));
@@ -259,7 +259,8 @@ TEST_F(GgufLoad, SplitByLlamaGgufSplit) {
   for (size_t k = 0; k < n_split; ++k) EXPECT_TRUE(slurp(ours[k]) == slurp(g.split_paths()[k])) << ours[k];
   expect_same_params(*model_load_gguf(g.path()), *model_load_gguf(single));
   const auto tokens = dsmoe::testing::random_tokens(9, c.vocab_size, 1);
-  EXPECT_EQ(infer_logits(*infer_model_load_gguf(g.path()), tokens), infer_logits(*infer_model_load_gguf(single), tokens));
+  EXPECT_EQ(infer_logits(*infer_model_load_gguf(g.path()), tokens),
+            infer_logits(*infer_model_load_gguf(single), tokens));
 }
 
 // The inference commands on a split model print what they print on the single file.
@@ -276,9 +277,7 @@ TEST_F(GgufLoad, CliOnSplits) {
   gguf_write_model(c, model_tensor_source(*m), single, options);
   const std::vector<std::string> paths = io::gguf_split_file(single, file("m"), 8);
   ASSERT_GT(paths.size(), 2u);
-  {
-    std::ofstream(file("text.txt")) << "hello hello, the little model reads this text once more and again.\n";
-  }
+  { std::ofstream(file("text.txt")) << "hello hello, the little model reads this text once more and again.\n"; }
   auto run = [&](const std::string& args, const std::string& out) {
     const std::string cmd = fmt::format("cd '{}' && {} {} > {} 2> {}.err", dir.string(), DSMOE_BIN, args, out, out);
     const int rc = std::system(cmd.c_str());
@@ -415,11 +414,16 @@ TEST_F(ConverterFiles, OptionalKeysTakeLlamaCppDefaults) {
   c.num_key_value_heads = c.num_attention_heads;  // head_count_kv defaults to head_count
   c.first_k_dense_replace = 0;                    // no dense layer: feed_forward_length unused
   c.validate();
-  const std::vector<std::string> optional = {
-      "deepseek.attention.head_count_kv", "deepseek.rope.freq_base",    "deepseek.attention.key_length",
-      "deepseek.attention.value_length",  "deepseek.vocab_size",        "deepseek.rope.dimension_count",
-      "deepseek.rope.scaling.type",       "deepseek.feed_forward_length", "general.file_type",
-      "general.name"};
+  const std::vector<std::string> optional = {"deepseek.attention.head_count_kv",
+                                             "deepseek.rope.freq_base",
+                                             "deepseek.attention.key_length",
+                                             "deepseek.attention.value_length",
+                                             "deepseek.vocab_size",
+                                             "deepseek.rope.dimension_count",
+                                             "deepseek.rope.scaling.type",
+                                             "deepseek.feed_forward_length",
+                                             "general.file_type",
+                                             "general.name"};
   write("opt.gguf", c, without(converter_kvs(c), optional));
   const ModelConfig got = gguf_read_config(io::GgufFile::open(file("opt.gguf")));
   expect_same_architecture(got, c);
@@ -487,10 +491,10 @@ TEST_F(ConverterFiles, UnsupportedValuesAreErrors) {
 TEST_F(GgufLoad, EveryQuantTypeReadsWithItsBlockSize) {
   // ggml-common.h: weights and bytes per block.
   const std::map<QuantType, std::pair<int64_t, size_t>> blocks = {
-      {QuantType::F32, {1, 4}},     {QuantType::F16, {1, 2}},     {QuantType::BF16, {1, 2}},
-      {QuantType::Q4_0, {32, 18}},  {QuantType::Q4_1, {32, 20}},  {QuantType::Q5_0, {32, 22}},
-      {QuantType::Q5_1, {32, 24}},  {QuantType::Q8_0, {32, 34}},  {QuantType::IQ4_NL, {32, 18}},
-      {QuantType::Q2_K, {256, 84}}, {QuantType::Q3_K, {256, 110}}, {QuantType::Q4_K, {256, 144}},
+      {QuantType::F32, {1, 4}},      {QuantType::F16, {1, 2}},      {QuantType::BF16, {1, 2}},
+      {QuantType::Q4_0, {32, 18}},   {QuantType::Q4_1, {32, 20}},   {QuantType::Q5_0, {32, 22}},
+      {QuantType::Q5_1, {32, 24}},   {QuantType::Q8_0, {32, 34}},   {QuantType::IQ4_NL, {32, 18}},
+      {QuantType::Q2_K, {256, 84}},  {QuantType::Q3_K, {256, 110}}, {QuantType::Q4_K, {256, 144}},
       {QuantType::Q5_K, {256, 176}}, {QuantType::Q6_K, {256, 210}}};
   ASSERT_EQ(blocks.size(), std::size(kAllQuantTypes));
   std::vector<io::GgufTensorToWrite> ts;
@@ -518,7 +522,8 @@ TEST_F(GgufLoad, EveryQuantTypeReadsWithItsBlockSize) {
                  {"bad.gguf", "tensor a", "row length 128", quant_type_name(t), "block size 256"});
     bytes = slurp(file("k.gguf"));
     const io::GgufFile k = io::GgufFile::open(file("k.gguf"));
-    bytes.resize(k.tensor("b").file_offset + k.tensor("b").nbytes - 1);  // the last byte of b's data (before any padding) is missing
+    bytes.resize(k.tensor("b").file_offset + k.tensor("b").nbytes -
+                 1);  // the last byte of b's data (before any padding) is missing
     spit(file("bad.gguf"), bytes);
     expect_error([&] { io::GgufFile::open(file("bad.gguf")); }, {"bad.gguf", "tensor b", "beyond the end"});
   }
@@ -532,8 +537,11 @@ TEST_F(GgufLoad, UnsupportedTypeIsNamed) {
   uint32_t id;
   std::memcpy(&id, &bytes[at], 4);
   ASSERT_EQ(id, 8u);
-  for (auto [type, name] : {std::pair<uint32_t, std::string>{16, "IQ2_XXS"}, {9, "Q8_1"}, {31, "Q4_0_4_4"},
-                            {23, "IQ4_XS"}, {99, "unknown ggml type 99"}}) {
+  for (auto [type, name] : {std::pair<uint32_t, std::string>{16, "IQ2_XXS"},
+                            {9, "Q8_1"},
+                            {31, "Q4_0_4_4"},
+                            {23, "IQ4_XS"},
+                            {99, "unknown ggml type 99"}}) {
     std::vector<uint8_t> b = bytes;
     std::memcpy(&b[at], &type, 4);
     spit(file("bad.gguf"), b);
@@ -548,8 +556,14 @@ namespace {
 // Byte offsets of the fp16 scales (d, and dmin / m where the type has one) inside one block (ggml-common.h).
 std::vector<size_t> scale_offsets(QuantType t) {
   switch (t) {
-    case QuantType::Q4_0: case QuantType::Q5_0: case QuantType::Q8_0: case QuantType::IQ4_NL: return {0};
-    case QuantType::Q4_1: case QuantType::Q5_1: case QuantType::Q4_K: case QuantType::Q5_K: return {0, 2};
+    case QuantType::Q4_0:
+    case QuantType::Q5_0:
+    case QuantType::Q8_0:
+    case QuantType::IQ4_NL: return {0};
+    case QuantType::Q4_1:
+    case QuantType::Q5_1:
+    case QuantType::Q4_K:
+    case QuantType::Q5_K: return {0, 2};
     case QuantType::Q2_K: return {80, 82};
     case QuantType::Q3_K: return {108};
     case QuantType::Q6_K: return {208};
@@ -561,8 +575,8 @@ std::vector<size_t> scale_offsets(QuantType t) {
 TEST_F(GgufLoad, NonFiniteBlockScalesAreNamed) {
   for (QuantType t : kAllQuantTypes) {
     if (!quant_is_block(t)) continue;
-    io::write_gguf(file("ok.gguf"), {}, {raw_tensor("x", {2 * 256, 4}, QuantType::F32),
-                                         raw_tensor("y", {2 * 256, 5, 3}, t)});
+    io::write_gguf(file("ok.gguf"), {},
+                   {raw_tensor("x", {2 * 256, 4}, QuantType::F32), raw_tensor("y", {2 * 256, 5, 3}, t)});
     const io::GgufFile ok = io::GgufFile::open(file("ok.gguf"));
     io::gguf_validate_block_scales(ok);
     for (size_t off : scale_offsets(t)) {
@@ -676,8 +690,10 @@ TEST_F(GgufLoad, ModelsOfTheNewTypesLoadAndRun) {
   const auto [err_model, err_infer] = errors(mixed);
   std::printf("all nine mixed: logits vs F32 %.3g; InferModel vs dequantized model %.3g\n", err_model, err_infer);
   EXPECT_LT(err_infer, 0.05);
-  const std::string cmd = fmt::format("{} generate --model {} --prompt-ids 1,2,3 --ids -n 6 --temperature 0 "
-                                      "--ignore-eos > {} 2>&1", DSMOE_BIN, mixed, file("gen.out"));
+  const std::string cmd = fmt::format(
+      "{} generate --model {} --prompt-ids 1,2,3 --ids -n 6 --temperature 0 "
+      "--ignore-eos > {} 2>&1",
+      DSMOE_BIN, mixed, file("gen.out"));
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const std::vector<uint8_t> out = slurp(file("gen.out"));
   std::printf("dsmoe generate on the mixed file: %s", std::string(out.begin(), out.end()).c_str());

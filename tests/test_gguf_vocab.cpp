@@ -17,11 +17,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "expect_error.h"
 #include "io/gguf.h"
+#include "shared_data.h"
 #include "text/bpe_trainer.h"
 #include "text/tokenizer.h"
-#include "expect_error.h"
-#include "shared_data.h"
 
 namespace {
 
@@ -101,8 +101,9 @@ const std::vector<std::string> kTexts = {
 
 // Some English-like text with a little non-ASCII, deterministic.
 std::string corpus() {
-  static const char* words[] = {"the", "of", "and", "to", "in", "that", "is", "was", "for", "with", "his", "on",
-                                "people", "Führer", "naïve", "café", "日本語", "Straße", "1961", "42", "文章"};
+  static const char* words[] = {"the",   "of",   "and",    "to",     "in",   "that",   "is",
+                                "was",   "for",  "with",   "his",    "on",   "people", "Führer",
+                                "naïve", "café", "日本語", "Straße", "1961", "42",     "文章"};
   std::string out;
   uint32_t x = 12345;
   for (int line = 0; line < 800; ++line) {
@@ -130,8 +131,13 @@ Tokenizer trained_tokenizer() {
   const BpeModel model = train_bpe_from_counts(words, 300, 2, o.special_tokens);
   EXPECT_EQ(model.tokens.size(), 300u);
   json tj = json::parse(bpe_tokenizer_json(model, o).dump());
-  tj["added_tokens"].push_back({{"id", 305}, {"content", "<user>"}, {"single_word", false}, {"lstrip", false},
-                                {"rstrip", false}, {"normalized", true}, {"special", false}});
+  tj["added_tokens"].push_back({{"id", 305},
+                                {"content", "<user>"},
+                                {"single_word", false},
+                                {"lstrip", false},
+                                {"rstrip", false},
+                                {"normalized", true},
+                                {"special", false}});
   return Tokenizer::from_json(tj, json::parse(bpe_tokenizer_config_json(o).dump()), "trained in-test");
 }
 
@@ -365,10 +371,16 @@ TEST(GgufVocab, WriteErrorsForWhatLlamaCppCannotReproduce) {
       {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
   expect_error([&] { dsmoe::text::tokenizer_to_gguf(with("pre_tokenizer", gpt2_pre), 258); },
                {"variant", "pre_tokenizer has no llama.cpp name", "deepseek-llm"});
-  expect_error([&] { dsmoe::text::tokenizer_to_gguf(with("normalizer", {{"type", "NFC"}}), 258); },
-               {"variant", "normalizer"});
-  expect_error([&] { dsmoe::text::tokenizer_to_gguf(with("decoder", {{"type", "Fuse"}}), 258); },
-               {"variant", "decoder is not ByteLevel"});
+  expect_error(
+      [&] {
+        dsmoe::text::tokenizer_to_gguf(with("normalizer", {{"type", "NFC"}}), 258);
+      },
+      {"variant", "normalizer"});
+  expect_error(
+      [&] {
+        dsmoe::text::tokenizer_to_gguf(with("decoder", {{"type", "Fuse"}}), 258);
+      },
+      {"variant", "decoder is not ByteLevel"});
 }
 
 TEST(GgufVocab, HasTokenizer) {

@@ -154,9 +154,18 @@ TEST_P(MoeGradCheck, Layer) {
   c.aux_loss_alpha = 0.1;
   switch (GetParam()) {
     case 0: break;
-    case 1: c.norm_topk_prob = true; c.seq_aux = false; break;
-    case 2: c.capacity_factor = 0.8; c.n_shared_experts = 0; break;
-    case 3: c.capacity_factor = 0.8; c.norm_topk_prob = true; break;
+    case 1:
+      c.norm_topk_prob = true;
+      c.seq_aux = false;
+      break;
+    case 2:
+      c.capacity_factor = 0.8;
+      c.n_shared_experts = 0;
+      break;
+    case 3:
+      c.capacity_factor = 0.8;
+      c.norm_topk_prob = true;
+      break;
   }
   auto m = random_model(c, 21);
   const int64_t B = 2, S = 6, T = B * S, d = c.hidden_size;

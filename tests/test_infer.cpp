@@ -18,9 +18,21 @@ TEST_P(CachedDecode, EqualsFullForward) {
   ModelConfig c = tiny_config();
   switch (GetParam()) {
     case 0: break;
-    case 1: c.num_key_value_heads = 1; c.norm_topk_prob = true; c.n_shared_experts = 0; break;
-    case 2: c.n_routed_experts = 0; c.n_shared_experts = 0; c.tie_word_embeddings = true; break;
-    case 3: c.num_hidden_layers = 4; c.moe_layer_freq = 2; c.first_k_dense_replace = 0; break;
+    case 1:
+      c.num_key_value_heads = 1;
+      c.norm_topk_prob = true;
+      c.n_shared_experts = 0;
+      break;
+    case 2:
+      c.n_routed_experts = 0;
+      c.n_shared_experts = 0;
+      c.tie_word_embeddings = true;
+      break;
+    case 3:
+      c.num_hidden_layers = 4;
+      c.moe_layer_freq = 2;
+      c.first_k_dense_replace = 0;
+      break;
   }
   auto m = random_model(c, 100 + GetParam());
   const int64_t S = 14, V = c.vocab_size, prompt = 5;

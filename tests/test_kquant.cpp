@@ -21,9 +21,7 @@
 
 namespace dsmoe {
 // Test names and failure messages say "Q4_K", not "4-byte object".
-void PrintTo(QuantType t, std::ostream* os) {
-  *os << quant_type_name(t);
-}
+void PrintTo(QuantType t, std::ostream* os) { *os << quant_type_name(t); }
 }  // namespace dsmoe
 
 namespace {
@@ -259,9 +257,7 @@ TEST_P(GgmlIdentity, ExampleRowsMatchGgml) {
         << quant_type_name(t) << " row " << row << " (" << kr::row_kind_name(kr::row_kind(row)) << ")";
 }
 
-std::string type_param_name(const ::testing::TestParamInfo<QuantType>& info) {
-  return quant_type_name(info.param);
-}
+std::string type_param_name(const ::testing::TestParamInfo<QuantType>& info) { return quant_type_name(info.param); }
 INSTANTIATE_TEST_SUITE_P(BlockTypes, GgmlIdentity, ::testing::ValuesIn(kBlockTypes), type_param_name);
 
 // ---- round-trip error ----

@@ -26,7 +26,8 @@ std::vector<float> log_softmax(const std::vector<float>& logits) {
 
 TEST_F(LogprobFileTest, RoundTripsRowsAndHeader) {
   const std::string path = file("a.dslp");
-  const std::vector<std::vector<float>> rows = {log_softmax({1, 2, 3}), log_softmax({0, 0, 5}), log_softmax({-1, 4, 0})};
+  const std::vector<std::vector<float>> rows = {log_softmax({1, 2, 3}), log_softmax({0, 0, 5}),
+                                                log_softmax({-1, 4, 0})};
   {
     LogprobWriter w(path, 3, 3);
     for (const auto& r : rows) w.write_row(r.data());

@@ -18,9 +18,9 @@ using namespace dsmoe;
 using namespace dsmoe::paper;
 
 TEST(Ablation, StandardFfnWidthIsEightThirdsOfDRoundedToFour) {
-  EXPECT_EQ(standard_ffn_width(128), 340);   // 341.3 -> 85 * 4
-  EXPECT_EQ(standard_ffn_width(64), 172);    // 170.7 -> 43 * 4
-  EXPECT_EQ(standard_ffn_width(1280), 3412); // 3413.3 -> 853 * 4
+  EXPECT_EQ(standard_ffn_width(128), 340);    // 341.3 -> 85 * 4
+  EXPECT_EQ(standard_ffn_width(64), 172);     // 170.7 -> 43 * 4
+  EXPECT_EQ(standard_ffn_width(1280), 3412);  // 3413.3 -> 853 * 4
   EXPECT_EQ(standard_ffn_width(3), 8);
   for (int64_t d : {32, 48, 96, 128, 200, 512}) EXPECT_EQ(standard_ffn_width(d) % 4, 0) << d;
 }
@@ -34,8 +34,8 @@ TEST(Ablation, LadderHasThePapersShapesAndEqualParameters) {
       const char* name;
       int64_t shared, routed, k, width;
     };
-    const Want want[] = {{"gshard", 0, 16, 2, W}, {"shared", 1, 15, 1, W}, {"m2", 1, 31, 3, W / 2},
-                         {"m4", 1, 63, 7, W / 4}};
+    const Want want[] = {
+        {"gshard", 0, 16, 2, W}, {"shared", 1, 15, 1, W}, {"m2", 1, 31, 3, W / 2}, {"m4", 1, 63, 7, W / 4}};
     for (int i = 0; i < 4; ++i) {
       const ModelConfig& c = v[i].config;
       EXPECT_EQ(v[i].name, want[i].name);
@@ -73,8 +73,10 @@ TEST(Ablation, StatisticsOverSeeds) {
   EXPECT_DOUBLE_EQ(one.spread, 0.0);
   const Summary s = summarize({1.0, 2.0, 4.0});
   EXPECT_DOUBLE_EQ(s.mean, 7.0 / 3.0);
-  EXPECT_NEAR(s.sd, std::sqrt(((1 - 7.0 / 3) * (1 - 7.0 / 3) + (2 - 7.0 / 3) * (2 - 7.0 / 3) +
-                               (4 - 7.0 / 3) * (4 - 7.0 / 3)) / 2.0), 1e-12);
+  EXPECT_NEAR(
+      s.sd,
+      std::sqrt(((1 - 7.0 / 3) * (1 - 7.0 / 3) + (2 - 7.0 / 3) * (2 - 7.0 / 3) + (4 - 7.0 / 3) * (4 - 7.0 / 3)) / 2.0),
+      1e-12);
   EXPECT_DOUBLE_EQ(s.spread, 3.0);
   EXPECT_EQ(with_commas(16375728128), "16,375,728,128");
   EXPECT_EQ(with_commas(999), "999");

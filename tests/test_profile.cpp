@@ -15,8 +15,8 @@ namespace dsmoe {
 namespace {
 
 TEST(Profile, ParentIsTheLongestDottedPrefixInTheTable) {
-  const std::map<std::string, double> t = {{"fwd.ffn", 3}, {"fwd.ffn.experts", 2}, {"fwd.ffn.experts.gemm", 1},
-                                           {"fwd.ffnx", 1}, {"loss", 1}};
+  const std::map<std::string, double> t = {
+      {"fwd.ffn", 3}, {"fwd.ffn.experts", 2}, {"fwd.ffn.experts.gemm", 1}, {"fwd.ffnx", 1}, {"loss", 1}};
   EXPECT_EQ(profile_parent(t, "fwd.ffn"), "");
   EXPECT_EQ(profile_parent(t, "fwd.ffn.experts"), "fwd.ffn");
   EXPECT_EQ(profile_parent(t, "fwd.ffn.experts.gemm"), "fwd.ffn.experts");

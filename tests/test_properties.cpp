@@ -52,10 +52,25 @@ TEST_P(FastVsReference, Logits) {
   ModelConfig c = tiny_config();
   switch (GetParam()) {
     case 0: break;
-    case 1: c.norm_topk_prob = true; c.n_shared_experts = 0; c.first_k_dense_replace = 0; break;
-    case 2: c.capacity_factor = 0.7; c.num_key_value_heads = 1; break;
-    case 3: c.n_routed_experts = 0; c.n_shared_experts = 0; c.tie_word_embeddings = true; break;
-    case 4: c.num_hidden_layers = 4; c.moe_layer_freq = 2; c.first_k_dense_replace = 0; break;
+    case 1:
+      c.norm_topk_prob = true;
+      c.n_shared_experts = 0;
+      c.first_k_dense_replace = 0;
+      break;
+    case 2:
+      c.capacity_factor = 0.7;
+      c.num_key_value_heads = 1;
+      break;
+    case 3:
+      c.n_routed_experts = 0;
+      c.n_shared_experts = 0;
+      c.tie_word_embeddings = true;
+      break;
+    case 4:
+      c.num_hidden_layers = 4;
+      c.moe_layer_freq = 2;
+      c.first_k_dense_replace = 0;
+      break;
   }
   auto m = random_model(c, 40 + GetParam());
   const int64_t B = 3, S = 7;
@@ -154,8 +169,8 @@ TEST(Properties, ExpertPermutationInvariance) {
   EXPECT_NEAR(r1.total(), r2.total(), 1e-6 * r1.total());
   for (int64_t e = 0; e < E; ++e) {
     const int64_t f = perm[e];
-    DSMOE_EXPECT_CLOSE("permuted router grad", g2.weights.layers[1].router + e * d,
-                       g1.weights.layers[1].router + f * d, d, 1e-5);
+    DSMOE_EXPECT_CLOSE("permuted router grad", g2.weights.layers[1].router + e * d, g1.weights.layers[1].router + f * d,
+                       d, 1e-5);
     DSMOE_EXPECT_CLOSE("permuted expert grad", g2.weights.layers[1].expert_down + e * Fe * d,
                        g1.weights.layers[1].expert_down + f * Fe * d, Fe * d, 1e-5);
   }

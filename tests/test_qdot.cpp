@@ -115,8 +115,8 @@ float check_paths(QuantType t, const uint8_t* row, const Activations& a, int64_t
   EXPECT_TRUE(same_bits(want, best)) << where << " qdot_q8act: " << want << " vs " << best;
   EXPECT_TRUE(same_bits(want, via_kernel)) << where << " qdot_q8act_kernel: " << want << " vs " << via_kernel;
   EXPECT_TRUE(same_bits(want, via_quant)) << where << " quant_dot_q8act: " << want << " vs " << via_quant;
-  EXPECT_TRUE(same_bits(want, via_quant_scalar)) << where << " quant_dot_q8act_scalar: " << want << " vs "
-                                                 << via_quant_scalar;
+  EXPECT_TRUE(same_bits(want, via_quant_scalar))
+      << where << " quant_dot_q8act_scalar: " << want << " vs " << via_quant_scalar;
   return want;
 }
 
@@ -149,8 +149,10 @@ std::vector<int64_t> bit_identity_sizes(QuantType t) {
 void announce_paths() {
   static bool once = [] {
     std::printf("qdot path here: %s\n", qdot_q8act_path());
-    if (!quant_have_avx2()) std::printf("*** CPU lacks AVX2/FMA/F16C: the AVX2 and VNNI kernels are NOT tested\n");
-    else if (!have_vnni()) std::printf("*** CPU lacks AVX512-VNNI/BW: the VNNI kernels are NOT tested\n");
+    if (!quant_have_avx2())
+      std::printf("*** CPU lacks AVX2/FMA/F16C: the AVX2 and VNNI kernels are NOT tested\n");
+    else if (!have_vnni())
+      std::printf("*** CPU lacks AVX512-VNNI/BW: the VNNI kernels are NOT tested\n");
     return true;
   }();
   (void)once;
@@ -285,10 +287,13 @@ TEST(QDot, F16RowsWidenExactly) {
   dequantize_row(QuantType::F16, row.data(), y.data(), 65539);
   for (uint32_t h = 0; h < 65539; ++h) {
     const uint32_t v = h & 0xFFFF, sign = v >> 15, exp = (v >> 10) & 0x1F, man = v & 0x3FF;
-    const double mag = exp == 0 ? std::ldexp(static_cast<double>(man), -24)
-                                : exp == 31 ? (man ? NAN : INFINITY) : std::ldexp(1024.0 + man, static_cast<int>(exp) - 25);
+    const double mag = exp == 0    ? std::ldexp(static_cast<double>(man), -24)
+                       : exp == 31 ? (man ? NAN : INFINITY)
+                                   : std::ldexp(1024.0 + man, static_cast<int>(exp) - 25);
     const double want = sign ? -mag : mag;
-    if (std::isnan(want)) EXPECT_TRUE(std::isnan(y[h])) << h;
-    else ASSERT_EQ(static_cast<double>(y[h]), want) << "half 0x" << std::hex << v;
+    if (std::isnan(want))
+      EXPECT_TRUE(std::isnan(y[h])) << h;
+    else
+      ASSERT_EQ(static_cast<double>(y[h]), want) << "half 0x" << std::hex << v;
   }
 }

@@ -25,7 +25,8 @@ namespace fs = std::filesystem;
 namespace {
 std::vector<uint8_t> quantized(QuantType t, const std::vector<float>& w, int64_t rows, int64_t cols) {
   std::vector<uint8_t> q(quant_row_bytes(t, cols) * rows);
-  for (int64_t r = 0; r < rows; ++r) quantize_row(t, w.data() + r * cols, q.data() + r * quant_row_bytes(t, cols), cols);
+  for (int64_t r = 0; r < rows; ++r)
+    quantize_row(t, w.data() + r * cols, q.data() + r * quant_row_bytes(t, cols), cols);
   return q;
 }
 
@@ -174,8 +175,8 @@ TEST(Qmatmul, BatchEqualsRowByRowBitForBit) {
     int input;  // index into the shared inputs
   };
   const std::vector<Spec> specs = {{QuantType::Q4_0, 70, true, 37, 0}, {QuantType::Q8_0, 33, true, 37, 0},
-                                   {QuantType::Q8_0, 40, false, 5, 1},  {QuantType::Q4_K, 50, false, 12, 2},
-                                   {QuantType::Q5_0, 20, false, 1, 3},  {QuantType::Q6_K, 65, false, 9, 4},
+                                   {QuantType::Q8_0, 40, false, 5, 1}, {QuantType::Q4_K, 50, false, 12, 2},
+                                   {QuantType::Q5_0, 20, false, 1, 3}, {QuantType::Q6_K, 65, false, 9, 4},
                                    {QuantType::Q4_0, 31, true, 1, 3}};
   const std::vector<int64_t> input_rows = {37, 5, 12, 1, 9};
   std::vector<std::vector<float>> inputs;

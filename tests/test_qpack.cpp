@@ -73,8 +73,10 @@ TEST(QPack, EveryPathEqualsTheStoredReferenceBitForBit) {
           qpack_dot_rows_avx2(t, c.packed.data(), c.xt.data(), c.xd.data(), c.xsum.data(), n, nx, avx2.data());
           qpack_dot_rows(t, c.packed.data(), c.xt.data(), c.xd.data(), c.xsum.data(), n, nx, best.data());
           ASSERT_EQ(std::memcmp(want.data(), scalar.data(), nx * 4), 0) << quant_type_name(t) << " n=" << n;
-          ASSERT_EQ(std::memcmp(want.data(), avx2.data(), nx * 4), 0) << quant_type_name(t) << " n=" << n << " nx=" << nx;
-          ASSERT_EQ(std::memcmp(want.data(), best.data(), nx * 4), 0) << quant_type_name(t) << " n=" << n << " nx=" << nx;
+          ASSERT_EQ(std::memcmp(want.data(), avx2.data(), nx * 4), 0)
+              << quant_type_name(t) << " n=" << n << " nx=" << nx;
+          ASSERT_EQ(std::memcmp(want.data(), best.data(), nx * 4), 0)
+              << quant_type_name(t) << " n=" << n << " nx=" << nx;
           if (nx == 1) {  // the decode path: one row of x, rows [r0, r1) of a packed matrix
             float y = 0.0f;
             qpack_matvec(t, c.packed.data(), c.packed.size(), 0, 1, c.xt.data(), c.xd.data(), c.xsum.data(), n, &y);

@@ -176,8 +176,8 @@ TEST(QuantRecipe, WriterPlanMatchesLlamaQuantize) {
       for (const RecipeTable::Row& r : t.rows) {
         ASSERT_TRUE(planned.count(r.name)) << t.file << ": dsmoe does not write " << r.name;
         if (*o.ftype == FileType::Q4_0) {
-          const bool every_token = r.name == "output.weight" || r.name == "token_embd.weight" ||
-                                   r.name.find("_shexp") != std::string::npos;
+          const bool every_token =
+              r.name == "output.weight" || r.name == "token_embd.weight" || r.name.find("_shexp") != std::string::npos;
           const std::string dsmoe_q4_0 = r.types[k] == "F32" ? "F32" : every_token ? "Q8_0" : "Q4_0";
           EXPECT_EQ(planned[r.name], dsmoe_q4_0) << t.file << " q4_0 " << r.name;
         } else {
@@ -223,11 +223,11 @@ TEST(QuantRecipe, DeepSeekMoE16B) {
 TEST(QuantRecipe, WrittenFileTypes) {
   const fs::path dir = fs::temp_directory_path() / fmt::format("dsmoe_recipe_{}", ::getpid());
   fs::create_directories(dir);
-  const ModelConfig c = config_from_json(
-      nlohmann::json::parse(R"({"vocab_size": 300, "hidden_size": 256, "intermediate_size": 512,
+  const ModelConfig c =
+      config_from_json(nlohmann::json::parse(R"({"vocab_size": 300, "hidden_size": 256, "intermediate_size": 512,
         "moe_intermediate_size": 96, "num_hidden_layers": 3, "num_attention_heads": 4, "n_shared_experts": 1,
         "n_routed_experts": 4, "num_experts_per_tok": 2, "first_k_dense_replace": 1})"),
-      "test config");
+                       "test config");
   for (FileType f : {FileType::Q4_K_M, FileType::Q2_K, FileType::Q6_K}) {
     GgufWriteOptions o;
     o.ftype = f;

@@ -58,8 +58,13 @@ TEST(Guards, PoisonedRunWritesNoCheckpoint) {
     std::fclose(f);
   }
   RunRequest req;
-  req.config = resolve_run_config("", "", {{"model", (dir / "model").string()}, {"data", (dir / "tokens.bin").string()},
-                                           {"seq_len", "8"}, {"batch", "2"}, {"steps", "5"}, {"checkpoint_every", "1"}});
+  req.config = resolve_run_config("", "",
+                                  {{"model", (dir / "model").string()},
+                                   {"data", (dir / "tokens.bin").string()},
+                                   {"seq_len", "8"},
+                                   {"batch", "2"},
+                                   {"steps", "5"},
+                                   {"checkpoint_every", "1"}});
   req.run_dir = (dir / "run").string();
   expect_error([&] { train_run(req); }, {"step 1", "not finite", "model.embed_tokens.weight"});
   EXPECT_FALSE(fs::exists(dir / "run" / "latest"));
@@ -85,7 +90,8 @@ TEST(Trainer, GradientAccumulationEqualsTheBigBatch) {
 TEST(Trainer, FrozenRouterIsNotUpdated) {
   ModelConfig c = tiny_config();
   auto m = random_model(c, 9);
-  std::vector<float> router(m->weights.layers[1].router, m->weights.layers[1].router + c.n_routed_experts * c.hidden_size);
+  std::vector<float> router(m->weights.layers[1].router,
+                            m->weights.layers[1].router + c.n_routed_experts * c.hidden_size);
   std::vector<float> wq(m->weights.layers[1].wq, m->weights.layers[1].wq + c.hidden_size * c.hidden_size);
   Trainer t(*m, AdamWOptions{}, 1.0);
   t.freeze_router();

@@ -74,8 +74,8 @@ class SafetensorsTest : public ::testing::Test {
 
 TEST(DTypeTest, NamesSizesRoundTrip) {
   const std::vector<std::pair<DType, size_t>> all = {
-      {DType::F32, 4}, {DType::F16, 2}, {DType::BF16, 2}, {DType::F64, 8},  {DType::I32, 4},
-      {DType::I64, 8}, {DType::U8, 1},  {DType::I8, 1},   {DType::I16, 2},  {DType::U16, 2},
+      {DType::F32, 4}, {DType::F16, 2}, {DType::BF16, 2}, {DType::F64, 8}, {DType::I32, 4},
+      {DType::I64, 8}, {DType::U8, 1},  {DType::I8, 1},   {DType::I16, 2}, {DType::U16, 2},
       {DType::U32, 4}, {DType::U64, 8}, {DType::BOOL, 1},
   };
   for (auto [t, size] : all) {
@@ -90,12 +90,12 @@ TEST(DTypeTest, NamesSizesRoundTrip) {
 TEST(ConversionTest, Bf16CraftedPatterns) {
   EXPECT_EQ(f32_to_bf16(1.0f), 0x3F80);
   EXPECT_EQ(f32_to_bf16(-2.0f), 0xC000);
-  EXPECT_EQ(f32_to_bf16(from_bits(0x3F808000)), 0x3F80);  // tie, even below: down
-  EXPECT_EQ(f32_to_bf16(from_bits(0x3F818000)), 0x3F82);  // tie, odd below: up to even
-  EXPECT_EQ(f32_to_bf16(from_bits(0x3F808001)), 0x3F81);  // just above the tie: up
-  EXPECT_EQ(f32_to_bf16(from_bits(0x3F807FFF)), 0x3F80);  // just below the tie: down
-  EXPECT_EQ(f32_to_bf16(from_bits(0xBF818000)), 0xBF82);  // sign does not change rounding
-  EXPECT_EQ(f32_to_bf16(from_bits(0x3FFF8000)), 0x4000);  // mantissa carry into the exponent
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F808000)), 0x3F80);              // tie, even below: down
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F818000)), 0x3F82);              // tie, odd below: up to even
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F808001)), 0x3F81);              // just above the tie: up
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F807FFF)), 0x3F80);              // just below the tie: down
+  EXPECT_EQ(f32_to_bf16(from_bits(0xBF818000)), 0xBF82);              // sign does not change rounding
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3FFF8000)), 0x4000);              // mantissa carry into the exponent
   EXPECT_EQ(f32_to_bf16(std::numeric_limits<float>::max()), 0x7F80);  // rounds up to inf
   EXPECT_EQ(f32_to_bf16(INFINITY), 0x7F80);
   EXPECT_EQ(f32_to_bf16(-INFINITY), 0xFF80);
@@ -112,16 +112,16 @@ TEST(ConversionTest, Bf16CraftedPatterns) {
 
 TEST(ConversionTest, F16CraftedPatterns) {
   EXPECT_EQ(f16_to_f32(0x3C00), 1.0f);
-  EXPECT_EQ(f16_to_f32(0x0001), 0x1p-24f);                // smallest subnormal
-  EXPECT_EQ(f16_to_f32(0x03FF), 1023 * 0x1p-24f);         // largest subnormal
-  EXPECT_EQ(f16_to_f32(0x8001), -0x1p-24f);               // negative subnormal
-  EXPECT_EQ(f16_to_f32(0x0400), 0x1p-14f);                // smallest normal
-  EXPECT_EQ(f16_to_f32(0x7BFF), 65504.0f);                // max
+  EXPECT_EQ(f16_to_f32(0x0001), 0x1p-24f);         // smallest subnormal
+  EXPECT_EQ(f16_to_f32(0x03FF), 1023 * 0x1p-24f);  // largest subnormal
+  EXPECT_EQ(f16_to_f32(0x8001), -0x1p-24f);        // negative subnormal
+  EXPECT_EQ(f16_to_f32(0x0400), 0x1p-14f);         // smallest normal
+  EXPECT_EQ(f16_to_f32(0x7BFF), 65504.0f);         // max
   EXPECT_EQ(f16_to_f32(0x7C00), INFINITY);
   EXPECT_EQ(f16_to_f32(0xFC00), -INFINITY);
   EXPECT_TRUE(std::isnan(f16_to_f32(0x7E00)));
-  EXPECT_TRUE(std::isnan(f16_to_f32(0x7C01)));            // signalling NaN stays NaN
-  EXPECT_EQ(bits(f16_to_f32(0x8000)), 0x80000000u);       // -0
+  EXPECT_TRUE(std::isnan(f16_to_f32(0x7C01)));       // signalling NaN stays NaN
+  EXPECT_EQ(bits(f16_to_f32(0x8000)), 0x80000000u);  // -0
 
   EXPECT_EQ(f32_to_f16(65504.0f), 0x7BFF);
   EXPECT_EQ(f32_to_f16(65519.996f), 0x7BFF);  // just below the midpoint to inf
@@ -131,12 +131,12 @@ TEST(ConversionTest, F16CraftedPatterns) {
   EXPECT_EQ(f32_to_f16(1.0f + 0x1p-11f), 0x3C00);      // tie, even: down
   EXPECT_EQ(f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3C02);  // tie, odd: up
   EXPECT_EQ(f32_to_f16(0x1p-24f), 0x0001);
-  EXPECT_EQ(f32_to_f16(0x1p-25f), 0x0000);                 // tie with 0: even
-  EXPECT_EQ(f32_to_f16(0x1p-25f * 1.0000001f), 0x0001);    // just above the tie
-  EXPECT_EQ(f32_to_f16(3 * 0x1p-25f), 0x0002);             // 1.5 units: tie, odd: up
-  EXPECT_EQ(f32_to_f16(1023.5f * 0x1p-24f), 0x0400);       // subnormal rounding up into the smallest normal
-  EXPECT_EQ(f32_to_f16(-0x1p-30f), 0x8000);                // underflow keeps the sign
-  EXPECT_EQ(f32_to_f16(from_bits(0x00000001)), 0x0000);    // f32 subnormal
+  EXPECT_EQ(f32_to_f16(0x1p-25f), 0x0000);               // tie with 0: even
+  EXPECT_EQ(f32_to_f16(0x1p-25f * 1.0000001f), 0x0001);  // just above the tie
+  EXPECT_EQ(f32_to_f16(3 * 0x1p-25f), 0x0002);           // 1.5 units: tie, odd: up
+  EXPECT_EQ(f32_to_f16(1023.5f * 0x1p-24f), 0x0400);     // subnormal rounding up into the smallest normal
+  EXPECT_EQ(f32_to_f16(-0x1p-30f), 0x8000);              // underflow keeps the sign
+  EXPECT_EQ(f32_to_f16(from_bits(0x00000001)), 0x0000);  // f32 subnormal
   EXPECT_EQ(f32_to_f16(INFINITY), 0x7C00);
   EXPECT_EQ(f32_to_f16(-INFINITY), 0xFC00);
   EXPECT_TRUE(std::isnan(f16_to_f32(f32_to_f16(NAN))));
@@ -198,8 +198,10 @@ std::vector<float> ramp(size_t n, float scale, float offset) {
 
 TEST_F(SafetensorsTest, RoundTripF32) {
   const auto a = ramp(6, 0.37f, 0.1f), b = ramp(24, -1.3e-3f, 7.0f), s = std::vector<float>{3.25f};
-  const std::vector<TensorToWrite> ts = {
-      {"layers.0.w", {2, 3}, a.data()}, {"b", {2, 3, 4}, b.data()}, {"scalar", {}, s.data()}, {"empty", {0, 5}, nullptr}};
+  const std::vector<TensorToWrite> ts = {{"layers.0.w", {2, 3}, a.data()},
+                                         {"b", {2, 3, 4}, b.data()},
+                                         {"scalar", {}, s.data()},
+                                         {"empty", {0, 5}, nullptr}};
   write_safetensors(path("m.safetensors"), ts, DType::F32, {{"note", "hello"}});
   EXPECT_FALSE(fs::exists(path("m.safetensors.tmp")));
 
@@ -301,9 +303,10 @@ TEST_F(SafetensorsTest, ReadsF64AndI64) {
 TEST_F(SafetensorsTest, TensorsInDataOffsetOrderAndEmptyHeader) {
   const std::vector<float> a = {1, 2}, b = {3};
   // Header lists b first, but a comes first in the data section; trailing spaces are legal padding.
-  write_raw(path("o.safetensors"),
-            R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}   )",
-            as_bytes(a) + as_bytes(b));
+  write_raw(
+      path("o.safetensors"),
+      R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}   )",
+      as_bytes(a) + as_bytes(b));
   const auto ar = SafetensorsArchive::open(path("o.safetensors"));
   ASSERT_EQ(ar.tensors().size(), 2u);
   EXPECT_EQ(ar.tensors()[0].name, "a");
@@ -383,7 +386,7 @@ TEST_F(SafetensorsTest, DirRewriteRemovesStaleLayout) {
   const std::vector<TensorToWrite> ts = {{"a", {16}, v.data()}, {"b", {16}, v.data()}};
   write_safetensors_dir(path("out"), ts, DType::F32, 64);  // two shards
   EXPECT_TRUE(fs::exists(path("out/model.safetensors.index.json")));
-  write_bytes(path("out/config.json"), "{}");  // not ours: must survive every rewrite
+  write_bytes(path("out/config.json"), "{}");                                   // not ours: must survive every rewrite
   write_safetensors_dir(path("out"), {{"a", {16}, w.data()}}, DType::F32, 64);  // now a single file
   EXPECT_FALSE(fs::exists(path("out/model.safetensors.index.json")));
   EXPECT_FALSE(fs::exists(path("out/model-00001-of-00002.safetensors")));
@@ -411,8 +414,11 @@ TEST_F(SafetensorsTest, DirPrefersSingleFileOverIndex) {
 TEST_F(SafetensorsTest, WriterRejectsBadInput) {
   const std::vector<float> v = {1, 2, 3, 4};
   const std::string f = path("w.safetensors");
-  expect_error([&] { write_safetensors(f, {{"a", {4}, v.data()}, {"a", {4}, v.data()}}, DType::F32); },
-               {f, "duplicate", "a"});
+  expect_error(
+      [&] {
+        write_safetensors(f, {{"a", {4}, v.data()}, {"a", {4}, v.data()}}, DType::F32);
+      },
+      {f, "duplicate", "a"});
   expect_error([&] { write_safetensors(f, {{"a", {4}, v.data()}}, DType::I32); }, {f, "I32"});
   expect_error([&] { write_safetensors(f, {{"a", {-1, 4}, v.data()}}, DType::F32); }, {f, "a", "[-1, 4]"});
   expect_error([&] { write_safetensors(f, {{"a", {4}, nullptr}}, DType::F32); }, {f, "a", "null"});
@@ -477,35 +483,76 @@ TEST_F(SafetensorsTest, MalformedFilesAreRejected) {
       {"missing shape", R"({"w":{"dtype":"F32","data_offsets":[0,24]}})", d24, {}, {"tensor w", "shape"}},
       {"missing offsets", R"({"w":{"dtype":"F32","shape":[2,3]}})", d24, {}, {"tensor w", "data_offsets"}},
       {"dtype not string", R"({"w":{"dtype":5,"shape":[2,3],"data_offsets":[0,24]}})", d24, {}, {"tensor w", "dtype"}},
-      {"shape not array", R"({"w":{"dtype":"F32","shape":"2x3","data_offsets":[0,24]}})", d24, {},
+      {"shape not array",
+       R"({"w":{"dtype":"F32","shape":"2x3","data_offsets":[0,24]}})",
+       d24,
+       {},
        {"tensor w", "shape"}},
-      {"shape of floats", R"({"w":{"dtype":"F32","shape":[2.0,3],"data_offsets":[0,24]}})", d24, {},
+      {"shape of floats",
+       R"({"w":{"dtype":"F32","shape":[2.0,3],"data_offsets":[0,24]}})",
+       d24,
+       {},
        {"tensor w", "shape"}},
-      {"offsets not array", R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":"0-24"}})", d24, {},
+      {"offsets not array",
+       R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":"0-24"}})",
+       d24,
+       {},
        {"tensor w", "data_offsets"}},
-      {"offsets wrong length", R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0]}})", d24, {},
+      {"offsets wrong length",
+       R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0]}})",
+       d24,
+       {},
        {"tensor w", "data_offsets"}},
-      {"offsets of strings", R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,"24"]}})", d24, {},
+      {"offsets of strings",
+       R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,"24"]}})",
+       d24,
+       {},
        {"tensor w", "data_offsets"}},
-      {"negative offset", R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[-1,23]}})", d24, {},
+      {"negative offset",
+       R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[-1,23]}})",
+       d24,
+       {},
        {"tensor w", "data_offsets"}},
-      {"begin after end", R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[24,0]}})", d24, {},
+      {"begin after end",
+       R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[24,0]}})",
+       d24,
+       {},
        {"tensor w", "data_offsets", "[24,0]"}},
-      {"unknown dtype", R"({"w":{"dtype":"F8_E4M3","shape":[2,3],"data_offsets":[0,6]}})", d24, {},
+      {"unknown dtype",
+       R"({"w":{"dtype":"F8_E4M3","shape":[2,3],"data_offsets":[0,6]}})",
+       d24,
+       {},
        {"tensor w", "unknown dtype", "F8_E4M3"}},
-      {"negative dim", R"({"w":{"dtype":"F32","shape":[-2,3],"data_offsets":[0,24]}})", d24, {},
+      {"negative dim",
+       R"({"w":{"dtype":"F32","shape":[-2,3],"data_offsets":[0,24]}})",
+       d24,
+       {},
        {"tensor w", "negative dimension"}},
-      {"shape overflow", R"({"w":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,24]}})", d24, {},
+      {"shape overflow",
+       R"({"w":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,24]}})",
+       d24,
+       {},
        {"tensor w", "too large"}},
-      {"wrong byte count", R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})", d24, {},
+      {"wrong byte count",
+       R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})",
+       d24,
+       {},
        {"tensor w: shape [2, 3] F32 needs 24 bytes but data_offsets span 20"}},
-      {"truncated data", "{" + ok_w + "}", d16, {},
+      {"truncated data",
+       "{" + ok_w + "}",
+       d16,
+       {},
        {"truncated file: tensor w ends at byte 24 but the data section has 16 bytes"}},
       {"overlap",
        R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})",
-       d24, {}, {"overlap", "a", "b"}},
+       d24,
+       {},
+       {"overlap", "a", "b"}},
       {"metadata not object", R"({"__metadata__":"pt",)" + ok_w + "}", d24, {}, {"__metadata__", "object"}},
-      {"metadata non-string", R"({"__metadata__":{"format":1},)" + ok_w + "}", d24, {},
+      {"metadata non-string",
+       R"({"__metadata__":{"format":1},)" + ok_w + "}",
+       d24,
+       {},
        {"__metadata__", "format", "string"}},
   };
   for (const BadFile& c : cases) {

@@ -209,7 +209,8 @@ TEST(Sampling, TopPKeepsSmallestPrefixReachingP) {
   const auto prob = softmax(big);
   std::vector<int32_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return big[a] > big[b] || (big[a] == big[b] && a < b); });
+  std::sort(order.begin(), order.end(),
+            [&](int32_t a, int32_t b) { return big[a] > big[b] || (big[a] == big[b] && a < b); });
   for (double top_p : {0.001, 0.3, 0.9}) {
     double cum = 0;
     size_t k = 0;
@@ -280,7 +281,7 @@ TEST(Sampling, RepetitionPenaltyHandComputed) {
   EXPECT_FLOAT_EQ(l[1], -2.0f);  // negative: multiplied (once, whatever the count)
   EXPECT_FLOAT_EQ(l[2], 0.5f);   // absent
   EXPECT_FLOAT_EQ(l[3], 1.5f);
-  EXPECT_FLOAT_EQ(l[4], 0.0f);   // zero stays zero
+  EXPECT_FLOAT_EQ(l[4], 0.0f);  // zero stays zero
 }
 
 TEST(Sampling, PresenceAndFrequencyPenaltiesHandComputed) {
@@ -289,10 +290,10 @@ TEST(Sampling, PresenceAndFrequencyPenaltiesHandComputed) {
   p.presence_penalty = 0.5;
   p.frequency_penalty = 0.25;
   dsmoe::apply_penalties(l.data(), 4, {1, 3, 1, 1, 0}, p);
-  EXPECT_FLOAT_EQ(l[0], 2.0f - 0.25f - 0.5f);         // count 1
-  EXPECT_FLOAT_EQ(l[1], -1.0f - 3 * 0.25f - 0.5f);    // count 3
-  EXPECT_FLOAT_EQ(l[2], 0.5f);                        // absent
-  EXPECT_FLOAT_EQ(l[3], 3.0f - 0.25f - 0.5f);         // count 1
+  EXPECT_FLOAT_EQ(l[0], 2.0f - 0.25f - 0.5f);       // count 1
+  EXPECT_FLOAT_EQ(l[1], -1.0f - 3 * 0.25f - 0.5f);  // count 3
+  EXPECT_FLOAT_EQ(l[2], 0.5f);                      // absent
+  EXPECT_FLOAT_EQ(l[3], 3.0f - 0.25f - 0.5f);       // count 1
 
   // All three together: repetition first, then presence and frequency.
   std::vector<float> m = {2.0f, -1.0f};
@@ -343,7 +344,7 @@ TEST(Sampling, FindStop) {
   const auto npos = std::string::npos;
   auto m = find_stop("Hello</s>world", {"</s>"});  // in the middle
   EXPECT_EQ(m.stop_at, 5u);
-  EXPECT_EQ(m.hold_back, 9u);  // text.size() - stop_at: nothing from the stop on is emitted
+  EXPECT_EQ(m.hold_back, 9u);          // text.size() - stop_at: nothing from the stop on is emitted
   m = find_stop("Hello</", {"</s>"});  // a partial prefix at the end
   EXPECT_EQ(m.stop_at, npos);
   EXPECT_EQ(m.hold_back, 2u);
@@ -364,7 +365,7 @@ TEST(Sampling, FindStop) {
   EXPECT_EQ(m.stop_at, npos);
   EXPECT_EQ(m.hold_back, 2u);
   m = find_stop("texU", {"User:", "xU"});
-  EXPECT_EQ(m.stop_at, 2u);  // "xU" matched, although "U" could also start "User:"
+  EXPECT_EQ(m.stop_at, 2u);              // "xU" matched, although "U" could also start "User:"
   m = find_stop("aaa", {"aaab", "ab"});  // overlapping partial prefixes: the longest
   EXPECT_EQ(m.hold_back, 3u);
   // No stops, and empty stop strings, never match.

@@ -155,8 +155,8 @@ TEST(Generation, StopStringsAreHeldBackAndCut) {
   const std::vector<std::string> p = feed_bytes(g, "ab STxSTOP tail");
   // "S" and "ST" could start "STOP": held back until "STx" shows they do not.
   EXPECT_EQ(p[0], "a");
-  EXPECT_EQ(p[3], "");    // "ab S": S held
-  EXPECT_EQ(p[4], "");    // "ab ST": ST held
+  EXPECT_EQ(p[3], "");  // "ab S": S held
+  EXPECT_EQ(p[4], "");  // "ab ST": ST held
   EXPECT_EQ(p[5], "STx");
   EXPECT_EQ(g.finish(), Finish::kStop);
   EXPECT_EQ(g.text(), "ab STx");
@@ -387,7 +387,8 @@ TEST(JsonConstraint, AcceptsExactlyTheSchema) {
     EXPECT_NE(std::string(e.what()).find("pattern"), std::string::npos) << e.what();
   }
   EXPECT_THROW(JsonConstraint::from_schema(nlohmann::ordered_json::parse(R"({"type":"strung"})")), Error);
-  EXPECT_THROW(JsonConstraint::from_schema(nlohmann::ordered_json::parse(R"({"properties":{"a":{}},"required":["b"]})")), Error);
+  EXPECT_THROW(
+      JsonConstraint::from_schema(nlohmann::ordered_json::parse(R"({"properties":{"a":{}},"required":["b"]})")), Error);
 }
 
 namespace {
@@ -431,8 +432,10 @@ TEST(JsonConstraint, EverySampledReplyParsesAndValidates) {
     ASSERT_EQ(r.finish, Finish::kStop) << r.text;
     nlohmann::json v;
     ASSERT_NO_THROW(v = nlohmann::json::parse(r.text)) << r.text;
-    if (sample % 2 == 0) EXPECT_TRUE(valid_person(v)) << r.text;
-    else EXPECT_TRUE(v.is_object()) << r.text;
+    if (sample % 2 == 0)
+      EXPECT_TRUE(valid_person(v)) << r.text;
+    else
+      EXPECT_TRUE(v.is_object()) << r.text;
   }
 }
 

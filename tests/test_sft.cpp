@@ -16,10 +16,10 @@
 
 #include "core/error.h"
 #include "expect_error.h"
-#include "text_util.h"
+#include "shared_data.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
-#include "shared_data.h"
+#include "text_util.h"
 
 namespace fs = std::filesystem;
 using namespace dsmoe;
@@ -30,9 +30,10 @@ using dsmoe::testing::byte_tokenizer;
 
 namespace {
 
-
 bool have_deepseek() { return fs::exists(fs::path(DSMOE_SHARED_DIR) / "tokenizers/deepseek-llm/tokenizer.json"); }
-Tokenizer deepseek_tokenizer() { return Tokenizer::load((fs::path(DSMOE_SHARED_DIR) / "tokenizers/deepseek-llm").string()); }
+Tokenizer deepseek_tokenizer() {
+  return Tokenizer::load((fs::path(DSMOE_SHARED_DIR) / "tokenizers/deepseek-llm").string());
+}
 
 std::string bos_of(const Tokenizer& tok) { return tok.token_bytes(tok.bos_id()); }
 std::string eos_of(const Tokenizer& tok) { return tok.token_bytes(tok.eos_id()); }
@@ -83,24 +84,22 @@ void check_deepseek_conversation(const Tokenizer& tok, const std::vector<ChatMes
   EXPECT_EQ(ex.ids.front(), tok.bos_id());
 }
 
-const std::vector<ChatMessage> kMultiTurn = {
-    {"user", "Who are you?"},
-    {"assistant", "I am DeepSeek Chat."},
-    {"user", "What is 2+2? Answer in one word."},
-    {"assistant", "Four."},
-    {"user", "Thanks!"},
-    {"assistant", "You're welcome.\n\nAnything else?"}};
+const std::vector<ChatMessage> kMultiTurn = {{"user", "Who are you?"},
+                                             {"assistant", "I am DeepSeek Chat."},
+                                             {"user", "What is 2+2? Answer in one word."},
+                                             {"assistant", "Four."},
+                                             {"user", "Thanks!"},
+                                             {"assistant", "You're welcome.\n\nAnything else?"}};
 
-const std::vector<ChatMessage> kAwkward = {
-    {"system", "Be brief."},
-    {"user", "Unicode: héllo wörld, 日本語, emoji 🙂"},
-    {"assistant", "  leading spaces and a trailing newline\n"},
-    {"user", "empty reply next"},
-    {"assistant", ""},
-    {"user", "punctuation"},
-    {"assistant", "!?... 12345 ¿qué?"},
-    {"assistant", "\nsecond assistant message in a row"},
-    {"user", "a final user turn that is only context"}};
+const std::vector<ChatMessage> kAwkward = {{"system", "Be brief."},
+                                           {"user", "Unicode: héllo wörld, 日本語, emoji 🙂"},
+                                           {"assistant", "  leading spaces and a trailing newline\n"},
+                                           {"user", "empty reply next"},
+                                           {"assistant", ""},
+                                           {"user", "punctuation"},
+                                           {"assistant", "!?... 12345 ¿qué?"},
+                                           {"assistant", "\nsecond assistant message in a row"},
+                                           {"user", "a final user turn that is only context"}};
 
 fs::path temp_dir(const std::string& name) {
   fs::path p = fs::temp_directory_path() / ("dsmoe_sft_" + name + "_" + std::to_string(::getpid()));
@@ -176,21 +175,32 @@ TEST(SftMask, NonIncrementalTemplateIsAnError) {
   const ChatTemplate tpl = ChatTemplate::from_jinja(
       "{% for m in messages %}{{ m.content }}{% if loop.last %}!{% endif %}{% endfor %}"
       "{% if add_generation_prompt %}>{% endif %}");
-  expect_error([&] { sft_example({{"user", "u"}, {"assistant", "a"}}, byte_tokenizer(), tpl, "conv"); },
-               {"conv", "not incremental"});
+  expect_error(
+      [&] {
+        sft_example({{"user", "u"}, {"assistant", "a"}}, byte_tokenizer(), tpl, "conv");
+      },
+      {"conv", "not incremental"});
   // The generation prompt is not a prefix of the reply render.
   const ChatTemplate tpl2 = ChatTemplate::from_jinja(
       "{% for m in messages %}{{ m.role + ': ' + m.content + '\n' }}{% endfor %}"
       "{% if add_generation_prompt %}Reply:{% endif %}");
-  expect_error([&] { sft_example({{"user", "u"}, {"assistant", "a"}}, byte_tokenizer(), tpl2, "conv"); },
-               {"conv", "not incremental", "assistant message 1"});
+  expect_error(
+      [&] {
+        sft_example({{"user", "u"}, {"assistant", "a"}}, byte_tokenizer(), tpl2, "conv");
+      },
+      {"conv", "not incremental", "assistant message 1"});
 }
 
 TEST(SftMask, NeedsAnAssistantMessageAndAnEosToken) {
-  expect_error([] { sft_example({{"user", "u"}}, byte_tokenizer(), ChatTemplate::deepseek(), "conv"); },
-               {"conv", "no assistant message"});
   expect_error(
-      [] { sft_example({{"user", "u"}, {"assistant", "a"}}, byte_tokenizer({}, false), ChatTemplate::deepseek(), "c"); },
+      [] {
+        sft_example({{"user", "u"}}, byte_tokenizer(), ChatTemplate::deepseek(), "conv");
+      },
+      {"conv", "no assistant message"});
+  expect_error(
+      [] {
+        sft_example({{"user", "u"}, {"assistant", "a"}}, byte_tokenizer({}, false), ChatTemplate::deepseek(), "c");
+      },
       {"EOS"});
 }
 
@@ -202,13 +212,13 @@ TEST(SftLoad, ReadsEveryConversationInOrderWithStats) {
   const Tokenizer tok = byte_tokenizer();
   const ChatTemplate tpl = ChatTemplate::deepseek();
   const std::vector<std::vector<ChatMessage>> convs = {kMultiTurn, kAwkward, {{"user", "x"}, {"assistant", "y"}}};
-  std::string text = "\n";                                  // leading blank line: skipped
+  std::string text = "\n";  // leading blank line: skipped
   for (const auto& c : convs) text += conversation_json(c).dump() + "\n";
-  text += "   \n";                                          // blank (whitespace-only) line: skipped
+  text += "   \n";  // blank (whitespace-only) line: skipped
   json extra = conversation_json(convs[2]);
-  extra["id"] = 17;                                         // other keys are ignored
+  extra["id"] = 17;  // other keys are ignored
   extra["messages"][0]["name"] = "someone";
-  text += extra.dump() + "\r\n";                            // CRLF line end
+  text += extra.dump() + "\r\n";  // CRLF line end
   const std::string path = write_file(dir / "data.jsonl", text);
 
   SftLoadStats st;
@@ -267,8 +277,8 @@ TEST(SftLoad, BadLinesNameFileAndLine) {
 TEST(SftBatch, PadsMasksAndTruncates) {
   const int32_t pad = 9;
   const std::vector<SftExample> exs = {
-      {{1, 2, 3, 4, 5}, {0, 0, 1, 1, 1}},                           // short: padded
-      {{10, 11, 12, 13, 14, 15, 16}, {0, 1, 0, 1, 1, 0, 1}},        // exactly S+1 = 7: not truncated
+      {{1, 2, 3, 4, 5}, {0, 0, 1, 1, 1}},                                           // short: padded
+      {{10, 11, 12, 13, 14, 15, 16}, {0, 1, 0, 1, 1, 0, 1}},                        // exactly S+1 = 7: not truncated
       {{20, 21, 22, 23, 24, 25, 26, 27, 28, 29}, {0, 0, 0, 0, 1, 1, 1, 1, 1, 1}}};  // 10 > 7: truncated
   const SftBatch b = sft_batch(exs, {0, 1, 2, 0}, 6, pad);
   EXPECT_EQ(b.B, 4);

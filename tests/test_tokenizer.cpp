@@ -18,10 +18,10 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "text/pretokenizer.h"
-#include "text/unicode.h"
 #include "expect_error.h"
 #include "shared_data.h"
+#include "text/pretokenizer.h"
+#include "text/unicode.h"
 
 namespace {
 
@@ -40,7 +40,6 @@ const Tokenizer& deepseek() {
   static const Tokenizer t = Tokenizer::load(kDeepSeekDir);
   return t;
 }
-
 
 std::string u8(char32_t c) { return dsmoe::text::unicode::to_utf8(c); }
 
@@ -67,8 +66,8 @@ json char_model(const std::string& chars, const std::vector<std::string>& extra 
 
 json tokenizer_json(json model, json pre = nullptr, json norm = nullptr, json added = json::array(),
                     json decoder = nullptr) {
-  return {{"version", "1.0"}, {"added_tokens", added}, {"normalizer", norm}, {"pre_tokenizer", pre},
-          {"post_processor", nullptr}, {"decoder", decoder}, {"model", model}};
+  return {{"version", "1.0"},          {"added_tokens", added}, {"normalizer", norm}, {"pre_tokenizer", pre},
+          {"post_processor", nullptr}, {"decoder", decoder},    {"model", model}};
 }
 
 // A byte-level BPE over the full 256-symbol alphabet with a few merges, GPT-2 pre-tokenization, ByteLevel
@@ -78,8 +77,9 @@ Tokenizer tiny_byte_level() {
   json vocab = json::object();
   for (int b = 0; b < 256; ++b) vocab[a[b]] = b;
   const std::vector<std::pair<std::string, std::string>> merges = {
-      {"\xC4\xA0", "t"}, {"h", "e"}, {"\xC4\xA0t", "he"}, {"i", "n"}, {"\xC4\xA0", "a"}, {"e", "r"},
-      {"\xC3\xA4", "\xC2\xBA"}, {"\xC4\xA0", "\xC4\xA0"}, {"\xC4\x8A", "\xC4\x8A"}, {"o", "n"}};
+      {"\xC4\xA0", "t"},        {"h", "e"}, {"\xC4\xA0t", "he"},      {"i", "n"},
+      {"\xC4\xA0", "a"},        {"e", "r"}, {"\xC3\xA4", "\xC2\xBA"}, {"\xC4\xA0", "\xC4\xA0"},
+      {"\xC4\x8A", "\xC4\x8A"}, {"o", "n"}};
   json jm = json::array();
   int id = 256;
   for (const auto& [l, r] : merges) {
@@ -103,15 +103,115 @@ using Strings = std::vector<std::string>;
 // Random UTF-8 text mixing scripts, emoji (ZWJ sequences, flags, skin tones), combining marks, whitespace
 // runs, CR LF, tabs, NUL, digits, Latin-1 letters (DeepSeek's added tokens) and special-token strings.
 std::string random_text(std::mt19937& rng) {
-  static const std::vector<std::string> pool = {
-      "a", "Z", "q", "the", " of", "K", "_", "-", "'s", "'ll", "!", "?", "...", "(", "]", "{", "`", "~", "$",
-      "é", "ü", "ø", "À", "ß", "ÿ", "½", "²", "Ω", "ω", "ὦ", "ᾯ", "ΐ", "Ω", "K", "ι", "Привет", "ж", "Ё",
-      "中", "文", "龥", "一", "ࠀ", "가", "한국", "ㄱ", "日本語", "カタカナ", "مرحبا", "ש", "हिन्दी", "ไทย", "ក",
-      "ា", "់", "😀", "🦙", "🚀", "👍🏽", "👨‍👩‍👧‍👦", "😶‍🌫️", "🏳️‍🌈", "🇫🇷", "❤️", "✅", "e\u0301", "a\u0308\u0323",
-      "\u0301", "\u200d", "\ufe0f", "\u00a0", "\u3000", "\u2028", "\u180e", "\u0085", " ", "  ", "    ", "\t",
-      "\t\t", "\n", "\n\n", "\r\n", "\r", std::string(1, '\0'), "\x01", "\x7f", "0", "7", "42", "2024", "٣",
-      "Ⅻ", "①", "ＡＢＣ", "！", "，", "“", "”", "—", "…", "€", "𝔘", "𐐀", "𞤀", "<｜begin▁of▁sentence｜>",
-      "<｜end▁of▁sentence｜>", "<|end|>", "\xEF\xBF\xBD"};
+  static const std::vector<std::string> pool = {"a",
+                                                "Z",
+                                                "q",
+                                                "the",
+                                                " of",
+                                                "K",
+                                                "_",
+                                                "-",
+                                                "'s",
+                                                "'ll",
+                                                "!",
+                                                "?",
+                                                "...",
+                                                "(",
+                                                "]",
+                                                "{",
+                                                "`",
+                                                "~",
+                                                "$",
+                                                "é",
+                                                "ü",
+                                                "ø",
+                                                "À",
+                                                "ß",
+                                                "ÿ",
+                                                "½",
+                                                "²",
+                                                "Ω",
+                                                "ω",
+                                                "ὦ",
+                                                "ᾯ",
+                                                "ΐ",
+                                                "Ω",
+                                                "K",
+                                                "ι",
+                                                "Привет",
+                                                "ж",
+                                                "Ё",
+                                                "中",
+                                                "文",
+                                                "龥",
+                                                "一",
+                                                "ࠀ",
+                                                "가",
+                                                "한국",
+                                                "ㄱ",
+                                                "日本語",
+                                                "カタカナ",
+                                                "مرحبا",
+                                                "ש",
+                                                "हिन्दी",
+                                                "ไทย",
+                                                "ក",
+                                                "ា",
+                                                "់",
+                                                "😀",
+                                                "🦙",
+                                                "🚀",
+                                                "👍🏽",
+                                                "👨‍👩‍👧‍👦",
+                                                "😶‍🌫️",
+                                                "🏳️‍🌈",
+                                                "🇫🇷",
+                                                "❤️",
+                                                "✅",
+                                                "e\u0301",
+                                                "a\u0308\u0323",
+                                                "\u0301",
+                                                "\u200d",
+                                                "\ufe0f",
+                                                "\u00a0",
+                                                "\u3000",
+                                                "\u2028",
+                                                "\u180e",
+                                                "\u0085",
+                                                " ",
+                                                "  ",
+                                                "    ",
+                                                "\t",
+                                                "\t\t",
+                                                "\n",
+                                                "\n\n",
+                                                "\r\n",
+                                                "\r",
+                                                std::string(1, '\0'),
+                                                "\x01",
+                                                "\x7f",
+                                                "0",
+                                                "7",
+                                                "42",
+                                                "2024",
+                                                "٣",
+                                                "Ⅻ",
+                                                "①",
+                                                "ＡＢＣ",
+                                                "！",
+                                                "，",
+                                                "“",
+                                                "”",
+                                                "—",
+                                                "…",
+                                                "€",
+                                                "𝔘",
+                                                "𐐀",
+                                                "𞤀",
+                                                "<｜begin▁of▁sentence｜>",
+                                                "<｜end▁of▁sentence｜>",
+                                                "<|end|>",
+                                                "\xEF\xBF\xBD"};
   std::uniform_int_distribution<int> len(0, 24);
   std::uniform_int_distribution<size_t> pick(0, pool.size() - 1);
   std::string s;
@@ -165,7 +265,7 @@ TEST(DeepSeekTokenizer, SpecialTokensAndConfig) {
   EXPECT_EQ(t.encode("<｜begin▁of▁sentence｜>Hello<｜end▁of▁sentence｜>"),
             (std::vector<int32_t>{100000, 17464, 100001}));
   EXPECT_EQ(t.decode({100000, 17464, 100001}), "<｜begin▁of▁sentence｜>Hello<｜end▁of▁sentence｜>");
-  EXPECT_EQ(t.token_bytes(100014), "ü");  // added token: its content, not byte-level decoded
+  EXPECT_EQ(t.token_bytes(100014), "ü");      // added token: its content, not byte-level decoded
   EXPECT_EQ(t.token_piece(207), "\xC4\xA0");  // "Ġ"
   EXPECT_EQ(t.token_bytes(207), " ");
   EXPECT_EQ(t.token_to_id("\xC4\xA0"), 207);
@@ -291,7 +391,7 @@ TEST(Tokenizer, ByteLevelAlphabet) {
 
 json added_token(int id, const std::string& content, bool special, bool normalized, bool lstrip = false,
                  bool rstrip = false, bool single_word = false) {
-  return {{"id", id},          {"content", content}, {"special", special},        {"normalized", normalized},
+  return {{"id", id},         {"content", content}, {"special", special},        {"normalized", normalized},
           {"lstrip", lstrip}, {"rstrip", rstrip},   {"single_word", single_word}};
 }
 
@@ -303,7 +403,7 @@ TEST(Tokenizer, AddedTokensLeftmostLongestBeforePreTokenization) {
   json pre = {{"type", "Split"}, {"pattern", {{"Regex", "."}}}, {"behavior", "Isolated"}, {"invert", false}};
   const Tokenizer t = Tokenizer::from_json(tokenizer_json(char_model(chars), pre, nullptr, added), nullptr, "t");
   auto id = [&](const char* c) { return *t.token_to_id(c); };
-  EXPECT_EQ(t.encode("dabcd"), (std::vector<int32_t>{id("d"), 101, id("d")}));   // longest at leftmost
+  EXPECT_EQ(t.encode("dabcd"), (std::vector<int32_t>{id("d"), 101, id("d")}));  // longest at leftmost
   EXPECT_EQ(t.encode("dabd"), (std::vector<int32_t>{id("d"), 100, id("d")}));
   EXPECT_EQ(t.encode("xbcdab"), (std::vector<int32_t>{id("x"), 103, 100}));
   EXPECT_EQ(t.encode("abcd"), (std::vector<int32_t>{101, id("d")}));  // leftmost wins over "bcd"
@@ -315,8 +415,8 @@ TEST(Tokenizer, AddedTokensLeftmostLongestBeforePreTokenization) {
 TEST(Tokenizer, AddedTokensNormalizedFlag) {
   // "AB" (normalized: false) matches the raw text; "cd" (normalized: true) matches after Lowercase.
   json added = json::array({added_token(50, "AB", false, false), added_token(51, "cd", false, true)});
-  const Tokenizer t = Tokenizer::from_json(
-      tokenizer_json(char_model("abcdx"), nullptr, {{"type", "Lowercase"}}, added), nullptr, "t");
+  const Tokenizer t =
+      Tokenizer::from_json(tokenizer_json(char_model("abcdx"), nullptr, {{"type", "Lowercase"}}, added), nullptr, "t");
   auto id = [&](const char* c) { return *t.token_to_id(c); };
   EXPECT_EQ(t.encode("ABxCD"), (std::vector<int32_t>{50, id("x"), 51}));
   EXPECT_EQ(t.encode("ab"), (std::vector<int32_t>{id("a"), id("b")}));
@@ -328,7 +428,8 @@ TEST(Tokenizer, AddedTokensStripAndSingleWord) {
                             added_token(61, "ab", false, false, false, false, /*single_word=*/true),
                             added_token(62, "<n>", true, false)});
   const Tokenizer t = Tokenizer::from_json(tokenizer_json(char_model("abcdx <>mn")), nullptr, "t");
-  const Tokenizer ts = Tokenizer::from_json(tokenizer_json(char_model("abcdx <>mn"), nullptr, nullptr, added), nullptr, "t");
+  const Tokenizer ts =
+      Tokenizer::from_json(tokenizer_json(char_model("abcdx <>mn"), nullptr, nullptr, added), nullptr, "t");
   auto id = [&](const char* c) { return *ts.token_to_id(c); };
   EXPECT_EQ(ts.encode("a  <m>  b"), (std::vector<int32_t>{id("a"), 60, id("b")}));
   EXPECT_EQ(ts.encode("a  <n>  b"), (std::vector<int32_t>{id("a"), id(" "), id(" "), 62, id(" "), id(" "), id("b")}));
@@ -358,8 +459,8 @@ TEST(Tokenizer, NormalizerNfcAndNfkc) {
   EXPECT_EQ(nfd.encode("\u00e9"), (std::vector<int32_t>{e, comb}));
   EXPECT_EQ(nfc.encode("\ufb01"), (std::vector<int32_t>{}));  // NFC keeps the ligature: not in vocab, dropped
   EXPECT_EQ(nfkc.encode("\ufb01"), (std::vector<int32_t>{*none.token_to_id("fi")}));  // ﬁ -> fi
-  EXPECT_EQ(nfkc.encode("\u2460"), (std::vector<int32_t>{*none.token_to_id("1")}));  // ① -> 1
-  EXPECT_EQ(pieces_of(nfkc, "\u00bd"), (Strings{"1\u20442"}));                       // ½ -> 1⁄2
+  EXPECT_EQ(nfkc.encode("\u2460"), (std::vector<int32_t>{*none.token_to_id("1")}));   // ① -> 1
+  EXPECT_EQ(pieces_of(nfkc, "\u00bd"), (Strings{"1\u20442"}));                        // ½ -> 1⁄2
 }
 
 TEST(Tokenizer, NormalizerLowercaseAndOthers) {
@@ -367,9 +468,11 @@ TEST(Tokenizer, NormalizerLowercaseAndOthers) {
   auto with = [&](json norm) { return Tokenizer::from_json(tokenizer_json(model, nullptr, norm), nullptr, "n"); };
   EXPECT_EQ(pieces_of(with({{"type", "Lowercase"}}), "ABC ΣΑΣ Σ"), (Strings{"abc σας σ"}));
   EXPECT_EQ(pieces_of(with({{"type", "Lowercase"}}), "İ"), (Strings{"i\u0307"}));
-  EXPECT_EQ(pieces_of(with({{"type", "Strip"}, {"strip_left", true}, {"strip_right", true}}), "  ab \t"), (Strings{"ab"}));
+  EXPECT_EQ(pieces_of(with({{"type", "Strip"}, {"strip_left", true}, {"strip_right", true}}), "  ab \t"),
+            (Strings{"ab"}));
   EXPECT_EQ(pieces_of(with({{"type", "StripAccents"}}), "e\u0301"), (Strings{"e"}));
-  EXPECT_EQ(pieces_of(with({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "_"}}), "a b"), (Strings{"a_b"}));
+  EXPECT_EQ(pieces_of(with({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "_"}}), "a b"),
+            (Strings{"a_b"}));
   EXPECT_EQ(pieces_of(with({{"type", "Prepend"}, {"prepend", "_"}}), "ab"), (Strings{"_ab"}));
 }
 
@@ -382,7 +485,10 @@ Tokenizer with_pre(const json& pre) {
 }
 
 json split(const std::string& pattern, const std::string& behavior, bool invert, bool regex = true) {
-  return {{"type", "Split"}, {"pattern", {{regex ? "Regex" : "String", pattern}}}, {"behavior", behavior}, {"invert", invert}};
+  return {{"type", "Split"},
+          {"pattern", {{regex ? "Regex" : "String", pattern}}},
+          {"behavior", behavior},
+          {"invert", invert}};
 }
 
 TEST(Tokenizer, SplitBehaviorsMatchHF) {
@@ -428,24 +534,34 @@ TEST(Tokenizer, OtherPreTokenizers) {
             (Strings{"a", "1", "2", "٣", "½", "b"}));
   EXPECT_EQ(pieces_of(with_pre({{"type", "Digits"}, {"individual_digits", false}}), "a12٣½b"),
             (Strings{"a", "12٣½", "b"}));
-  EXPECT_EQ(pieces_of(with_pre({{"type", "ByteLevel"}, {"add_prefix_space", true}, {"use_regex", true}}), "hi there  you"),
-            (Strings{"\xC4\xA0hi", "\xC4\xA0there", "\xC4\xA0", "\xC4\xA0you"}));
+  EXPECT_EQ(
+      pieces_of(with_pre({{"type", "ByteLevel"}, {"add_prefix_space", true}, {"use_regex", true}}), "hi there  you"),
+      (Strings{"\xC4\xA0hi", "\xC4\xA0there", "\xC4\xA0", "\xC4\xA0you"}));
   EXPECT_EQ(pieces_of(with_pre({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}), "a b\n"),
-            (Strings{"a\xC4\xA0" "b\xC4\x8A"}));
-  EXPECT_EQ(pieces_of(with_pre({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}), "I'll  go!!"),
-            (Strings{"I", "'ll", "\xC4\xA0", "\xC4\xA0go", "!!"}));
-  json seq = {{"type", "Sequence"},
-              {"pretokenizers", json::array({split(" ", "Isolated", false, false),
-                                             {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"use_regex", false}}})}};
-  EXPECT_EQ(pieces_of(with_pre(seq), "a b"), (Strings{"\xC4\xA0" "a", "\xC4\xA0", "\xC4\xA0" "b"}));
+            (Strings{"a\xC4\xA0"
+                     "b\xC4\x8A"}));
+  EXPECT_EQ(
+      pieces_of(with_pre({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}), "I'll  go!!"),
+      (Strings{"I", "'ll", "\xC4\xA0", "\xC4\xA0go", "!!"}));
+  json seq = {
+      {"type", "Sequence"},
+      {"pretokenizers", json::array({split(" ", "Isolated", false, false),
+                                     {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"use_regex", false}}})}};
+  EXPECT_EQ(pieces_of(with_pre(seq), "a b"), (Strings{"\xC4\xA0"
+                                                      "a",
+                                                      "\xC4\xA0",
+                                                      "\xC4\xA0"
+                                                      "b"}));
   EXPECT_EQ(pieces_of(with_pre({{"type", "Whitespace"}}), "Hey, man!  ok"), (Strings{"Hey", ",", "man", "!", "ok"}));
   EXPECT_EQ(pieces_of(with_pre({{"type", "WhitespaceSplit"}}), "Hey, man!\tok"), (Strings{"Hey,", "man!", "ok"}));
-  EXPECT_EQ(pieces_of(with_pre({{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "always"}, {"split", true}}),
-                      "Hey friend"),
-            (Strings{"▁Hey", "▁friend"}));
-  EXPECT_EQ(pieces_of(with_pre({{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "never"}, {"split", false}}),
-                      "Hey friend"),
-            (Strings{"Hey▁friend"}));
+  EXPECT_EQ(
+      pieces_of(with_pre({{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "always"}, {"split", true}}),
+                "Hey friend"),
+      (Strings{"▁Hey", "▁friend"}));
+  EXPECT_EQ(
+      pieces_of(with_pre({{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "never"}, {"split", false}}),
+                "Hey friend"),
+      (Strings{"Hey▁friend"}));
 }
 
 TEST(Tokenizer, PreTokenizerNullPassesSegmentsThrough) {
@@ -495,7 +611,8 @@ TEST(Tokenizer, BpeIgnoreMergesUnkAndByteFallback) {
   EXPECT_EQ(make(m).encode("a??b"), (std::vector<int32_t>{id("a"), id("<unk>"), id("b")}));
   m = model;
   m["byte_fallback"] = true;
-  const Tokenizer fb = make(m, {{"type", "Sequence"}, {"decoders", json::array({{{"type", "ByteFallback"}}, {{"type", "Fuse"}}})}});
+  const Tokenizer fb =
+      make(m, {{"type", "Sequence"}, {"decoders", json::array({{{"type", "ByteFallback"}}, {{"type", "Fuse"}}})}});
   EXPECT_EQ(fb.encode("a?é"), (std::vector<int32_t>{id("a"), id("<0x3F>"), id("<0xC3>"), id("<0xA9>")}));
   EXPECT_EQ(fb.decode(fb.encode("a?é")), "a?é");
 }
@@ -590,7 +707,7 @@ TEST(Tokenizer, InvalidUtf8IsAnError) {
   const Tokenizer t = tiny_byte_level();
   expect_error([&] { t.encode("ab\xC3(cd"); }, {"tiny", "not valid UTF-8", "byte offset 2"});
   expect_error([&] { t.encode("\xED\xA0\x80"); }, {"not valid UTF-8", "byte offset 0"});  // surrogate
-  expect_error([&] { t.encode("\xC0\xAF"); }, {"not valid UTF-8"});                        // overlong
+  expect_error([&] { t.encode("\xC0\xAF"); }, {"not valid UTF-8"});                       // overlong
   expect_error([&] { t.decode({-1}); }, {"token id -1"});
   expect_error([&] { t.token_piece(1 << 20); }, {"not in the vocabulary"});
 }
@@ -610,41 +727,52 @@ TEST(Tokenizer, MalformedFilesGiveClearErrors) {
   expect_load_error("[1, 2]", {"not a tokenizer.json"});
   expect_load_error("{\"version\": \"1.0\"}", {"no \"model\""});
   auto tj = [](json model, json pre = nullptr, json norm = nullptr) { return tokenizer_json(model, pre, norm).dump(); };
-  expect_load_error(tj({{"type", "WordPiece"}, {"vocab", json::object()}}), {"model type \"WordPiece\" is not supported"});
+  expect_load_error(tj({{"type", "WordPiece"}, {"vocab", json::object()}}),
+                    {"model type \"WordPiece\" is not supported"});
   expect_load_error(tj({{"type", "BPE"}, {"vocab", {{"a", 0}}}, {"merges", {"a b"}}}),
                     {"merge #0", "missing from the vocab", "\"b\""});
   expect_load_error(tj({{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}}}, {"merges", {"a b"}}}),
                     {"merge #0", "merged token \"ab\" is not in the vocab"});
-  expect_load_error(tj({{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 0}}}, {"merges", json::array()}}), {"duplicate id 0"});
+  expect_load_error(tj({{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 0}}}, {"merges", json::array()}}),
+                    {"duplicate id 0"});
   expect_load_error(tj({{"type", "BPE"}, {"vocab", {{"a", 0}}}, {"merges", {"a"}}}), {"merge #0", "two tokens"});
-  expect_load_error(tj({{"type", "BPE"}, {"vocab", {{"a", 0}}}, {"merges", json::array()}, {"dropout", 0.1}}), {"dropout"});
+  expect_load_error(tj({{"type", "BPE"}, {"vocab", {{"a", 0}}}, {"merges", json::array()}, {"dropout", 0.1}}),
+                    {"dropout"});
   expect_load_error(tj({{"type", "BPE"}, {"vocab", {{"a", 0}}}, {"merges", json::array()}, {"unk_token", "<unk>"}}),
                     {"unk_token \"<unk>\" is not in the vocab"});
   expect_load_error(tj({{"type", "BPE"}, {"vocab", {{"a", "x"}}}, {"merges", json::array()}}), {"non-integer id"});
   const json ok_model = {{"type", "BPE"}, {"vocab", {{"a", 0}}}, {"merges", json::array()}};
   expect_load_error(tj(ok_model, split("(abc", "Isolated", false)), {"regex", "(abc"});
   expect_load_error(tj(ok_model, split("a", "Sideways", false)), {"unknown split behavior \"Sideways\""});
-  expect_load_error(tj(ok_model, {{"type", "UnicodeScripts"}}), {"pre_tokenizer type \"UnicodeScripts\" is not supported"});
-  expect_load_error(tj(ok_model, nullptr, {{"type", "BertNormalizer"}}), {"normalizer type \"BertNormalizer\" is not supported"});
-  expect_load_error(tj(ok_model, {{"type", "Split"}, {"pattern", {{"Glob", "*"}}}, {"behavior", "Isolated"}, {"invert", false}}),
-                    {"pattern must be"});
+  expect_load_error(tj(ok_model, {{"type", "UnicodeScripts"}}),
+                    {"pre_tokenizer type \"UnicodeScripts\" is not supported"});
+  expect_load_error(tj(ok_model, nullptr, {{"type", "BertNormalizer"}}),
+                    {"normalizer type \"BertNormalizer\" is not supported"});
+  expect_load_error(
+      tj(ok_model, {{"type", "Split"}, {"pattern", {{"Glob", "*"}}}, {"behavior", "Isolated"}, {"invert", false}}),
+      {"pattern must be"});
   expect_error([] { Tokenizer::load("/nonexistent/dsmoe/tokenizer"); }, {"/nonexistent/dsmoe/tokenizer", "no such"});
   // from_json names its source.
   expect_error([] { Tokenizer::from_json(json::parse(R"({"model": {"type": "Unigram"}})"), nullptr, "my-source"); },
                {"my-source:", "Unigram"});
   // tokenizer_config problems.
-  expect_error([&] { Tokenizer::from_json(json::parse(tj(ok_model)), {{"add_bos_token", true}, {"bos_token", "<s>"}}, "cfg"); },
-               {"cfg:", "bos_token \"<s>\" is not a token"});
+  expect_error(
+      [&] {
+        Tokenizer::from_json(json::parse(tj(ok_model)), {{"add_bos_token", true}, {"bos_token", "<s>"}}, "cfg");
+      },
+      {"cfg:", "bos_token \"<s>\" is not a token"});
 }
 
 TEST(Tokenizer, ConfigBosEosForms) {
   json model = char_model("ab", {"<s>", "</s>"});
   const Tokenizer t = Tokenizer::from_json(
-      tokenizer_json(model), {{"add_bos_token", true}, {"add_eos_token", true}, {"bos_token", {{"content", "<s>"}}}, {"eos_token", "</s>"}},
+      tokenizer_json(model),
+      {{"add_bos_token", true}, {"add_eos_token", true}, {"bos_token", {{"content", "<s>"}}}, {"eos_token", "</s>"}},
       "cfg");
   EXPECT_EQ(t.bos_id(), *t.token_to_id("<s>"));
   EXPECT_EQ(t.eos_id(), *t.token_to_id("</s>"));
-  EXPECT_EQ(t.encode("ab", true), (std::vector<int32_t>{t.bos_id(), *t.token_to_id("a"), *t.token_to_id("b"), t.eos_id()}));
+  EXPECT_EQ(t.encode("ab", true),
+            (std::vector<int32_t>{t.bos_id(), *t.token_to_id("a"), *t.token_to_id("b"), t.eos_id()}));
   EXPECT_EQ(t.encode("ab", false).size(), 2u);
   const Tokenizer n = Tokenizer::from_json(tokenizer_json(model), nullptr, "nocfg");
   EXPECT_EQ(n.bos_id(), -1);

@@ -27,8 +27,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -111,9 +111,12 @@ class LineReader {
       }
       char chunk[4096];
       const ssize_t n = ::read(0, chunk, sizeof chunk);  // ready: does not block
-      if (n > 0) buffer_.append(chunk, static_cast<size_t>(n));
-      else if (n == 0) eof_ = true;
-      else if (errno != EINTR && errno != EAGAIN) fail("reading standard input: {}", std::strerror(errno));
+      if (n > 0)
+        buffer_.append(chunk, static_cast<size_t>(n));
+      else if (n == 0)
+        eof_ = true;
+      else if (errno != EINTR && errno != EAGAIN)
+        fail("reading standard input: {}", std::strerror(errno));
     }
   }
 
@@ -147,8 +150,9 @@ int run_chat(const ChatArgs& a) {
         "chat needs a tokenizer: --tokenizer DIR, or tokenizer.json in the model directory {}", a.model);
   a.sampling.validate();
   if (a.has_system)
-    fmt::print(stderr, "warning: DeepSeek chat models were not trained with a system prompt; its authors do not "
-                       "recommend one\n");
+    fmt::print(stderr,
+               "warning: DeepSeek chat models were not trained with a system prompt; its authors do not "
+               "recommend one\n");
   LoadOptions load_options;
   load_options.use_mmap = !a.no_mmap;
   load_options.verbose = a.verbose;
@@ -181,7 +185,7 @@ int run_chat(const ChatArgs& a) {
 
   InferenceSession session(*loaded.model, ctx);
   std::vector<int32_t> cached;  // exactly the ids whose K/V are in the session's cache
-  uint64_t turn = 0;  // replies since the conversation started: each samples with seed + turn
+  uint64_t turn = 0;            // replies since the conversation started: each samples with seed + turn
   std::vector<ChatMessage> messages;
   auto start_conversation = [&] {
     messages.clear();
@@ -197,8 +201,10 @@ int run_chat(const ChatArgs& a) {
 
   const bool interactive = isatty(0) != 0;
   if (interactive)
-    fmt::print(stderr, "chat with {} (context {} tokens): /reset clears the conversation, /exit or Ctrl-D quits, "
-                       "Ctrl-C stops a reply\n", a.model, ctx);
+    fmt::print(stderr,
+               "chat with {} (context {} tokens): /reset clears the conversation, /exit or Ctrl-D quits, "
+               "Ctrl-C stops a reply\n",
+               a.model, ctx);
   SigintHandler sigint;
   g_interrupted.store(false);
   LineReader reader;
@@ -244,20 +250,25 @@ int run_chat(const ChatArgs& a) {
         std::vector<ChatMessage> alone(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(first_turn));
         alone.push_back(messages.back());
         std::vector<int32_t> minimal = prompt_ids(alone);
-        if (static_cast<int64_t>(minimal.size()) >= ctx) prompt = std::move(minimal);  // refused below
-        else while (too_long(prompt) && messages.size() > first_turn + 1) {
-          auto end = messages.begin() + static_cast<std::ptrdiff_t>(first_turn) + 1;
-          while (end != messages.end() - 1 && end->role != "user") ++end;
-          const size_t dropped = static_cast<size_t>(end - messages.begin()) - first_turn;
-          messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(first_turn), end);
-          prompt = prompt_ids(messages);
-          fmt::print(stderr, "(context of {} tokens full: dropped the {} oldest message{}; the prompt is now {} tokens)\n",
-                     ctx, dropped, dropped == 1 ? "" : "s", prompt.size());
-        }
+        if (static_cast<int64_t>(minimal.size()) >= ctx)
+          prompt = std::move(minimal);  // refused below
+        else
+          while (too_long(prompt) && messages.size() > first_turn + 1) {
+            auto end = messages.begin() + static_cast<std::ptrdiff_t>(first_turn) + 1;
+            while (end != messages.end() - 1 && end->role != "user") ++end;
+            const size_t dropped = static_cast<size_t>(end - messages.begin()) - first_turn;
+            messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(first_turn), end);
+            prompt = prompt_ids(messages);
+            fmt::print(stderr,
+                       "(context of {} tokens full: dropped the {} oldest message{}; the prompt is now {} tokens)\n",
+                       ctx, dropped, dropped == 1 ? "" : "s", prompt.size());
+          }
       }
       if (static_cast<int64_t>(prompt.size()) >= ctx) {
-        fmt::print(stderr, "error: the message makes a prompt of {} tokens, which does not fit the context of {} "
-                           "tokens (--ctx); it was not sent\n", prompt.size(), ctx);
+        fmt::print(stderr,
+                   "error: the message makes a prompt of {} tokens, which does not fit the context of {} "
+                   "tokens (--ctx); it was not sent\n",
+                   prompt.size(), ctx);
         messages.pop_back();
         continue;
       }

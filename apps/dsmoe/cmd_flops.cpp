@@ -8,16 +8,16 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "model_loading.h"
 #include "core/error.h"
 #include "model/config.h"
 #include "model/flops.h"
 #include "model/presets.h"
+#include "model_loading.h"
 
 namespace dsmoe::cli {
 namespace {
@@ -146,11 +146,12 @@ int run_one(const FlopsArgs& a) {
     return 0;
   }
   fmt::print("{}\n{}\n", m.name, config_summary(c));
-  fmt::print("paper's count: standard FFN = 8d² = {} params (SwiGLU width 8d/3 = {:.1f}); dense FFN = {} standard, "
-             "expert = {}{}, activated per layer A_ffn = {} standard FFNs\n",
-             grouped(standard_ffn), 8.0 * d / 3.0, r.ffn.dense_size, r.ffn.expert_size,
-             c.paper_expert_width > 0 ? fmt::format(" (real width {})", c.paper_expert_width) : std::string(" (nominal)"),
-             r.ffn.activated);
+  fmt::print(
+      "paper's count: standard FFN = 8d² = {} params (SwiGLU width 8d/3 = {:.1f}); dense FFN = {} standard, "
+      "expert = {}{}, activated per layer A_ffn = {} standard FFNs\n",
+      grouped(standard_ffn), 8.0 * d / 3.0, r.ffn.dense_size, r.ffn.expert_size,
+      c.paper_expert_width > 0 ? fmt::format(" (real width {})", c.paper_expert_width) : std::string(" (nominal)"),
+      r.ffn.activated);
   fmt::print("sequence length {}, {} tokens\n\n", r.seq_len, r.tokens);
   fmt::print("| quantity | paper units | exact |\n|---|---|---|\n");
   auto row = [](const char* what, double v, bool flops) {
@@ -200,10 +201,11 @@ const std::vector<Printed>& printed_values() {
   static const char* hash = "Hash Layer has Switch's shapes (its router is a fixed hash: 184,320 fewer params)";
   static const char* m142 = "reference §4: the paper's 142B parameter counts are not reproduced by any counting found";
   static const char* m137 = "reference §4: 16 experts of 10944 + the 21888 dense layer give 21.68B; printed 21.6B";
-  static const char* f145 = "reference §4: 585.49T with experts at their real 1408 (0.02% below the print). Counting "
-                            "each activated routed expert's router row e_i (d parameters, 12 per layer) as well would "
-                            "add 0.075T -> 585.565T, which rounds to the printed 585.6T and changes no other row at its "
-                            "printed precision; the paper does not say it counts them, so the count here stays §4's";
+  static const char* f145 =
+      "reference §4: 585.49T with experts at their real 1408 (0.02% below the print). Counting "
+      "each activated routed expert's router row e_i (d parameters, 12 per layer) as well would "
+      "add 0.075T -> 585.565T, which rounds to the printed 585.6T and changes no other row at its "
+      "printed precision; the paper does not say it counts them, so the count here stays §4's";
   static const std::vector<Printed> rows = {
       {"1", "Dense", "paper-2b-dense", 2048, Q::total, "0.2B"},
       {"1", "Dense", "paper-2b-dense", 2048, Q::activated, "0.2B"},
@@ -256,10 +258,10 @@ const std::vector<Printed>& printed_values() {
 
 struct Compared {
   const Printed* printed;
-  double value = 0;          // computed, exact
-  std::string computed;      // rounded to the printed precision, in the printed unit
+  double value = 0;      // computed, exact
+  std::string computed;  // rounded to the printed precision, in the printed unit
   bool match = false;
-  double gap_percent = 0;    // (value - printed) / printed
+  double gap_percent = 0;  // (value - printed) / printed
 };
 
 Compared compare(const Printed& p) {
@@ -299,19 +301,28 @@ int run_paper(const FlopsArgs& a) {
   if (a.json) {
     json out = json::array();
     for (const Compared& c : rows)
-      out.push_back({{"table", c.printed->table}, {"model", c.printed->model}, {"preset", c.printed->preset},
+      out.push_back({{"table", c.printed->table},
+                     {"model", c.printed->model},
+                     {"preset", c.printed->preset},
                      {"quantity", quantity_name(c.printed->quantity, c.printed->seq_len)},
-                     {"seq_len", c.printed->seq_len}, {"tokens", c.printed->seq_len}, {"printed", c.printed->value},
-                     {"computed", c.computed}, {"value", number(c.value)}, {"match", c.match},
-                     {"gap_percent", c.gap_percent}, {"note", c.printed->note}});
+                     {"seq_len", c.printed->seq_len},
+                     {"tokens", c.printed->seq_len},
+                     {"printed", c.printed->value},
+                     {"computed", c.computed},
+                     {"value", number(c.value)},
+                     {"match", c.match},
+                     {"gap_percent", c.gap_percent},
+                     {"note", c.printed->note}});
     fmt::print("{}\n", out.dump());
     return 0;
   }
-  fmt::print("The paper's Tables 1, 2, 3 and 6 recomputed from the preset configs (paper's FLOPs count, FLOPs per l "
-             "tokens;\nparams with the embedding table). match: the computed value rounded as printed equals the "
-             "printed value.\n\n");
-  fmt::print("| table | model | preset | quantity | printed | computed | exact | match |\n"
-             "|---|---|---|---|---|---|---|---|\n");
+  fmt::print(
+      "The paper's Tables 1, 2, 3 and 6 recomputed from the preset configs (paper's FLOPs count, FLOPs per l "
+      "tokens;\nparams with the embedding table). match: the computed value rounded as printed equals the "
+      "printed value.\n\n");
+  fmt::print(
+      "| table | model | preset | quantity | printed | computed | exact | match |\n"
+      "|---|---|---|---|---|---|---|---|\n");
   int mismatches = 0;
   for (const Compared& c : rows) {
     mismatches += !c.match;
@@ -341,7 +352,8 @@ void add_flops_commands(CLI::App& app, std::vector<Command>& commands) {
   cmd->add_option("--preset", a->preset, "model preset name (deepseek-moe-16b, paper-2b-gshard, ...)");
   cmd->add_option("--spec", a->spec, "inline config JSON object");
   cmd->add_option("--set", a->sets, "override a config field, key=value (repeatable)");
-  CLI::Option* seq_len = cmd->add_option("--seq-len", a->seq_len, "sequence length l (default: max_position_embeddings)");
+  CLI::Option* seq_len =
+      cmd->add_option("--seq-len", a->seq_len, "sequence length l (default: max_position_embeddings)");
   CLI::Option* tokens =
       cmd->add_option("--tokens", a->tokens, "tokens N the FLOPs are for (default: l, the paper's 'per l tokens')");
   cmd->add_flag("--json", a->json, "one JSON object (with --paper: a JSON array of rows)");

@@ -13,12 +13,11 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "model_loading.h"
 #include "core/error.h"
 #include "core/membw.h"
 #include "core/profile.h"
@@ -29,6 +28,7 @@
 #include "io/gguf.h"
 #include "model/config.h"
 #include "model/gguf_model.h"
+#include "model_loading.h"
 #include "text/gguf_vocab.h"
 #include "text/tokenizer.h"
 #include "train/data.h"
@@ -195,10 +195,17 @@ int run_bench(const BenchArgs& a) {
     nlohmann::json out = nlohmann::json::array();
     for (const Test& t : tests) {
       const Stats& st = t.stats;
-      nlohmann::json rec = {{"model_filename", file}, {"model_type", type}, {"n_threads", num_threads()},
-                            {"n_prompt", t.n_prompt}, {"n_gen", t.n_gen}, {"avg_ns", static_cast<int64_t>(st.avg_ns())},
-                            {"stddev_ns", static_cast<int64_t>(st.sd_ns())}, {"avg_ts", st.avg_ts()},
-                            {"stddev_ts", st.sd_ts()}, {"samples_ns", st.ns}, {"samples_ts", st.ts()}};
+      nlohmann::json rec = {{"model_filename", file},
+                            {"model_type", type},
+                            {"n_threads", num_threads()},
+                            {"n_prompt", t.n_prompt},
+                            {"n_gen", t.n_gen},
+                            {"avg_ns", static_cast<int64_t>(st.avg_ns())},
+                            {"stddev_ns", static_cast<int64_t>(st.sd_ns())},
+                            {"avg_ts", st.avg_ts()},
+                            {"stddev_ts", st.sd_ts()},
+                            {"samples_ns", st.ns},
+                            {"samples_ts", st.ts()}};
       if (t.n_gen > 0 && a.batch > 1) {
         rec["n_batch"] = a.batch;  // aggregate t/s of a.batch sequences; bytes per token depend on the routing
       } else if (t.n_gen > 0) {
@@ -225,9 +232,8 @@ int run_bench(const BenchArgs& a) {
     } else if (a.batch > 1) {
       throughput = fmt::format("{} sequences, aggregate", a.batch);
     } else {
-      const std::string roof = ceiling_gbs > 0 ? fmt::format(", {:.0f}% of {:.1f} GB/s", 100.0 * tg_gbs(t) / ceiling_gbs,
-                                                             ceiling_gbs)
-                                               : "";
+      const std::string roof =
+          ceiling_gbs > 0 ? fmt::format(", {:.0f}% of {:.1f} GB/s", 100.0 * tg_gbs(t) / ceiling_gbs, ceiling_gbs) : "";
       throughput = fmt::format("{:.1f} MB/token, {:.1f} GB/s{}", bytes_per_token / 1e6, tg_gbs(t), roof);
     }
     fmt::print("| {} | {:.2f} GiB | {:.2f} B | {} | {} | {:.2f} ± {:.2f} | {} |\n", type, size_gib, c.n_params() / 1e9,
@@ -284,8 +290,8 @@ void write_streaming(const ModelConfig& c, const GgufTensorSource& source, const
     mix += fmt::format("{}{} x{}", mix.empty() ? "" : ", ", quant_type_name(static_cast<QuantType>(id)), tc.tensors);
   fmt::print("wrote {} ({:.2f} GB; tensors: {})\n", out, fs::file_size(out) / 1e9, mix);
   fmt::print("type {} (general.file_type {}): {:.2f} MiB of tensors, {:.4f} bits per weight\n",
-             file_type_name(gguf_file_type(options)), static_cast<uint32_t>(gguf_file_type(options)),
-             total / 1048576.0, total * 8.0 / weights);
+             file_type_name(gguf_file_type(options)), static_cast<uint32_t>(gguf_file_type(options)), total / 1048576.0,
+             total * 8.0 / weights);
 }
 
 int run_quantize(const QuantizeArgs& a) {
@@ -346,8 +352,9 @@ int run_perplexity(const PerplexityArgs& a) {
         model.config.max_position_embeddings);
   std::vector<int32_t> stream;
   if (!a.text.empty()) {
-    check(loaded.tokenizer.has_value(), "--text needs a tokenizer (--tokenizer DIR, the model dir's tokenizer.json "
-                                        "or GGUF tokenizer metadata)");
+    check(loaded.tokenizer.has_value(),
+          "--text needs a tokenizer (--tokenizer DIR, the model dir's tokenizer.json "
+          "or GGUF tokenizer metadata)");
     const text::Tokenizer& tok = *loaded.tokenizer;
     std::ifstream in(a.text, std::ios::binary);
     check(in.good(), "cannot open {}", a.text);
@@ -396,7 +403,8 @@ int run_perplexity(const PerplexityArgs& a) {
   if (save) save->finish();
   fmt::print("perplexity {:.4f}  (nll {:.6f} over {} tokens, {} windows of {})\n", std::exp(nll / n_tokens),
              nll / n_tokens, n_tokens, n_windows, S);
-  if (base) fmt::print("vs {}: mean KLD {:.6f}, same top token {:.2f}%\n", a.kld_base, kld.mean(), kld.same_top_percent());
+  if (base)
+    fmt::print("vs {}: mean KLD {:.6f}, same top token {:.2f}%\n", a.kld_base, kld.mean(), kld.same_top_percent());
   return 0;
 }
 
@@ -415,15 +423,19 @@ void add_infer_commands(CLI::App& app, std::vector<Command>& commands) {
   auto b = std::make_shared<BenchArgs>();
   CLI::App* bench = app.add_subcommand("bench", "llama-bench style throughput: pp (prompt) and tg (generation)");
   bench->add_option("--model,-m", b->model, "HF model directory or GGUF file")->required();
-  bench->add_option("-p,--n-prompt", b->n_prompt, "prompt tokens, a comma-separated list (logits for the last one only; 0: none)")
+  bench
+      ->add_option("-p,--n-prompt", b->n_prompt,
+                   "prompt tokens, a comma-separated list (logits for the last one only; 0: none)")
       ->delimiter(',')
       ->check(kTokenCount);
   bench->add_option("-n,--n-gen", b->n_gen, "generated tokens, a comma-separated list (single-token decodes; 0: none)")
       ->delimiter(',')
       ->check(kTokenCount);
   bench->add_option("-r,--repetitions", b->reps, "repetitions after a warm-up")->check(CLI::PositiveNumber);
-  bench->add_option("-b,--batch", b->batch, "tg: sequences decoding together (one batched forward per step, as "
-                                            "serve's slots); t/s counts all of them")
+  bench
+      ->add_option("-b,--batch", b->batch,
+                   "tg: sequences decoding together (one batched forward per step, as "
+                   "serve's slots); t/s counts all of them")
       ->check(CLI::Range(1, 256));
   bench->add_option("-t,--threads", b->threads, "threads")->check(CLI::NonNegativeNumber);
   bench->add_option("-o,--output", b->output, "md | json")->check(CLI::IsMember({"md", "json"}));

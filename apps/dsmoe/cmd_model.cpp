@@ -10,20 +10,20 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "model_loading.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "infer/engine.h"
 #include "infer/generation.h"
 #include "infer/sampling.h"
-#include "text/tokenizer.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
+#include "model_loading.h"
+#include "text/tokenizer.h"
 #include "train/data.h"
 #include "train/run_config.h"
 #include "train/schedule.h"
@@ -38,10 +38,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 void print_timings(const GenerationTimings& t) {
   if (t.prompt_tokens > 0)
-    fmt::print(stderr, "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
+    fmt::print(stderr,
+               "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
                t.prompt_ms, t.prompt_tokens, t.prompt_ms / t.prompt_tokens, t.prompt_tokens * 1e3 / t.prompt_ms);
   if (t.generated > 0)
-    fmt::print(stderr, "       eval time = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
+    fmt::print(stderr,
+               "       eval time = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:8.2f} tokens per second)\n",
                t.generation_ms, t.generated, t.generation_ms / t.generated, t.generated * 1e3 / t.generation_ms);
 }
 
@@ -117,8 +119,9 @@ int run_generate(const GenerateArgs& a) {
   const int64_t V = model.config.vocab_size;
   // Text prompts need a tokenizer: --tokenizer DIR, the model directory's tokenizer.json, or GGUF metadata.
   const std::optional<text::Tokenizer>& tok = loaded.tokenizer;
-  check(a.prompt.empty() || tok, "--prompt needs a tokenizer (--tokenizer DIR, tokenizer.json in the model dir, or "
-                                 "GGUF tokenizer metadata)");
+  check(a.prompt.empty() || tok,
+        "--prompt needs a tokenizer (--tokenizer DIR, tokenizer.json in the model dir, or "
+        "GGUF tokenizer metadata)");
   check(a.stops.empty() || tok, "--stop needs a tokenizer");
   std::vector<int32_t> tokens = a.prompt.empty() ? parse_ids(a.prompt_ids) : tok->encode(a.prompt, true);
   check(!tokens.empty(), "the prompt is empty");
@@ -133,7 +136,8 @@ int run_generate(const GenerateArgs& a) {
   options.sampling = a.sampling;
   options.max_tokens = a.max_new_tokens;
   options.stops = a.stops;
-  if (!a.ignore_eos && model.config.eos_token_id >= 0) options.eos_ids = {static_cast<int32_t>(model.config.eos_token_id)};
+  if (!a.ignore_eos && model.config.eos_token_id >= 0)
+    options.eos_ids = {static_cast<int32_t>(model.config.eos_token_id)};
   InferenceSession session(model, context, kv_type);
   Generation gen(tok ? &*tok : nullptr, options, tokens);
   const std::vector<float>* logits = &session.forward(tokens.data(), static_cast<int64_t>(tokens.size()));
@@ -192,8 +196,10 @@ std::vector<int32_t> parse_ids(const std::string& text) {
     cur.clear();
   };
   for (char ch : text) {
-    if (ch == ',' || ch == ' ') flush();
-    else cur += ch;
+    if (ch == ',' || ch == ' ')
+      flush();
+    else
+      cur += ch;
   }
   flush();
   return out;

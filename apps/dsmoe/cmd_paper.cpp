@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -65,8 +65,9 @@ void add_paper_commands(CLI::App& app, std::vector<Command>& commands) {
   auto a = std::make_shared<AblateArgs>();
   auto command_line = std::make_shared<std::string>();
   CLI::App* ab = app.add_subcommand(
-      "ablate", "the paper's Figure 3 ladder at CPU scale: GShard -> +shared expert -> m=2 -> m=4 (+ dense), same "
-                "total and activated parameters, several seeds; writes OUT/ablation.json, OUT/report.md and plots");
+      "ablate",
+      "the paper's Figure 3 ladder at CPU scale: GShard -> +shared expert -> m=2 -> m=4 (+ dense), same "
+      "total and activated parameters, several seeds; writes OUT/ablation.json, OUT/report.md and plots");
   ab->add_flag("--quick", a->quick, "a tiny ladder (about a minute on 2 cores): checks the pipeline, not the claim");
   ab->add_option("--out", a->out, "output directory (runs, data, ablation.json, report.md); rerun to continue")
       ->required();
@@ -118,9 +119,10 @@ void add_paper_commands(CLI::App& app, std::vector<Command>& commands) {
   auto z = std::make_shared<paper::AnalysisOptions>();
   auto ablation_dir = std::make_shared<std::string>();
   CLI::App* an = app.add_subcommand(
-      "analyze", "the paper's specialisation analyses on trained models: shared experts removed, top routed experts "
-                 "masked, fewer activated experts, expert usage per domain; writes OUT/analysis.json, OUT/report.md, "
-                 "plots");
+      "analyze",
+      "the paper's specialisation analyses on trained models: shared experts removed, top routed experts "
+      "masked, fewer activated experts, expert usage per domain; writes OUT/analysis.json, OUT/report.md, "
+      "plots");
   an->add_option("--model", z->models, "model directory (repeat to compare, e.g. DeepSeekMoE and GShard)");
   an->add_option("--name", z->names, "a label per --model (default: from the path)");
   an->add_option("--data", z->data, "token file (.bin) or text/JSONL files (comma-separated) for the losses");
@@ -138,8 +140,10 @@ void add_paper_commands(CLI::App& app, std::vector<Command>& commands) {
                         paper::AnalysisOptions o = *z;
                         if (!ablation_dir->empty()) {
                           const fs::path d = *ablation_dir;
-                          check(fs::exists(d / "ablation.json"), "--ablation {}: no ablation.json (run `dsmoe ablate "
-                                "--out {}` first)", d.string(), d.string());
+                          check(fs::exists(d / "ablation.json"),
+                                "--ablation {}: no ablation.json (run `dsmoe ablate "
+                                "--out {}` first)",
+                                d.string(), d.string());
                           if (o.models.empty()) {
                             for (const char* v : {"m4", "gshard", "gshard-x1.5"}) {
                               const fs::path m = d / "runs" / (std::string(v) + "-seed1") / "latest";
@@ -151,7 +155,8 @@ void add_paper_commands(CLI::App& app, std::vector<Command>& commands) {
                           if (!an->count("--seq-len")) {
                             std::ifstream in(d / "settings.json");
                             const nlohmann::json s = nlohmann::json::parse(in, nullptr, false);
-                            if (s.is_object() && s.contains("scale")) o.seq_len = s["scale"].value("seq_len", o.seq_len);
+                            if (s.is_object() && s.contains("scale"))
+                              o.seq_len = s["scale"].value("seq_len", o.seq_len);
                           }
                         }
                         o.command_line = command_line_of("analyze", an);

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -41,15 +41,21 @@ std::string printable_piece(const std::string& bytes) {
   std::string out;
   const std::string valid = text::unicode::replace_invalid_utf8(bytes);
   if (valid != bytes) {
-    for (unsigned char c : bytes) out += c < 0x80 && c >= 0x20 ? std::string(1, static_cast<char>(c)) : fmt::format("\\x{:02x}", c);
+    for (unsigned char c : bytes)
+      out += c < 0x80 && c >= 0x20 ? std::string(1, static_cast<char>(c)) : fmt::format("\\x{:02x}", c);
     return out;
   }
   for (char c : bytes) {
-    if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
-    else if (c == '\r') out += "\\r";
-    else if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-    else out += c;
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '\r')
+      out += "\\r";
+    else if (static_cast<unsigned char>(c) < 0x20)
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    else
+      out += c;
   }
   return out;
 }
@@ -65,8 +71,10 @@ int run_tokenizer_train(const TokenizerTrainArgs& a) {
   options.min_frequency = a.min_frequency;
   options.threads = num_threads();
   const text::BpeTrainStats s = text::train_bpe(options, a.inputs, a.out);
-  fmt::print("trained a {}-token byte-level BPE ({} merges) on {} files, {:.1f} MB, {} words ({} unique) in {:.1f} s -> {}\n",
-             s.vocab_size, s.merges, s.input_files, s.input_bytes / 1e6, s.words, s.unique_words, s.count_seconds + s.merge_seconds, a.out);
+  fmt::print(
+      "trained a {}-token byte-level BPE ({} merges) on {} files, {:.1f} MB, {} words ({} unique) in {:.1f} s -> {}\n",
+      s.vocab_size, s.merges, s.input_files, s.input_bytes / 1e6, s.words, s.unique_words,
+      s.count_seconds + s.merge_seconds, a.out);
   return 0;
 }
 
@@ -82,10 +90,11 @@ int run_prepare(const PrepareArgs& a) {
   o.out_prefix = a.out;
   o.val_fraction = a.val_fraction;
   const text::PrepareStats s = text::prepare_corpus(tok, o);
-  fmt::print("{} documents ({:.1f} MB) -> {}.train.bin: {} docs, {} tokens; {}.val.bin: {} docs, {} tokens; "
-             "{:.2f} MB/s with {} threads\n",
-             s.documents, s.bytes / 1e6, a.out, s.train_documents, s.train_tokens, a.out, s.val_documents,
-             s.val_tokens, s.bytes / 1e6 / s.seconds, num_threads());
+  fmt::print(
+      "{} documents ({:.1f} MB) -> {}.train.bin: {} docs, {} tokens; {}.val.bin: {} docs, {} tokens; "
+      "{:.2f} MB/s with {} threads\n",
+      s.documents, s.bytes / 1e6, a.out, s.train_documents, s.train_tokens, a.out, s.val_documents, s.val_tokens,
+      s.bytes / 1e6 / s.seconds, num_threads());
   if (s.val_documents == 0 && a.val_fraction > 0)
     fmt::print(stderr, "warning: no validation documents ({} documents x val-fraction {} < 1)\n", s.documents,
                a.val_fraction);

@@ -11,14 +11,14 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "commands.h"
-#include "model_loading.h"
-#include "parallel.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
+#include "model_loading.h"
+#include "parallel.h"
 #include "report/plot.h"
 #include "text/synth.h"
 #include "text/tokenizer.h"
@@ -35,7 +35,7 @@ namespace fs = std::filesystem;
 struct TrainArgs {
   std::string run_dir, config, preset, resume;
   bool sft = false;
-  int64_t ep = 1;  // expert-parallel group size (mpirun)
+  int64_t ep = 1;                 // expert-parallel group size (mpirun)
   std::vector<std::string> rest;  // the --key=value overrides
 };
 
@@ -136,8 +136,9 @@ int run_demo(const DemoArgs& a) {
   req.resume = exists;
   req.config = exists ? resolve_run_config("", (fs::path(a.run_dir) / "config.json").string(), {})
                       : resolve_run_config("demo", "", {});
-  fmt::print("dsmoe demo: a small DeepSeekMoE (shared + fine-grained routed experts) trained from scratch on the "
-             "built-in synthetic corpus; no downloads.\n");
+  fmt::print(
+      "dsmoe demo: a small DeepSeekMoE (shared + fine-grained routed experts) trained from scratch on the "
+      "built-in synthetic corpus; no downloads.\n");
   const RunSummary run = train_run(req);
   // Across MPI ranks, rank 0 alone samples, reports and draws the plots (into the one run directory).
   if (req.parallel != nullptr && req.parallel->rank() != 0) return 0;
@@ -188,10 +189,10 @@ int run_demo(const DemoArgs& a) {
       if (next == tok.eos_id()) break;
       prompt.push_back(next);
     }
-    sample[doc.domain] = fmt::format(
-        "[{}] {} >>> {}", doc.domain,
-        one_line(tok.decode(std::vector<int32_t>(prompt.begin() + 1, prompt.begin() + n_prompt)), 60),
-        one_line(tok.decode(std::vector<int32_t>(prompt.begin() + n_prompt, prompt.end())), 90));
+    sample[doc.domain] =
+        fmt::format("[{}] {} >>> {}", doc.domain,
+                    one_line(tok.decode(std::vector<int32_t>(prompt.begin() + 1, prompt.begin() + n_prompt)), 60),
+                    one_line(tok.decode(std::vector<int32_t>(prompt.begin() + n_prompt, prompt.end())), 90));
   }
   fmt::print("\nsamples (prompt >>> greedy continuation):\n");
   for (const auto& [domain, line] : sample) fmt::print("  {}\n", line);
@@ -255,13 +256,15 @@ void add_train_commands(CLI::App& app, std::vector<Command>& commands) {
     EpPlanInput in;
   };
   auto plan = std::make_shared<PlanArgs>();
-  CLI::App* plan_cmd = app.add_subcommand("ep-plan", "communication per rank per step of expert + data parallel "
-                                                     "training: all-to-all, dense and expert all-reduce, time at a link speed");
+  CLI::App* plan_cmd = app.add_subcommand("ep-plan",
+                                          "communication per rank per step of expert + data parallel "
+                                          "training: all-to-all, dense and expert all-reduce, time at a link speed");
   plan_cmd->add_option("--config", plan->config, "model: preset name, model directory or config.json")->required();
   plan_cmd->add_option("--ep", plan->in.ep, "expert-parallel group size")->check(CLI::PositiveNumber);
   plan_cmd->add_option("--dp", plan->in.dp, "data-parallel replicas (ranks = ep x dp)")->check(CLI::PositiveNumber);
   plan_cmd->add_option("--tokens-per-step", plan->in.tokens_per_step, "tokens of one global batch")
-      ->required()->check(CLI::PositiveNumber);
+      ->required()
+      ->check(CLI::PositiveNumber);
   plan_cmd->add_option("--bandwidth", plan->in.bandwidth_gbs, "link bandwidth per rank, GB/s (12.5 = 100 Gb/s)")
       ->check(CLI::PositiveNumber);
   plan_cmd->add_option("--latency", plan->in.latency_us, "per-message latency, microseconds")

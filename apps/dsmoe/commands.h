@@ -13,7 +13,7 @@
 namespace dsmoe {
 struct SamplingParams;
 struct GenerationTimings;
-}
+}  // namespace dsmoe
 
 namespace dsmoe::cli {
 

@@ -3,8 +3,8 @@
 #include <new>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "commands.h"
 #include "core/error.h"
@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
     for (const dsmoe::cli::Command& command : commands)
       if (command.app->parsed()) {
         const std::string name = command.app->get_name();
-        const bool across_ranks = command.app->get_parent() == &app && (name == "train" || name == "sft" || name == "demo");
+        const bool across_ranks =
+            command.app->get_parent() == &app && (name == "train" || name == "sft" || name == "demo");
         if (!across_ranks) dsmoe::cli::require_single_process(name);
         return command.run();
       }

@@ -11,8 +11,8 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
-#include "train/run_config.h"
 #include "text/gguf_vocab.h"
+#include "train/run_config.h"
 
 namespace dsmoe::cli {
 namespace fs = std::filesystem;
@@ -41,8 +41,7 @@ LoadedModel load_for_inference(const std::string& model_path, const std::string&
         gib(need), gib(have));
   if (options.verbose)
     fmt::print(stderr, "loading {}: {:.2f} GiB of weights ({}; {:.2f} GiB of memory)\n", model_path, gib(need),
-               gguf ? (options.use_mmap ? "GGUF, mmap" : "GGUF, read into memory") : "safetensors -> F32",
-               gib(have));
+               gguf ? (options.use_mmap ? "GGUF, mmap" : "GGUF, read into memory") : "safetensors -> F32", gib(have));
   LoadedModel loaded;
   InferLoadOptions infer_options;
   infer_options.use_mmap = options.use_mmap;

@@ -12,10 +12,10 @@
 namespace dsmoe::cli {
 
 struct LoadOptions {
-  bool use_mmap = true;  // --no-mmap reads the weights into memory instead
-  bool verbose = true;   // print the memory the model needs before loading (stderr)
-  bool tokenizer = true; // look for a tokenizer (bench needs none)
-  bool pack = true;      // Q8_0/Q4_0 matrices in the packed layout (infer_model.h)
+  bool use_mmap = true;   // --no-mmap reads the weights into memory instead
+  bool verbose = true;    // print the memory the model needs before loading (stderr)
+  bool tokenizer = true;  // look for a tokenizer (bench needs none)
+  bool pack = true;       // Q8_0/Q4_0 matrices in the packed layout (infer_model.h)
 };
 
 struct LoadedModel {

@@ -43,8 +43,10 @@ void parallel_init(int* argc, char*** argv) {
 #else
   (void)argc;
   (void)argv;
-  check(launched_world_size() <= 1, "this dsmoe was built without Open MPI (apt-get install libopenmpi-dev, then "
-        "rebuild): it cannot run as {} ranks", launched_world_size());
+  check(launched_world_size() <= 1,
+        "this dsmoe was built without Open MPI (apt-get install libopenmpi-dev, then "
+        "rebuild): it cannot run as {} ranks",
+        launched_world_size());
 #endif
 }
 
@@ -59,8 +61,8 @@ const DataParallel* data_parallel() {
 std::function<const ExpertExchange*(int64_t)> expert_parallel(int64_t ep) {
   if (ep == 1) return {};
   const int64_t world = data_parallel() == nullptr ? 1 : data_parallel()->size();
-  check(world > 1 && world % ep == 0, "--ep {} needs mpirun with a multiple of {} ranks (this is {} process{})", ep,
-        ep, world, world == 1 ? "" : "es");
+  check(world > 1 && world % ep == 0, "--ep {} needs mpirun with a multiple of {} ranks (this is {} process{})", ep, ep,
+        world, world == 1 ? "" : "es");
 #if defined(DSMOE_HAVE_MPI)
   return [ep](int64_t n_routed) -> const ExpertExchange* {
     check(n_routed > 0, "--ep {}: the model has no routed experts to split", ep);
@@ -76,8 +78,10 @@ std::function<const ExpertExchange*(int64_t)> expert_parallel(int64_t ep) {
 }
 
 void require_single_process(const std::string& command) {
-  check(data_parallel() == nullptr, "`dsmoe {}` runs in one process; only `train`, `sft` and `demo` run across MPI "
-        "ranks", command);
+  check(data_parallel() == nullptr,
+        "`dsmoe {}` runs in one process; only `train`, `sft` and `demo` run across MPI "
+        "ranks",
+        command);
 }
 
 }  // namespace dsmoe::cli

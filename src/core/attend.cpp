@@ -51,8 +51,8 @@ void softmax_weights(float* scores, int64_t total) {
 
 }  // namespace
 
-void attend_decode_scalar(QuantType type, const uint8_t* k, const uint8_t* v, int64_t total, const float* q,
-                          int64_t hd, float scale, float* scores, float* out) {
+void attend_decode_scalar(QuantType type, const uint8_t* k, const uint8_t* v, int64_t total, const float* q, int64_t hd,
+                          float scale, float* scores, float* out) {
   check_args(type, hd);
   const size_t row_bytes = static_cast<size_t>(hd) * (type == QuantType::F32 ? 4 : 2);
   for (int64_t p = 0; p < total; ++p) {
@@ -84,8 +84,8 @@ DSMOE_ATTEND_AVX2 inline __m256 load8(QuantType t, const uint8_t* row, int64_t i
 // hsum8's order in registers: ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
 DSMOE_ATTEND_AVX2 inline float hsum8_avx(__m256 a) {
   const __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));  // r_l = a_l + a_{l+4}
-  const __m128 s = _mm_add_ps(r, _mm_movehl_ps(r, r));                                 // s0 = r0+r2, s1 = r1+r3
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));                             // s0 + s1
+  const __m128 s = _mm_add_ps(r, _mm_movehl_ps(r, r));                                  // s0 = r0+r2, s1 = r1+r3
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));                              // s0 + s1
 }
 
 template <QuantType T>
@@ -139,8 +139,8 @@ DSMOE_ATTEND_AVX2 void attend_avx2(const uint8_t* k, const uint8_t* v, int64_t t
 }  // namespace
 #endif
 
-void attend_decode_avx2(QuantType type, const uint8_t* k, const uint8_t* v, int64_t total, const float* q,
-                        int64_t hd, float scale, float* scores, float* out) {
+void attend_decode_avx2(QuantType type, const uint8_t* k, const uint8_t* v, int64_t total, const float* q, int64_t hd,
+                        float scale, float* scores, float* out) {
 #if defined(DSMOE_ATTEND_X86)
   if (quant_have_avx2()) {
     check_args(type, hd);
@@ -156,8 +156,10 @@ void attend_decode_avx2(QuantType type, const uint8_t* k, const uint8_t* v, int6
 
 void attend_decode(QuantType type, const uint8_t* k, const uint8_t* v, int64_t total, const float* q, int64_t hd,
                    float scale, float* scores, float* out) {
-  if (quant_have_avx2()) attend_decode_avx2(type, k, v, total, q, hd, scale, scores, out);
-  else attend_decode_scalar(type, k, v, total, q, hd, scale, scores, out);
+  if (quant_have_avx2())
+    attend_decode_avx2(type, k, v, total, q, hd, scale, scores, out);
+  else
+    attend_decode_scalar(type, k, v, total, q, hd, scale, scores, out);
 }
 
 }  // namespace dsmoe

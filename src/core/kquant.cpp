@@ -47,14 +47,10 @@ inline uint16_t load_u16(const uint8_t* p) {
   std::memcpy(&v, p, 2);
   return v;
 }
-inline void store_u16(uint8_t* p, uint16_t v) {
-  std::memcpy(p, &v, 2);
-}
+inline void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
 
 // fp16 through quant.h's F16 row conversion (round to nearest even; exact back to f32).
-inline void store_half(uint8_t* p, float v) {
-  quantize_row(QuantType::F16, &v, p, 1);
-}
+inline void store_half(uint8_t* p, float v) { quantize_row(QuantType::F16, &v, p, 1); }
 inline float load_half(const uint8_t* p) {
   float v;
   dequantize_row(QuantType::F16, p, &v, 1);
@@ -69,9 +65,7 @@ inline int nearest_int(float v) {
   return (bits & 0x007fffff) - 0x00400000;
 }
 
-inline int clamp_int(int v, int lo, int hi) {
-  return std::max(lo, std::min(hi, v));
-}
+inline int clamp_int(int v, int lo, int hi) { return std::max(lo, std::min(hi, v)); }
 
 // C's (int)f as x86 computes it (cvttss2si): truncation, and INT32_MIN for NaN or values outside int32. ggml's
 // (int8_t)(x + 0.5f) style casts narrow that result, so NaN/inf codes become 0 there.

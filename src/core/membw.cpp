@@ -1,9 +1,9 @@
 #include "core/membw.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <vector>
 
 namespace dsmoe {

@@ -123,8 +123,7 @@ void softmax_rows(float* x, int64_t rows, int64_t n) {
   }
 }
 
-double cross_entropy(float* logits, const int32_t* targets, int64_t T, int64_t V, bool write_grad,
-                     float grad_scale) {
+double cross_entropy(float* logits, const int32_t* targets, int64_t T, int64_t V, bool write_grad, float grad_scale) {
   double total = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : total)
   for (int64_t t = 0; t < T; ++t) {

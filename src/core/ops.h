@@ -37,8 +37,7 @@ void softmax_rows(float* x, int64_t rows, int64_t n);
 // Cross-entropy of logits [T, V] against targets [T]; a negative target is ignored (PyTorch's ignore_index: no loss,
 // zero gradient). When `write_grad`, logits are overwritten with d(loss)/d(logits) scaled by `grad_scale` (pass
 // 1/number-of-counted-targets for a mean). Returns the SUM of per-token NLL over counted targets (double).
-double cross_entropy(float* logits, const int32_t* targets, int64_t T, int64_t V, bool write_grad,
-                     float grad_scale);
+double cross_entropy(float* logits, const int32_t* targets, int64_t T, int64_t V, bool write_grad, float grad_scale);
 
 // y[n] += alpha * x[n]
 void axpy(float alpha, const float* x, float* y, int64_t n);

@@ -79,14 +79,15 @@ float half_to_float(uint16_t h) {
     const float v = static_cast<float>(mant) * 5.9604644775390625e-8f;  // mant * 2^-24, exact
     return sign ? -v : v;
   }
-  if (exp == 31) bits = sign | 0x7f800000u | (mant << 13);
-  else bits = sign | ((exp + 112) << 23) | (mant << 13);
+  if (exp == 31)
+    bits = sign | 0x7f800000u | (mant << 13);
+  else
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
   float f;
   std::memcpy(&f, &bits, 4);
   return f;
 }
 inline float half_at(const uint8_t* p) { return half_to_float(load_u16(p)); }
-
 
 // IQ4_NL's non-linear 4-bit code book (ggml-quants.c kvalues_iq4nl).
 constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
@@ -161,10 +162,14 @@ IntBlock32 unpack_block32(QuantType t, const uint8_t* block) {
   for (int w = 0; w < 32; ++w) {
     const int nibble = w < 16 ? (qs[w] & 0x0f) : (qs[w - 16] >> 4);
     const int five_bit = nibble | static_cast<int>(((high_bits >> w) & 1u) << 4);
-    if (t == QuantType::Q4_1) out.q[w] = nibble;
-    else if (t == QuantType::Q5_0) out.q[w] = five_bit - 16;
-    else if (t == QuantType::Q5_1) out.q[w] = five_bit;
-    else out.q[w] = kIq4nlValues[nibble];
+    if (t == QuantType::Q4_1)
+      out.q[w] = nibble;
+    else if (t == QuantType::Q5_0)
+      out.q[w] = five_bit - 16;
+    else if (t == QuantType::Q5_1)
+      out.q[w] = five_bit;
+    else
+      out.q[w] = kIq4nlValues[nibble];
   }
   return out;
 }
@@ -362,20 +367,20 @@ DSMOE_INLINE __m256i nibbles(const uint8_t* qs) {
 // Byte t = (bit t of bits) ? value : 0.
 DSMOE_INLINE __m256i bits_to_bytes(uint32_t bits, char value) {
   // Byte t takes byte t/8 of bits; it equals the one-hot mask of bit t%8 after masking iff that bit is set.
-  const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
-                                             _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
-                                                               0x0101010101010101, 0));
+  const __m256i spread =
+      _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                          _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
   const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(value));
 }
 
 // Eight fp16 values at p, p + stride, ..., p + 7*stride as f32.
 DSMOE_INLINE __m256 halves8(const uint8_t* p, size_t stride) {
-  return _mm256_cvtph_ps(_mm_set_epi16(
-      static_cast<short>(load_u16(p + 7 * stride)), static_cast<short>(load_u16(p + 6 * stride)),
-      static_cast<short>(load_u16(p + 5 * stride)), static_cast<short>(load_u16(p + 4 * stride)),
-      static_cast<short>(load_u16(p + 3 * stride)), static_cast<short>(load_u16(p + 2 * stride)),
-      static_cast<short>(load_u16(p + stride)), static_cast<short>(load_u16(p))));
+  return _mm256_cvtph_ps(
+      _mm_set_epi16(static_cast<short>(load_u16(p + 7 * stride)), static_cast<short>(load_u16(p + 6 * stride)),
+                    static_cast<short>(load_u16(p + 5 * stride)), static_cast<short>(load_u16(p + 4 * stride)),
+                    static_cast<short>(load_u16(p + 3 * stride)), static_cast<short>(load_u16(p + 2 * stride)),
+                    static_cast<short>(load_u16(p + stride)), static_cast<short>(load_u16(p))));
 }
 
 // ---- 32-weight blocks ----
@@ -463,7 +468,7 @@ DSMOE_INLINE __m128i unpack_scales_k4(const uint8_t* p) {
 
 template <QuantType T>  // Q4_K or Q5_K
 DSMOE_INLINE void superblock_k45(const uint8_t* block, const int8_t* x, const int32_t* xsum, __m256i& sums,
-                           __m256i& mins) {
+                                 __m256i& mins) {
   constexpr bool kFive = T == QuantType::Q5_K;
   const uint8_t* qs = block + (kFive ? 48 : 16);
   const __m128i scale_bytes = unpack_scales_k4(block + 4);
@@ -496,12 +501,11 @@ DSMOE_INLINE void superblock_q6k(const uint8_t* block, const int8_t* x, __m256i&
     const __m256i ql0 = load32(block + 64 * h), ql1 = load32(block + 64 * h + 32);
     const __m256i qh = load32(block + 128 + 32 * h);
     // 32-block c of the half: nibble c/2 of ql(c%2), top bits 2c, 2c+1 of qh; u = q + 32 (0..63).
-    const __m256i u[4] = {
-        _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
-        _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2)),
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2))};
+    const __m256i u[4] = {_mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
+                          _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
+                          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2)),
+                          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2))};
     for (int c = 0; c < 4; ++c) {
       const int j = 4 * h + c;
       v[j] = _mm256_madd_epi16(pairs_with_offset(u[c], load32(x + 32 * j), offset),
@@ -518,8 +522,8 @@ DSMOE_INLINE __m256i unpack_scale_bytes_q3k(const uint8_t* p) {
   const uint32_t s1 = (a1 & 0x0f0f0f0fu) | (((top >> 2) & 0x03030303u) << 4);
   const uint32_t s2 = ((a0 >> 4) & 0x0f0f0f0fu) | (((top >> 4) & 0x03030303u) << 4);
   const uint32_t s3 = ((a1 >> 4) & 0x0f0f0f0fu) | (((top >> 6) & 0x03030303u) << 4);
-  return _mm256_castsi128_si256(_mm_set_epi32(static_cast<int>(s3), static_cast<int>(s2), static_cast<int>(s1),
-                                              static_cast<int>(s0)));
+  return _mm256_castsi128_si256(
+      _mm_set_epi32(static_cast<int>(s3), static_cast<int>(s2), static_cast<int>(s1), static_cast<int>(s0)));
 }
 // The same minus 32, as int16 [sc_0..sc_7 | sc_8..sc_15].
 DSMOE_INLINE __m256i unpack_scales_q3k(const uint8_t* p) {
@@ -560,8 +564,8 @@ DSMOE_INLINE void superblock_q2k(const uint8_t* block, const int8_t* x, __m256i&
       const __m256i u = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * c), m3);
       v[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), _mm256_shuffle_epi8(scales, scale_pair_mask(c)));
       // The mins of sub-blocks 2j (lo 16 bytes) and 2j+1 (hi 16 bytes) as bytes, times x.
-      const __m256i min_pick = _mm256_set_m128i(_mm_set1_epi8(static_cast<char>(2 * j + 1)),
-                                                _mm_set1_epi8(static_cast<char>(2 * j)));
+      const __m256i min_pick =
+          _mm256_set_m128i(_mm_set1_epi8(static_cast<char>(2 * j + 1)), _mm_set1_epi8(static_cast<char>(2 * j)));
       w[j] = dot_u8s8(_mm256_shuffle_epi8(min_bytes, min_pick), xv);
     }
   }
@@ -572,10 +576,14 @@ DSMOE_INLINE void superblock_q2k(const uint8_t* block, const int8_t* x, __m256i&
 // Byte offsets of d and dmin in a super-block.
 template <QuantType T>
 constexpr int kquant_d_offset() {
-  if constexpr (T == QuantType::Q2_K) return 80;
-  else if constexpr (T == QuantType::Q3_K) return 108;
-  else if constexpr (T == QuantType::Q6_K) return 208;
-  else return 0;  // Q4_K, Q5_K
+  if constexpr (T == QuantType::Q2_K)
+    return 80;
+  else if constexpr (T == QuantType::Q3_K)
+    return 108;
+  else if constexpr (T == QuantType::Q6_K)
+    return 208;
+  else
+    return 0;  // Q4_K, Q5_K
 }
 
 template <QuantType T>
@@ -587,10 +595,14 @@ float dot_kquant(const uint8_t* row, const int8_t* xq, const float* xd, const in
     const uint8_t* block = row + i * bb;
     const int8_t* x = xq + 256 * i;
     __m256i sums, mins = _mm256_setzero_si256();
-    if constexpr (T == QuantType::Q4_K || T == QuantType::Q5_K) superblock_k45<T>(block, x, xsum + 8 * i, sums, mins);
-    else if constexpr (T == QuantType::Q6_K) superblock_q6k(block, x, sums);
-    else if constexpr (T == QuantType::Q3_K) superblock_q3k(block, x, sums);
-    else superblock_q2k(block, x, sums, mins);
+    if constexpr (T == QuantType::Q4_K || T == QuantType::Q5_K)
+      superblock_k45<T>(block, x, xsum + 8 * i, sums, mins);
+    else if constexpr (T == QuantType::Q6_K)
+      superblock_q6k(block, x, sums);
+    else if constexpr (T == QuantType::Q3_K)
+      superblock_q3k(block, x, sums);
+    else
+      superblock_q2k(block, x, sums, mins);
     const __m256 xd8 = _mm256_loadu_ps(xd + 8 * i);
     const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(block + d_at)));
     acc = _mm256_fmadd_ps(_mm256_mul_ps(d, xd8), _mm256_cvtepi32_ps(sums), acc);
@@ -607,8 +619,10 @@ float dot_kquant(const uint8_t* row, const int8_t* xq, const float* xd, const in
 
 template <QuantType T>
 float kernel(const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum, int64_t n) {
-  if constexpr (is_kquant(T)) return dot_kquant<T>(row, xq, xd, xsum, n);
-  else return dot_block32<T>(row, xq, xd, xsum, n);
+  if constexpr (is_kquant(T))
+    return dot_kquant<T>(row, xq, xd, xsum, n);
+  else
+    return dot_block32<T>(row, xq, xd, xsum, n);
 }
 
 }  // namespace qdot_avx2
@@ -650,8 +664,8 @@ constexpr uint64_t bit_move(int from, int to, int count) {
 }
 // The matrix a in the low 256 bits of v, b in the high 256 bits.
 DSMOE_INLINE __m512i bit_move2(__m512i v, uint64_t a, uint64_t b) {
-  return _mm512_gf2p8affine_epi64_epi8(v, join(_mm256_set1_epi64x(static_cast<int64_t>(a)),
-                                               _mm256_set1_epi64x(static_cast<int64_t>(b))), 0);
+  return _mm512_gf2p8affine_epi64_epi8(
+      v, join(_mm256_set1_epi64x(static_cast<int64_t>(a)), _mm256_set1_epi64x(static_cast<int64_t>(b))), 0);
 }
 constexpr uint64_t kLowNibble = bit_move(0, 0, 4), kHighNibble = bit_move(4, 0, 4);
 
@@ -699,7 +713,7 @@ DSMOE_INLINE __m512i quarter_sums_weighted(const __m512i* z, __m512i weights) {
 // kPerSubBlock: v = 16 per-16-sub-block scales, quarter r of z[p] is sub-block 4p + r.
 alignas(64) constexpr int16_t kPerBlock[32] = {0, 0, 2, 2, 4, 4, 6, 6, 0, 0, 2, 2, 4, 4, 6, 6,
                                                1, 1, 3, 3, 5, 5, 7, 7, 1, 1, 3, 3, 5, 5, 7, 7};
-alignas(64) constexpr int16_t kPerSubBlock[32] = {0, 0, 4, 4, 8, 8, 12, 12, 1, 1, 5, 5, 9, 9, 13, 13,
+alignas(64) constexpr int16_t kPerSubBlock[32] = {0, 0, 4, 4, 8,  8,  12, 12, 1, 1, 5, 5, 9,  9,  13, 13,
                                                   2, 2, 6, 6, 10, 10, 14, 14, 3, 3, 7, 7, 11, 11, 15, 15};
 DSMOE_INLINE __m512i quarter_weights(__m256i v, const int16_t* pick) {
   return _mm512_permutexvar_epi16(_mm512_load_si512(pick), _mm512_castsi256_si512(v));
@@ -750,8 +764,10 @@ constexpr int block32_offset_shift() {  // u = q + (1 << shift), or -1: u = q
 // IQ4_NL's unsigned code (up to 241) makes lanes too wide for the int16 tree.
 template <QuantType T>
 DSMOE_INLINE __m256i block32_sums(const __m512i* z) {
-  if constexpr (T == QuantType::IQ4_NL) return block_sums(quarter_sums_wide(z));
-  else return block_sums(quarter_sums(z));
+  if constexpr (T == QuantType::IQ4_NL)
+    return block_sums(quarter_sums_wide(z));
+  else
+    return block_sums(quarter_sums(z));
 }
 
 // The first 2 * bb bytes of blocks 2p, 2p+1 for p = 0..3 (only the first `count` blocks; zeros past them) -> their
@@ -776,9 +792,12 @@ DSMOE_INLINE void block32_step(const uint8_t* blocks, const int8_t* xq, int coun
     const int have = count - 2 * p;
     const uint8_t* pair = blocks + 2 * p * bb;
     heads[p] = _mm512_maskz_loadu_epi8(have >= 2 ? (1ull << (2 * bb)) - 1 : have == 1 ? (1ull << bb) - 1 : 0, pair);
-    if (have >= 2) z[p] = pair32_lanes<T, true>(pair, xq + 64 * p);
-    else if (have == 1) z[p] = pair32_lanes<T, false>(pair, xq + 64 * p);
-    else z[p] = _mm512_setzero_si512();
+    if (have >= 2)
+      z[p] = pair32_lanes<T, true>(pair, xq + 64 * p);
+    else if (have == 1)
+      z[p] = pair32_lanes<T, false>(pair, xq + 64 * p);
+    else
+      z[p] = _mm512_setzero_si512();
   }
   sums = block32_sums<T>(z);
   scales = block32_scales<T>(heads);
@@ -803,8 +822,7 @@ float dot_block32(const uint8_t* row, const int8_t* xq, const float* xd, const i
     if constexpr (has_min(T)) {
       const __m512 xd16 = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(xd8)));
       const __m512 values = _mm512_cvtepi32_ps(_mm512_inserti64x4(_mm512_castsi256_si512(sums), xs, 1));
-      acc = _mm512_mask3_fmadd_ps(_mm512_mul_ps(scales, xd16), values, acc,
-                                  static_cast<__mmask16>(live | (live << 8)));
+      acc = _mm512_mask3_fmadd_ps(_mm512_mul_ps(scales, xd16), values, acc, static_cast<__mmask16>(live | (live << 8)));
     } else {
       const __m256 dd = _mm256_mul_ps(_mm512_castps512_ps256(scales), xd8);
       acc = _mm512_castps256_ps512(
@@ -893,8 +911,8 @@ DSMOE_INLINE void superblock_q3k(const uint8_t* block, const int8_t* x, __m256i&
       z[2 * h + c / 2] = dpbusd_offset(u, load64(x + 32 * j), four);  // u = q + 4
     }
   }
-  const __m128i scale_bytes = _mm_sub_epi8(_mm256_castsi256_si128(qdot_avx2::unpack_scale_bytes_q3k(block + 96)),
-                                           _mm_set1_epi8(32));
+  const __m128i scale_bytes =
+      _mm_sub_epi8(_mm256_castsi256_si128(qdot_avx2::unpack_scale_bytes_q3k(block + 96)), _mm_set1_epi8(32));
   sums = block_sums(quarter_sums_weighted(z, quarter_weights(_mm256_cvtepi8_epi16(scale_bytes), kPerSubBlock)));
 }
 
@@ -929,8 +947,10 @@ float dot_kquant(const uint8_t* row, const int8_t* xq, const float* xd, const in
     for (int64_t i = 0; i < n / 256; ++i) {
       const uint8_t* block = row + i * bb;
       __m512i sums_mins;
-      if constexpr (T == QuantType::Q2_K) sums_mins = superblock_q2k(block, xq + 256 * i);
-      else sums_mins = superblock_k45<T>(block, xq + 256 * i, xsum + 8 * i);
+      if constexpr (T == QuantType::Q2_K)
+        sums_mins = superblock_q2k(block, xq + 256 * i);
+      else
+        sums_mins = superblock_k45<T>(block, xq + 256 * i, xsum + 8 * i);
       const __m128 scales = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(load_u32(block + d_at))));
       const __m512 d = _mm512_permutexvar_ps(d_then_dmin, _mm512_castps128_ps512(scales));
       const __m512 xd16 = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(xd + 8 * i))));
@@ -943,8 +963,10 @@ float dot_kquant(const uint8_t* row, const int8_t* xq, const float* xd, const in
     for (int64_t i = 0; i < n / 256; ++i) {
       const uint8_t* block = row + i * bb;
       __m256i sums;
-      if constexpr (T == QuantType::Q6_K) superblock_q6k(block, xq + 256 * i, sums);
-      else superblock_q3k(block, xq + 256 * i, sums);
+      if constexpr (T == QuantType::Q6_K)
+        superblock_q6k(block, xq + 256 * i, sums);
+      else
+        superblock_q3k(block, xq + 256 * i, sums);
       const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(block + d_at)));
       acc = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_loadu_ps(xd + 8 * i)), _mm256_cvtepi32_ps(sums), acc);
     }
@@ -955,8 +977,10 @@ float dot_kquant(const uint8_t* row, const int8_t* xq, const float* xd, const in
 
 template <QuantType T>
 float kernel(const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum, int64_t n) {
-  if constexpr (is_kquant(T)) return dot_kquant<T>(row, xq, xd, xsum, n);
-  else return dot_block32<T>(row, xq, xd, xsum, n);
+  if constexpr (is_kquant(T))
+    return dot_kquant<T>(row, xq, xd, xsum, n);
+  else
+    return dot_block32<T>(row, xq, xd, xsum, n);
 }
 
 }  // namespace qdot_avx512
@@ -987,24 +1011,26 @@ float scalar_kernel(const uint8_t* row, const int8_t* xq, const float* xd, const
 }
 
 // The kernel template KERNEL instantiated for t (nullptr if t has none).
-#define DSMOE_QDOT_SWITCH(t, KERNEL)                            \
-  switch (t) {                                                  \
-    case QuantType::Q4_1: return KERNEL<QuantType::Q4_1>;       \
-    case QuantType::Q5_0: return KERNEL<QuantType::Q5_0>;       \
-    case QuantType::Q5_1: return KERNEL<QuantType::Q5_1>;       \
-    case QuantType::IQ4_NL: return KERNEL<QuantType::IQ4_NL>;   \
-    case QuantType::Q2_K: return KERNEL<QuantType::Q2_K>;       \
-    case QuantType::Q3_K: return KERNEL<QuantType::Q3_K>;       \
-    case QuantType::Q4_K: return KERNEL<QuantType::Q4_K>;       \
-    case QuantType::Q5_K: return KERNEL<QuantType::Q5_K>;       \
-    case QuantType::Q6_K: return KERNEL<QuantType::Q6_K>;       \
-    default: return nullptr;                                    \
+#define DSMOE_QDOT_SWITCH(t, KERNEL)                          \
+  switch (t) {                                                \
+    case QuantType::Q4_1: return KERNEL<QuantType::Q4_1>;     \
+    case QuantType::Q5_0: return KERNEL<QuantType::Q5_0>;     \
+    case QuantType::Q5_1: return KERNEL<QuantType::Q5_1>;     \
+    case QuantType::IQ4_NL: return KERNEL<QuantType::IQ4_NL>; \
+    case QuantType::Q2_K: return KERNEL<QuantType::Q2_K>;     \
+    case QuantType::Q3_K: return KERNEL<QuantType::Q3_K>;     \
+    case QuantType::Q4_K: return KERNEL<QuantType::Q4_K>;     \
+    case QuantType::Q5_K: return KERNEL<QuantType::Q5_K>;     \
+    case QuantType::Q6_K: return KERNEL<QuantType::Q6_K>;     \
+    default: return nullptr;                                  \
   }
 
-QdotKernel scalar_kernel_for(QuantType t) { DSMOE_QDOT_SWITCH(t, scalar_kernel) }
+QdotKernel scalar_kernel_for(QuantType t){DSMOE_QDOT_SWITCH(t, scalar_kernel)}
 #if defined(DSMOE_QDOT_SIMD)
-QdotKernel avx2_kernel_for(QuantType t) { DSMOE_QDOT_SWITCH(t, qdot_avx2::kernel) }
-QdotKernel vnni_kernel_for(QuantType t) { DSMOE_QDOT_SWITCH(t, qdot_avx512::kernel) }
+QdotKernel avx2_kernel_for(QuantType t){DSMOE_QDOT_SWITCH(t, qdot_avx2::kernel)} QdotKernel
+    vnni_kernel_for(QuantType t) {
+  DSMOE_QDOT_SWITCH(t, qdot_avx512::kernel)
+}
 #endif
 #undef DSMOE_QDOT_SWITCH
 }  // namespace
@@ -1042,8 +1068,7 @@ float qdot_q8act_vnni(QuantType t, const uint8_t* row, const int8_t* xq, const f
   return kernel_up_to(t, Path::kVnni)(row, xq, xd, xsum, n);
 }
 
-float qdot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum,
-                 int64_t n) {
+float qdot_q8act(QuantType t, const uint8_t* row, const int8_t* xq, const float* xd, const int32_t* xsum, int64_t n) {
   // Called once per row while decoding: the kernel comes from a table by type id (the fastest path, chosen once).
   struct Entry {
     QdotKernel kernel = nullptr;

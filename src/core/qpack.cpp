@@ -54,8 +54,10 @@ void qpack_row(QuantType t, const uint8_t* src, uint8_t* dst, int64_t n) {
       const uint8_t* block = blocks + k * bb;
       std::memcpy(grp + 2 * k, block, 2);  // the scales, in block order
       for (int i = 0; i < 32; ++i) {
-        if (t == QuantType::Q8_0) payload[q8_payload_offset(k, i, m)] = block[2 + i];
-        else payload[q4_payload_offset(k, i, m)] |= static_cast<uint8_t>(q4_nibble(block, i) << (i < 16 ? 0 : 4));
+        if (t == QuantType::Q8_0)
+          payload[q8_payload_offset(k, i, m)] = block[2 + i];
+        else
+          payload[q4_payload_offset(k, i, m)] |= static_cast<uint8_t>(q4_nibble(block, i) << (i < 16 ? 0 : 4));
       }
     }
   }
@@ -124,7 +126,6 @@ namespace {
 #define DSMOE_QPACK_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define DSMOE_QPACK_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 
-
 // acc + per 4-byte lane, the sum of the 4 products of u8 weights (already unsigned) and s8 activations.
 DSMOE_QPACK_VNNI inline __m256i dot_u8s8_vnni(__m256i acc, __m256i w, __m256i x) {
   return _mm256_dpbusd_epi32(acc, w, x);
@@ -170,8 +171,8 @@ DSMOE_QPACK_VNNI inline void group_vnni512(const uint8_t* grp, const int8_t* xt,
     s1 = _mm512_dpbusd_epi32(s1, w[3], _mm512_loadu_si512(x + 192));
     const __m512i s = _mm512_add_epi32(s0, s1);
     __m256i sums = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
-    sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(
-                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum + i * nb + b0)), shift));
+    sums = _mm256_sub_epi32(
+        sums, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum + i * nb + b0)), shift));
     const __m256 scale = _mm256_mul_ps(dw, _mm256_loadu_ps(xd + i * nb + b0));
     acc[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[i]);
   }
@@ -184,87 +185,96 @@ DSMOE_QPACK_VNNI inline void group_vnni512(const uint8_t* grp, const int8_t* xt,
 // the unsigned correction (sum -= xsum << shift), and one vector FMA with the 8 scale products: lane b of acc takes
 // block b of each group, i.e. acc[b % 8] as in the reference. Written once, instantiated per instruction set (a
 // target attribute cannot depend on a template parameter, and AVX2-only CPUs must not meet EVEX encodings).
-#define DSMOE_QPACK_KERNEL(NAME, TARGET, VNNI, DOT)                                                                    \
-  template <QuantType kType, int NX>                                                                                   \
-  TARGET void NAME(const uint8_t* row, const int8_t* xt, const float* xd, const int32_t* xsum, int64_t n,              \
-                   float* out) {                                                                                       \
-    constexpr bool kVnni = VNNI;                                                                                       \
-    constexpr bool kQ4 = kType == QuantType::Q4_0;                                                                     \
-    constexpr size_t bb = kQ4 ? 18 : 34;                                                                               \
-    constexpr int shift = kQ4 ? 3 : (kVnni ? 7 : -1);                                                                  \
-    const int64_t nb = n / 32, ng = nb / kGroup;                                                                       \
-    __m256 acc[NX];                                                                                                    \
-    for (int i = 0; i < NX; ++i) acc[i] = _mm256_setzero_ps();                                                         \
-    const __m256i low4 = _mm256_set1_epi8(0x0f);                                                                       \
-    /* One group of m blocks starting at block b0 (vectors 4m bytes apart), its vectors read by `load`; `update` */    \
-    /* turns (old acc, new acc) into the stored acc. */                                                                \
-    auto group = [&](int64_t b0, int64_t m, __m256 dw, auto load, auto update) {                                       \
-      const uint8_t* payload = row + b0 * bb + 2 * m;                                                                  \
-      const int64_t stride = 4 * m;                                                                                    \
-      __m256i w[8], wsign[8];                                                                                          \
-      if constexpr (kQ4) {                                                                                             \
-        for (int j = 0; j < 4; ++j) {                                                                                  \
-          const __m256i bytes = load(payload + stride * j);                                                            \
-          w[j] = _mm256_and_si256(bytes, low4);                                                                        \
-          w[j + 4] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);                                              \
-        }                                                                                                              \
-      } else {                                                                                                         \
-        for (int j = 0; j < 8; ++j) {                                                                                  \
-          const __m256i raw = load(payload + stride * j);                                                              \
-          if constexpr (kVnni) {                                                                                       \
-            w[j] = _mm256_xor_si256(raw, _mm256_set1_epi8(-128));                                                      \
-          } else {                                                                                                     \
-            w[j] = _mm256_sign_epi8(raw, raw);                                                                         \
-            wsign[j] = raw;                                                                                            \
-          }                                                                                                            \
-        }                                                                                                              \
-      }                                                                                                                \
-      for (int i = 0; i < NX; ++i) {                                                                                   \
-        const int8_t* x = xt + i * n + b0 * 32;                                                                        \
-        __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),                        \
-                        _mm256_setzero_si256()};                                                                       \
-        for (int j = 0; j < 8; ++j) {                                                                                  \
-          __m256i xj = load(x + stride * j);                                                                           \
-          if constexpr (!kQ4 && !kVnni) xj = _mm256_sign_epi8(xj, wsign[j]);                                           \
-          s[j % 4] = DOT(s[j % 4], w[j], xj);                                                                          \
-        }                                                                                                              \
-        __m256i sums = _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]));                   \
-        if constexpr (shift >= 0) sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(load(xsum + i * nb + b0), shift));   \
-        const __m256 scale = _mm256_mul_ps(dw, _mm256_castsi256_ps(load(xd + i * nb + b0)));                           \
-        acc[i] = update(acc[i], _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[i]));                             \
-      }                                                                                                                \
-    };                                                                                                                 \
-    auto full = [](const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); };                      \
-    auto keep_new = [](__m256, __m256 updated) { return updated; };                                                    \
-    if constexpr (kVnni && kQ4) {                                                                                      \
-      for (int64_t g = 0; g < ng; ++g) group_vnni512<true, NX>(row + g * kGroup * bb, xt, xd, xsum, n, g * kGroup, acc);     \
-    } else if constexpr (kVnni && NX > 1) {                                                                            \
-      for (int64_t g = 0; g < ng; ++g) group_vnni512<false, NX>(row + g * kGroup * bb, xt, xd, xsum, n, g * kGroup, acc);    \
-    } else {                                                                                                           \
-      for (int64_t g = 0; g < ng; ++g) {                                                                               \
-        const uint8_t* grp = row + g * kGroup * bb;                                                                    \
-        group(g * kGroup, kGroup, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(grp))), full, keep_new); \
-      }                                                                                                                \
-    }                                                                                                                  \
-    const int64_t m = nb - ng * kGroup;  /* the last, partial group: m 4-byte lanes, loaded under a lane mask */       \
-    if (m > 0) {                                                                                                       \
-      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(m)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); \
-      const __mmask8 kmask = static_cast<__mmask8>((1u << m) - 1);                                                     \
-      auto masked = [&](const void* p) {                                                                               \
-        if constexpr (kVnni) return _mm256_maskz_loadu_epi32(kmask, p);  /* AVX-512 masked load: full speed */         \
-        else return _mm256_maskload_epi32(static_cast<const int*>(p), mask);                                           \
-      };                                                                                                               \
-      /* lanes >= m keep their value exactly (the reference never touches them) */                                     \
-      auto blend = [&](__m256 old, __m256 updated) { return _mm256_blendv_ps(old, updated, _mm256_castsi256_ps(mask)); }; \
-      alignas(16) uint16_t scales16[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                     \
-      std::memcpy(scales16, row + ng * kGroup * bb, static_cast<size_t>(2 * m));                                       \
-      group(ng * kGroup, m, _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(scales16))), masked, blend); \
-    }                                                                                                                  \
-    for (int i = 0; i < NX; ++i) {                                                                                     \
-      alignas(32) float lanes[8];                                                                                      \
-      _mm256_store_ps(lanes, acc[i]);                                                                                  \
-      out[i] = hsum8(lanes);                                                                                           \
-    }                                                                                                                  \
+#define DSMOE_QPACK_KERNEL(NAME, TARGET, VNNI, DOT)                                                                  \
+  template <QuantType kType, int NX>                                                                                 \
+  TARGET void NAME(const uint8_t* row, const int8_t* xt, const float* xd, const int32_t* xsum, int64_t n,            \
+                   float* out) {                                                                                     \
+    constexpr bool kVnni = VNNI;                                                                                     \
+    constexpr bool kQ4 = kType == QuantType::Q4_0;                                                                   \
+    constexpr size_t bb = kQ4 ? 18 : 34;                                                                             \
+    constexpr int shift = kQ4 ? 3 : (kVnni ? 7 : -1);                                                                \
+    const int64_t nb = n / 32, ng = nb / kGroup;                                                                     \
+    __m256 acc[NX];                                                                                                  \
+    for (int i = 0; i < NX; ++i) acc[i] = _mm256_setzero_ps();                                                       \
+    const __m256i low4 = _mm256_set1_epi8(0x0f);                                                                     \
+    /* One group of m blocks starting at block b0 (vectors 4m bytes apart), its vectors read by `load`; `update` */  \
+    /* turns (old acc, new acc) into the stored acc. */                                                              \
+    auto group = [&](int64_t b0, int64_t m, __m256 dw, auto load, auto update) {                                     \
+      const uint8_t* payload = row + b0 * bb + 2 * m;                                                                \
+      const int64_t stride = 4 * m;                                                                                  \
+      __m256i w[8], wsign[8];                                                                                        \
+      if constexpr (kQ4) {                                                                                           \
+        for (int j = 0; j < 4; ++j) {                                                                                \
+          const __m256i bytes = load(payload + stride * j);                                                          \
+          w[j] = _mm256_and_si256(bytes, low4);                                                                      \
+          w[j + 4] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);                                            \
+        }                                                                                                            \
+      } else {                                                                                                       \
+        for (int j = 0; j < 8; ++j) {                                                                                \
+          const __m256i raw = load(payload + stride * j);                                                            \
+          if constexpr (kVnni) {                                                                                     \
+            w[j] = _mm256_xor_si256(raw, _mm256_set1_epi8(-128));                                                    \
+          } else {                                                                                                   \
+            w[j] = _mm256_sign_epi8(raw, raw);                                                                       \
+            wsign[j] = raw;                                                                                          \
+          }                                                                                                          \
+        }                                                                                                            \
+      }                                                                                                              \
+      for (int i = 0; i < NX; ++i) {                                                                                 \
+        const int8_t* x = xt + i * n + b0 * 32;                                                                      \
+        __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),                      \
+                        _mm256_setzero_si256()};                                                                     \
+        for (int j = 0; j < 8; ++j) {                                                                                \
+          __m256i xj = load(x + stride * j);                                                                         \
+          if constexpr (!kQ4 && !kVnni) xj = _mm256_sign_epi8(xj, wsign[j]);                                         \
+          s[j % 4] = DOT(s[j % 4], w[j], xj);                                                                        \
+        }                                                                                                            \
+        __m256i sums = _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]));                 \
+        if constexpr (shift >= 0) sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(load(xsum + i * nb + b0), shift)); \
+        const __m256 scale = _mm256_mul_ps(dw, _mm256_castsi256_ps(load(xd + i * nb + b0)));                         \
+        acc[i] = update(acc[i], _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[i]));                           \
+      }                                                                                                              \
+    };                                                                                                               \
+    auto full = [](const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); };                    \
+    auto keep_new = [](__m256, __m256 updated) { return updated; };                                                  \
+    if constexpr (kVnni && kQ4) {                                                                                    \
+      for (int64_t g = 0; g < ng; ++g)                                                                               \
+        group_vnni512<true, NX>(row + g * kGroup * bb, xt, xd, xsum, n, g * kGroup, acc);                            \
+    } else if constexpr (kVnni && NX > 1) {                                                                          \
+      for (int64_t g = 0; g < ng; ++g)                                                                               \
+        group_vnni512<false, NX>(row + g * kGroup * bb, xt, xd, xsum, n, g * kGroup, acc);                           \
+    } else {                                                                                                         \
+      for (int64_t g = 0; g < ng; ++g) {                                                                             \
+        const uint8_t* grp = row + g * kGroup * bb;                                                                  \
+        group(g* kGroup, kGroup, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(grp))), full,      \
+              keep_new);                                                                                             \
+      }                                                                                                              \
+    }                                                                                                                \
+    const int64_t m = nb - ng * kGroup; /* the last, partial group: m 4-byte lanes, loaded under a lane mask */      \
+    if (m > 0) {                                                                                                     \
+      const __m256i mask =                                                                                           \
+          _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(m)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));     \
+      const __mmask8 kmask = static_cast<__mmask8>((1u << m) - 1);                                                   \
+      auto masked = [&](const void* p) {                                                                             \
+        if constexpr (kVnni)                                                                                         \
+          return _mm256_maskz_loadu_epi32(kmask, p); /* AVX-512 masked load: full speed */                           \
+        else                                                                                                         \
+          return _mm256_maskload_epi32(static_cast<const int*>(p), mask);                                            \
+      };                                                                                                             \
+      /* lanes >= m keep their value exactly (the reference never touches them) */                                   \
+      auto blend = [&](__m256 old, __m256 updated) {                                                                 \
+        return _mm256_blendv_ps(old, updated, _mm256_castsi256_ps(mask));                                            \
+      };                                                                                                             \
+      alignas(16) uint16_t scales16[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                   \
+      std::memcpy(scales16, row + ng * kGroup * bb, static_cast<size_t>(2 * m));                                     \
+      group(ng* kGroup, m, _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(scales16))), masked,      \
+            blend);                                                                                                  \
+    }                                                                                                                \
+    for (int i = 0; i < NX; ++i) {                                                                                   \
+      alignas(32) float lanes[8];                                                                                    \
+      _mm256_store_ps(lanes, acc[i]);                                                                                \
+      out[i] = hsum8(lanes);                                                                                         \
+    }                                                                                                                \
   }
 
 DSMOE_QPACK_KERNEL(dot_rows_vnni, DSMOE_QPACK_VNNI, true, dot_u8s8_vnni)
@@ -330,20 +340,24 @@ void qpack_dot_rows_avx2(QuantType t, const uint8_t* row, const int8_t* xt, cons
 #if defined(DSMOE_QPACK_X86)
   if (have_avx2()) {
     check_packable(t, n);
-    if (t == QuantType::Q4_0) dot_rows_any<QuantType::Q4_0, false>(row, xt, xd, xsum, n, nx, out);
-    else dot_rows_any<QuantType::Q8_0, false>(row, xt, xd, xsum, n, nx, out);
+    if (t == QuantType::Q4_0)
+      dot_rows_any<QuantType::Q4_0, false>(row, xt, xd, xsum, n, nx, out);
+    else
+      dot_rows_any<QuantType::Q8_0, false>(row, xt, xd, xsum, n, nx, out);
     return;
   }
 #endif
   qpack_dot_rows_scalar(t, row, xt, xd, xsum, n, nx, out);
 }
 
-void qpack_dot_rows(QuantType t, const uint8_t* row, const int8_t* xt, const float* xd, const int32_t* xsum,
-                    int64_t n, int64_t nx, float* out) {
+void qpack_dot_rows(QuantType t, const uint8_t* row, const int8_t* xt, const float* xd, const int32_t* xsum, int64_t n,
+                    int64_t nx, float* out) {
 #if defined(DSMOE_QPACK_X86)
   if (have_vnni()) {
-    if (t == QuantType::Q4_0) dot_rows_any<QuantType::Q4_0, true>(row, xt, xd, xsum, n, nx, out);
-    else dot_rows_any<QuantType::Q8_0, true>(row, xt, xd, xsum, n, nx, out);
+    if (t == QuantType::Q4_0)
+      dot_rows_any<QuantType::Q4_0, true>(row, xt, xd, xsum, n, nx, out);
+    else
+      dot_rows_any<QuantType::Q8_0, true>(row, xt, xd, xsum, n, nx, out);
     return;
   }
 #endif

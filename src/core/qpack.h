@@ -20,22 +20,23 @@
 
 namespace dsmoe {
 
-bool qpack_supported(QuantType t);  // Q8_0 or Q4_0
+bool qpack_supported(QuantType t);                                           // Q8_0 or Q4_0
 void qpack_row(QuantType t, const uint8_t* src, uint8_t* dst, int64_t n);    // stored -> packed (src != dst)
 void qunpack_row(QuantType t, const uint8_t* src, uint8_t* dst, int64_t n);  // packed -> stored (src != dst)
 // Activations quantized by quantize_act_q8 (xq [n]) -> the transposed form the packed kernels read (xt [n]).
 void qpack_act(const int8_t* xq, int8_t* xt, int64_t n);
 
 // out[i] = dot(packed weight row, activation row i) for i < nx; activation row i is xt + i*n (qpack_act form),
-// xd + i*n/32, xsum + i*n/32 (quantize_act_q8's scales and sums). The weights are decoded once for all nx rows (prefill: a few tokens per
-// expert).
-void qpack_dot_rows(QuantType t, const uint8_t* row, const int8_t* xt, const float* xd, const int32_t* xsum,
-                    int64_t n, int64_t nx, float* out);
+// xd + i*n/32, xsum + i*n/32 (quantize_act_q8's scales and sums). The weights are decoded once for all nx rows
+// (prefill: a few tokens per expert).
+void qpack_dot_rows(QuantType t, const uint8_t* row, const int8_t* xt, const float* xd, const int32_t* xsum, int64_t n,
+                    int64_t nx, float* out);
 // y[r] = dot(packed row r, one activation row) for r in [r0, r1) of a matrix whose rows are row_bytes apart: the
 // decode product, with the per-row dispatch hoisted out of the loop.
 void qpack_matvec(QuantType t, const uint8_t* w, size_t row_bytes, int64_t r0, int64_t r1, const int8_t* xt,
                   const float* xd, const int32_t* xsum, int64_t n, float* y);
-// The readable reference (unpack weights and activations, then quant_dot_q8act_scalar per row) and the AVX2 kernel alone, for tests.
+// The readable reference (unpack weights and activations, then quant_dot_q8act_scalar per row) and the AVX2 kernel
+// alone, for tests.
 void qpack_dot_rows_scalar(QuantType t, const uint8_t* row, const int8_t* xt, const float* xd, const int32_t* xsum,
                            int64_t n, int64_t nx, float* out);
 void qpack_dot_rows_avx2(QuantType t, const uint8_t* row, const int8_t* xt, const float* xd, const int32_t* xsum,

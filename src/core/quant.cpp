@@ -13,9 +13,9 @@
 #endif
 
 #include "core/error.h"
-#include "core/vecmath.h"
 #include "core/kquant.h"
 #include "core/qdot.h"
+#include "core/vecmath.h"
 
 namespace dsmoe {
 
@@ -40,7 +40,7 @@ uint16_t f32_to_f16(float f) {
   const uint32_t ax = x & 0x7fffffffu;
   if (ax > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
   if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520 rounds to inf
-  if (ax >= 0x38800000u) {                                               // normal half (>= 2^-14)
+  if (ax >= 0x38800000u) {                                              // normal half (>= 2^-14)
     const uint32_t mant = ax & 0x7fffffu;
     const uint32_t e = (ax >> 23) - 127 + 15;
     uint32_t h = (e << 10) | (mant >> 13);
@@ -49,9 +49,9 @@ uint16_t f32_to_f16(float f) {
     return static_cast<uint16_t>(sign | h);
   }
   if (ax < 0x33000000u) return static_cast<uint16_t>(sign);  // < 2^-25 (ties at 2^-25 go to even = 0 below too)
-  const uint32_t e = ax >> 23;                                // 102..112
+  const uint32_t e = ax >> 23;                               // 102..112
   const uint32_t m = (ax & 0x7fffffu) | 0x800000u;
-  const uint32_t shift = 126 - e;                             // 14..24
+  const uint32_t shift = 126 - e;  // 14..24
   uint32_t h = m >> shift;
   const uint32_t rem = m & ((1u << shift) - 1);
   const uint32_t half = 1u << (shift - 1);
@@ -101,7 +101,6 @@ const float* dequantized(QuantType t, const uint8_t* row, int64_t n) {
   return t_dequant_row.data();
 }
 
-
 }  // namespace
 
 namespace {
@@ -115,10 +114,10 @@ struct TypeInfo {
 // Q2_K = scales[16], qs[64], d, dmin; Q3_K = hmask[32], qs[64], scales[12], d; Q4_K = d, dmin, scales[12], qs[128];
 // Q5_K = d, dmin, scales[12], qh[32], qs[128]; Q6_K = ql[128], qh[64], scales[16], d.
 constexpr TypeInfo kTypeInfo[] = {
-    {QuantType::F32, "F32", 1, 4},        {QuantType::F16, "F16", 1, 2},        {QuantType::Q4_0, "Q4_0", 32, 18},
-    {QuantType::Q4_1, "Q4_1", 32, 20},    {QuantType::Q5_0, "Q5_0", 32, 22},    {QuantType::Q5_1, "Q5_1", 32, 24},
-    {QuantType::Q8_0, "Q8_0", 32, 34},    {QuantType::Q2_K, "Q2_K", 256, 84},   {QuantType::Q3_K, "Q3_K", 256, 110},
-    {QuantType::Q4_K, "Q4_K", 256, 144},  {QuantType::Q5_K, "Q5_K", 256, 176},  {QuantType::Q6_K, "Q6_K", 256, 210},
+    {QuantType::F32, "F32", 1, 4},         {QuantType::F16, "F16", 1, 2},       {QuantType::Q4_0, "Q4_0", 32, 18},
+    {QuantType::Q4_1, "Q4_1", 32, 20},     {QuantType::Q5_0, "Q5_0", 32, 22},   {QuantType::Q5_1, "Q5_1", 32, 24},
+    {QuantType::Q8_0, "Q8_0", 32, 34},     {QuantType::Q2_K, "Q2_K", 256, 84},  {QuantType::Q3_K, "Q3_K", 256, 110},
+    {QuantType::Q4_K, "Q4_K", 256, 144},   {QuantType::Q5_K, "Q5_K", 256, 176}, {QuantType::Q6_K, "Q6_K", 256, 210},
     {QuantType::IQ4_NL, "IQ4_NL", 32, 18}, {QuantType::BF16, "BF16", 1, 2},
 };
 const TypeInfo* type_info(uint32_t id) {
@@ -143,11 +142,11 @@ const char* quant_type_name(QuantType t) {
 
 std::string ggml_type_name(uint32_t id) {
   // ggml.h enum ggml_type, for naming types dsmoe does not read.
-  static const char* const kNames[] = {"F32",     "F16",    "Q4_0",   "Q4_1",  "Q4_2", "Q4_3",  "Q5_0",  "Q5_1",
-                                       "Q8_0",    "Q8_1",   "Q2_K",   "Q3_K",  "Q4_K", "Q5_K",  "Q6_K",  "Q8_K",
-                                       "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
-                                       "I8",      "I16",    "I32",    "I64",   "F64",  "IQ1_M", "BF16",  "Q4_0_4_4",
-                                       "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0"};
+  static const char* const kNames[] = {
+      "F32",     "F16",   "Q4_0",   "Q4_1",  "Q4_2",     "Q4_3",     "Q5_0",     "Q5_1",    "Q8_0",
+      "Q8_1",    "Q2_K",  "Q3_K",   "Q4_K",  "Q5_K",     "Q6_K",     "Q8_K",     "IQ2_XXS", "IQ2_XS",
+      "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S",    "IQ4_XS",   "I8",       "I16",     "I32",
+      "I64",     "F64",   "IQ1_M",  "BF16",  "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0",   "TQ2_0"};
   if (id < sizeof(kNames) / sizeof(kNames[0])) return kNames[id];
   return fmt::format("type {}", id);
 }
@@ -157,9 +156,10 @@ QuantType quant_type_from_name(const std::string& name) {
   for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   for (const TypeInfo& i : kTypeInfo)
     if (u == i.name) return i.type;
-  fail("unknown weight type '{}' (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_k, q3_k, q4_k, "
-       "q5_k or q6_k)",
-       name);
+  fail(
+      "unknown weight type '{}' (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_k, q3_k, q4_k, "
+      "q5_k or q6_k)",
+      name);
 }
 
 bool quant_type_known(uint32_t id) { return type_info(id) != nullptr; }
@@ -301,9 +301,9 @@ void dequantize_row(QuantType t, const uint8_t* src, float* y, int64_t n) {
 // ---- dot products ----
 // Order (both paths): float rows: four accumulators of 8 lanes; accumulator k, lane l takes i = 32j + 8k + l with
 // fmaf over the first n - n%32 elements, then accumulator 0 takes the remaining whole groups of 8; lanes are
-// combined as (a0 + a1) + (a2 + a3) and reduced with hsum8; the last n%8 elements are fmaf-ed on in order. Block rows: per block, lane l accumulates weights
-// l, l+8, l+16, l+24 (as integer value q, times x) with fmaf; the block sum hsum8(lanes) is scaled and added:
-// total = fmaf(d, block_sum, total).
+// combined as (a0 + a1) + (a2 + a3) and reduced with hsum8; the last n%8 elements are fmaf-ed on in order. Block rows:
+// per block, lane l accumulates weights l, l+8, l+16, l+24 (as integer value q, times x) with fmaf; the block sum
+// hsum8(lanes) is scaled and added: total = fmaf(d, block_sum, total).
 
 float quant_dot_scalar(QuantType t, const uint8_t* row, const float* x, int64_t n) {
   check_blocks(t, n);
@@ -340,8 +340,10 @@ float quant_dot_scalar(QuantType t, const uint8_t* row, const float* x, int64_t 
       for (int l = 0; l < 8; ++l) {
         const int j = g * 8 + l;
         int q;
-        if (t == QuantType::Q8_0) q = static_cast<int8_t>(row[2 + j]);
-        else q = (j < 16 ? (row[2 + j] & 0x0f) : (row[2 + j - 16] >> 4)) - 8;
+        if (t == QuantType::Q8_0)
+          q = static_cast<int8_t>(row[2 + j]);
+        else
+          q = (j < 16 ? (row[2 + j] & 0x0f) : (row[2 + j - 16] >> 4)) - 8;
         acc[l] = std::fmaf(static_cast<float>(q), x[j], acc[l]);
       }
     total = std::fmaf(d, hsum8(acc), total);
@@ -351,8 +353,8 @@ float quant_dot_scalar(QuantType t, const uint8_t* row, const float* x, int64_t 
 
 bool quant_have_avx2() {
 #if defined(DSMOE_QUANT_X86)
-  static const bool have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                           __builtin_cpu_supports("f16c");
+  static const bool have =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   return have;
 #else
   return false;
@@ -375,8 +377,7 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 load_float8(QuantType t, 
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-__attribute__((target("avx2,fma,f16c"))) float dot_avx2(QuantType t, const uint8_t* row, const float* x,
-                                                         int64_t n) {
+__attribute__((target("avx2,fma,f16c"))) float dot_avx2(QuantType t, const uint8_t* row, const float* x, int64_t n) {
   if (!quant_is_block(t)) {
     // Four independent accumulators: one chain of dependent FMAs would cap a core at 32 bytes per FMA latency,
     // below what memory delivers.
@@ -392,9 +393,12 @@ __attribute__((target("avx2,fma,f16c"))) float dot_avx2(QuantType t, const uint8
     float total = hsum_avx(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
     for (int64_t i = n8; i < n; ++i) {
       float w;
-      if (t == QuantType::F32) std::memcpy(&w, row + 4 * i, 4);
-      else if (t == QuantType::F16) w = f16_to_f32(load_u16(row + 2 * i));
-      else w = bf16_to_f32(load_u16(row + 2 * i));
+      if (t == QuantType::F32)
+        std::memcpy(&w, row + 4 * i, 4);
+      else if (t == QuantType::F16)
+        w = f16_to_f32(load_u16(row + 2 * i));
+      else
+        w = bf16_to_f32(load_u16(row + 2 * i));
       total = std::fmaf(w, x[i], total);
     }
     return total;
@@ -415,11 +419,10 @@ __attribute__((target("avx2,fma,f16c"))) float dot_avx2(QuantType t, const uint8
     }
     __m256 acc = _mm256_setzero_ps();
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(x), acc);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8),
-                          acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), acc);
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(x + 16), acc);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24),
-                          acc);
+    acc =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), acc);
     total = std::fmaf(d, hsum_avx(acc), total);
   }
   return total;
@@ -495,8 +498,10 @@ DSMOE_NO_FP_CONTRACT void quantize_act_q8_k(const float* x, int8_t* xq, float* x
 }
 
 void quantize_act(ActFormat f, const float* x, int8_t* xq, float* xd, int32_t* xsum, int64_t n) {
-  if (f == ActFormat::Q8_K) quantize_act_q8_k(x, xq, xd, xsum, n);
-  else quantize_act_q8(x, xq, xd, xsum, n);
+  if (f == ActFormat::Q8_K)
+    quantize_act_q8_k(x, xq, xd, xsum, n);
+  else
+    quantize_act_q8(x, xq, xd, xsum, n);
 }
 
 namespace {
@@ -512,7 +517,8 @@ inline int block_weight(QuantType t, const uint8_t* block, int j) {
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("no-tree-vectorize")))
 #endif
-int32_t block_dot(QuantType t, const uint8_t* block, const int8_t* xq) {
+int32_t
+block_dot(QuantType t, const uint8_t* block, const int8_t* xq) {
   int32_t sum = 0;
   for (int j = 0; j < 32; ++j) sum += block_weight(t, block, j) * xq[j];
   return sum;
@@ -549,31 +555,32 @@ namespace {
 #define DSMOE_TARGET_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
 
 // Sum of the 8 lanes of each of v[0..7] -> lane k of the result (exact int32).
-#define DSMOE_HADD_TREE(v)                                                                            \
-  ({                                                                                                  \
-    const __m256i s01 = _mm256_hadd_epi32(v[0], v[1]), s23 = _mm256_hadd_epi32(v[2], v[3]);         \
-    const __m256i s45 = _mm256_hadd_epi32(v[4], v[5]), s67 = _mm256_hadd_epi32(v[6], v[7]);         \
-    const __m256i t0 = _mm256_hadd_epi32(s01, s23), t1 = _mm256_hadd_epi32(s45, s67);               \
-    const __m128i u0 = _mm_add_epi32(_mm256_castsi256_si128(t0), _mm256_extracti128_si256(t0, 1));  \
-    const __m128i u1 = _mm_add_epi32(_mm256_castsi256_si128(t1), _mm256_extracti128_si256(t1, 1));  \
-    _mm256_set_m128i(u1, u0);                                                                         \
+#define DSMOE_HADD_TREE(v)                                                                         \
+  ({                                                                                               \
+    const __m256i s01 = _mm256_hadd_epi32(v[0], v[1]), s23 = _mm256_hadd_epi32(v[2], v[3]);        \
+    const __m256i s45 = _mm256_hadd_epi32(v[4], v[5]), s67 = _mm256_hadd_epi32(v[6], v[7]);        \
+    const __m256i t0 = _mm256_hadd_epi32(s01, s23), t1 = _mm256_hadd_epi32(s45, s67);              \
+    const __m128i u0 = _mm_add_epi32(_mm256_castsi256_si128(t0), _mm256_extracti128_si256(t0, 1)); \
+    const __m128i u1 = _mm_add_epi32(_mm256_castsi256_si128(t1), _mm256_extracti128_si256(t1, 1)); \
+    _mm256_set_m128i(u1, u0);                                                                      \
   })
 
 // The 8 fp16 weight scales of blocks b0..b0+7 times the activation scales.
-#define DSMOE_SCALES(row, bb, b0, xd)                                                                                 \
-  _mm256_mul_ps(_mm256_cvtph_ps(_mm_set_epi16(                                                                       \
-                    static_cast<short>(load_u16(row + (b0 + 7) * bb)), static_cast<short>(load_u16(row + (b0 + 6) * bb)), \
-                    static_cast<short>(load_u16(row + (b0 + 5) * bb)), static_cast<short>(load_u16(row + (b0 + 4) * bb)), \
-                    static_cast<short>(load_u16(row + (b0 + 3) * bb)), static_cast<short>(load_u16(row + (b0 + 2) * bb)), \
-                    static_cast<short>(load_u16(row + (b0 + 1) * bb)), static_cast<short>(load_u16(row + (b0)*bb)))), \
-                _mm256_loadu_ps(xd + b0))
+#define DSMOE_SCALES(row, bb, b0, xd)                                                                           \
+  _mm256_mul_ps(                                                                                                \
+      _mm256_cvtph_ps(_mm_set_epi16(                                                                            \
+          static_cast<short>(load_u16(row + (b0 + 7) * bb)), static_cast<short>(load_u16(row + (b0 + 6) * bb)), \
+          static_cast<short>(load_u16(row + (b0 + 5) * bb)), static_cast<short>(load_u16(row + (b0 + 4) * bb)), \
+          static_cast<short>(load_u16(row + (b0 + 3) * bb)), static_cast<short>(load_u16(row + (b0 + 2) * bb)), \
+          static_cast<short>(load_u16(row + (b0 + 1) * bb)), static_cast<short>(load_u16(row + (b0)*bb)))),     \
+      _mm256_loadu_ps(xd + b0))
 
 // Q4_0 block -> 32 unsigned nibbles in weight order (low nibbles = weights 0-15, high = 16-31).
-#define DSMOE_Q4_NIBBLES(block)                                                                              \
-  ({                                                                                                         \
-    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>((block) + 2));                  \
-    const __m128i m = _mm_set1_epi8(0x0f);                                                                   \
-    _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), m), _mm_and_si128(bytes, m));                 \
+#define DSMOE_Q4_NIBBLES(block)                                                            \
+  ({                                                                                       \
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>((block) + 2));  \
+    const __m128i m = _mm_set1_epi8(0x0f);                                                 \
+    _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), m), _mm_and_si128(bytes, m)); \
   })
 
 template <QuantType kType, bool kVnni>
@@ -602,34 +609,36 @@ DSMOE_TARGET_AVX2 inline __m256i block_lanes_avx2(const uint8_t* block, const in
 // The shift that turns the unsigned-weight sum back into the signed one: sum -= xsum << shift.
 template <QuantType kType, bool kVnni>
 constexpr int unsigned_shift() {
-  if constexpr (kType == QuantType::Q4_0) return 3;  // q + 8
-  else return kVnni ? 7 : -1;                        // w + 128 under VNNI; the sign trick needs none
+  if constexpr (kType == QuantType::Q4_0)
+    return 3;  // q + 8
+  else
+    return kVnni ? 7 : -1;  // w + 128 under VNNI; the sign trick needs none
 }
 
-#define DSMOE_DOT_BODY(LANES)                                                                              \
-  constexpr size_t bb = kType == QuantType::Q8_0 ? 34 : 18;                                              \
-  constexpr int shift = unsigned_shift<kType, kVnni>();                                                  \
-  const int64_t nb = n / 32, nb8 = nb - nb % 8;                                                          \
-  __m256 acc = _mm256_setzero_ps();                                                                      \
-  for (int64_t b0 = 0; b0 < nb8; b0 += 8) {                                                              \
-    __m256i v[8];                                                                                        \
-    for (int k = 0; k < 8; ++k) v[k] = LANES(row + (b0 + k) * bb, xq + (b0 + k) * 32);                   \
-    __m256i sums = DSMOE_HADD_TREE(v);                                                                   \
-    if constexpr (shift >= 0)                                                                            \
-      sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(                                                   \
-                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum + b0)), shift)); \
-    acc = _mm256_fmadd_ps(DSMOE_SCALES(row, bb, b0, xd), _mm256_cvtepi32_ps(sums), acc);                \
-  }                                                                                                      \
-  alignas(32) float lanes[8];                                                                            \
-  _mm256_store_ps(lanes, acc);                                                                           \
-  for (int64_t b = nb8; b < nb; ++b) { /* the last nb % 8 blocks one by one, same sums */               \
-    const uint8_t* block = row + b * bb;                                                                 \
-    alignas(32) int32_t part[8];                                                                         \
-    _mm256_store_si256(reinterpret_cast<__m256i*>(part), LANES(block, xq + 32 * b));                     \
-    int32_t sum = part[0] + part[1] + part[2] + part[3] + part[4] + part[5] + part[6] + part[7];         \
-    if constexpr (shift >= 0) sum -= xsum[b] << shift;                                                   \
-    lanes[b % 8] = std::fmaf(f16_to_f32(load_u16(block)) * xd[b], static_cast<float>(sum), lanes[b % 8]); \
-  }                                                                                                      \
+#define DSMOE_DOT_BODY(LANES)                                                                               \
+  constexpr size_t bb = kType == QuantType::Q8_0 ? 34 : 18;                                                 \
+  constexpr int shift = unsigned_shift<kType, kVnni>();                                                     \
+  const int64_t nb = n / 32, nb8 = nb - nb % 8;                                                             \
+  __m256 acc = _mm256_setzero_ps();                                                                         \
+  for (int64_t b0 = 0; b0 < nb8; b0 += 8) {                                                                 \
+    __m256i v[8];                                                                                           \
+    for (int k = 0; k < 8; ++k) v[k] = LANES(row + (b0 + k) * bb, xq + (b0 + k) * 32);                      \
+    __m256i sums = DSMOE_HADD_TREE(v);                                                                      \
+    if constexpr (shift >= 0)                                                                               \
+      sums = _mm256_sub_epi32(                                                                              \
+          sums, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xsum + b0)), shift)); \
+    acc = _mm256_fmadd_ps(DSMOE_SCALES(row, bb, b0, xd), _mm256_cvtepi32_ps(sums), acc);                    \
+  }                                                                                                         \
+  alignas(32) float lanes[8];                                                                               \
+  _mm256_store_ps(lanes, acc);                                                                              \
+  for (int64_t b = nb8; b < nb; ++b) { /* the last nb % 8 blocks one by one, same sums */                   \
+    const uint8_t* block = row + b * bb;                                                                    \
+    alignas(32) int32_t part[8];                                                                            \
+    _mm256_store_si256(reinterpret_cast<__m256i*>(part), LANES(block, xq + 32 * b));                        \
+    int32_t sum = part[0] + part[1] + part[2] + part[3] + part[4] + part[5] + part[6] + part[7];            \
+    if constexpr (shift >= 0) sum -= xsum[b] << shift;                                                      \
+    lanes[b % 8] = std::fmaf(f16_to_f32(load_u16(block)) * xd[b], static_cast<float>(sum), lanes[b % 8]);   \
+  }                                                                                                         \
   return hsum8(lanes);
 
 template <QuantType kType, bool kVnni = true>

@@ -17,23 +17,35 @@ namespace dsmoe {
 
 // Values are GGML type ids (ggml.h enum ggml_type), as stored in GGUF tensor infos.
 enum class QuantType : uint32_t {
-  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
-  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, IQ4_NL = 20, BF16 = 30,
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  IQ4_NL = 20,
+  BF16 = 30,
 };
 // Every type above, in id order.
-inline constexpr QuantType kAllQuantTypes[] = {
-    QuantType::F32,  QuantType::F16,  QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0,
-    QuantType::Q5_1, QuantType::Q8_0, QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K,
-    QuantType::Q5_K, QuantType::Q6_K, QuantType::IQ4_NL, QuantType::BF16};
+inline constexpr QuantType kAllQuantTypes[] = {QuantType::F32,    QuantType::F16,  QuantType::Q4_0, QuantType::Q4_1,
+                                               QuantType::Q5_0,   QuantType::Q5_1, QuantType::Q8_0, QuantType::Q2_K,
+                                               QuantType::Q3_K,   QuantType::Q4_K, QuantType::Q5_K, QuantType::Q6_K,
+                                               QuantType::IQ4_NL, QuantType::BF16};
 
 const char* quant_type_name(QuantType t);                 // ggml's names: "F32", "Q8_0", "Q4_K", "IQ4_NL", ...
 QuantType quant_type_from_name(const std::string& name);  // case-insensitive; throws dsmoe::Error
 bool quant_type_known(uint32_t ggml_id);                  // one of the ids above
 // The ggml name of any type id, known or not ("Q8_1", "IQ2_XXS", ..., or "type 99"): error messages.
 std::string ggml_type_name(uint32_t ggml_id);
-int64_t quant_block_size(QuantType t);                    // weights per block: 1 (float), 32, or 256 (K-quants)
-size_t quant_block_bytes(QuantType t);                    // bytes per block (ggml-common.h)
-bool quant_is_block(QuantType t);                         // a block quantization (not F32/F16/BF16)
+int64_t quant_block_size(QuantType t);  // weights per block: 1 (float), 32, or 256 (K-quants)
+size_t quant_block_bytes(QuantType t);  // bytes per block (ggml-common.h)
+bool quant_is_block(QuantType t);       // a block quantization (not F32/F16/BF16)
 // Bytes of n weights of type t; n must be a multiple of the block size (throws otherwise).
 size_t quant_row_bytes(QuantType t, int64_t n);
 

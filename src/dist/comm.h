@@ -34,7 +34,7 @@ class Comm {
   void allreduce_sum(float* data, int64_t n) const;   // in place
   void allreduce_sum(double* data, int64_t n) const;  // in place
   void exscan_sum(double* data, int64_t n) const;     // in place: the sum over lower ranks (zeros on rank 0)
-  void allgather(const int64_t* send, int64_t n, int64_t* recv) const;  // recv [P, n]
+  void allgather(const int64_t* send, int64_t n, int64_t* recv) const;    // recv [P, n]
   void gather_to_first(const float* send, int64_t n, float* recv) const;  // recv [P, n] on rank 0
   // send [P, n] (n values for each rank) -> recv [P, n] (n values from each rank).
   void alltoall(const int64_t* send, int64_t n, int64_t* recv) const;

@@ -43,7 +43,7 @@ size_t KvCache::bytes() const {
 // ---- session ----
 
 namespace {
-constexpr int64_t kQueryBlock = 64;    // prefill attention: query rows per causal block
+constexpr int64_t kQueryBlock = 64;  // prefill attention: query rows per causal block
 
 // body(i) for i in [0, count): over the threads when `parallel` (prefill), else on the calling thread. Not an
 // OpenMP `if` clause: a region that runs on one thread still re-forms the team and puts the idle threads to sleep
@@ -79,7 +79,7 @@ void residual_add_norm(float* h, const float* y, const float* w, float eps, floa
     if (w != nullptr) rmsnorm_forward(h + i * d, w, eps, xn + i * d, rstd + i, 1, d);
   });
 }
-}
+}  // namespace
 
 void KvCache::truncate(int64_t len) {
   check(len >= 0 && len <= length, "cannot truncate a cache of {} positions to {}", length, len);
@@ -99,8 +99,10 @@ void Engine::rope(float* x, int64_t pos) const {
   const int64_t hd = model_.config.head_dim();
   const float* cs = rope_.cos.data() + pos * hd / 2;
   const float* sn = rope_.sin.data() + pos * hd / 2;
-  if (model_.rope_adjacent_pairs) rope_rotate_pairs(x, hd, cs, sn);
-  else rope_rotate(x, hd, cs, sn, 1.0f);
+  if (model_.rope_adjacent_pairs)
+    rope_rotate_pairs(x, hd, cs, sn);
+  else
+    rope_rotate(x, hd, cs, sn, 1.0f);
 }
 
 // y[N,d] = Attention(x[N,d]) for the new positions of every sequence, reading and extending each one's cache.
@@ -201,8 +203,8 @@ void Engine::attention(int64_t layer, const SeqBatch* seqs, size_t count, const 
 }
 
 // y[n,d] = down(silu(gate x) * up x). `tag` keeps the scratch of concurrent callers apart.
-void Engine::swiglu(const QMatrix& gate, const QMatrix& up, const QMatrix& down, const float* x, int64_t n,
-                              float* y, const char* tag) {
+void Engine::swiglu(const QMatrix& gate, const QMatrix& up, const QMatrix& down, const float* x, int64_t n, float* y,
+                    const char* tag) {
   const int64_t F = gate.rows;
   float* g = ws_.get(std::string(tag) + ".g", n * F);
   float* u = ws_.get(std::string(tag) + ".u", n * F);
@@ -232,7 +234,7 @@ void Engine::moe(const InferLayer& w, const float* x, int64_t n, float* y) {
   const int64_t A = plan.rows();
   const bool shared = !w.shared_gate.empty();
   const int64_t Fs = shared ? w.shared_gate.rows : 0;
-  float* rows_out = ws_.get("moe.rows_out", A * d);     // [A, d] expert outputs in expert-sorted order
+  float* rows_out = ws_.get("moe.rows_out", A * d);      // [A, d] expert outputs in expert-sorted order
   float* gu = ws_.get("moe.gu", 2 * (A * Fe + n * Fs));  // per expert [gate r x Fe | up r x Fe], then shared
   float* gs = gu + 2 * A * Fe;                           // [gate n x Fs | up n x Fs]
   std::vector<int64_t> chosen;
@@ -284,8 +286,10 @@ void Engine::moe(const InferLayer& w, const float* x, int64_t n, float* y) {
   });
   for (int64_t e : chosen)
     jobs.push_back(product(w.expert_down[e], expert_g(e), rows_out + plan.expert_offsets[e] * d, plan.rows_of(e)));
-  if (shared) sj.push_back(product(w.shared_down, gs, y, n));
-  else std::fill(y, y + n * d, 0.0f);
+  if (shared)
+    sj.push_back(product(w.shared_down, gs, y, n));
+  else
+    std::fill(y, y + n * d, 0.0f);
   run_batch();
   // y[t] += sum_j w_tj rows_out[row of (t, j)], tokens in parallel.
   for_each_index(n, n > 1, false, [&](int64_t t) {
@@ -330,8 +334,8 @@ int64_t check_batch(const InferModel& model, int64_t max_positions, const SeqBat
   for (size_t s = 0; s < count; ++s) {
     const SeqBatch& b = seqs[s];
     check(b.cache != nullptr && b.n > 0 && b.tokens != nullptr, "forward: sequence {} has nothing to run", s);
-    check(b.cache->length + b.n <= b.cache->capacity, "context full: {} cached + {} new tokens > {}",
-          b.cache->length, b.n, b.cache->capacity);
+    check(b.cache->length + b.n <= b.cache->capacity, "context full: {} cached + {} new tokens > {}", b.cache->length,
+          b.n, b.cache->capacity);
     check(b.cache->capacity <= max_positions, "a cache of {} positions is longer than this engine's {}",
           b.cache->capacity, max_positions);
     for (size_t o = 0; o < s; ++o) check(seqs[o].cache != b.cache, "forward: one cache given twice in a batch");

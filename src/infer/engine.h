@@ -69,7 +69,7 @@ class Engine {
   int64_t max_positions() const { return max_positions_; }
 
  private:
-  void index_rows(const SeqBatch* seqs, size_t count);                        // fills row_* and decode_rows_
+  void index_rows(const SeqBatch* seqs, size_t count);                       // fills row_* and decode_rows_
   void run_layers(const SeqBatch* seqs, size_t count, int64_t N, float* h);  // h [N, d]: after the last layer
   void attention(int64_t layer, const SeqBatch* seqs, size_t count, const float* x, int64_t N, float* y);
   void swiglu(const QMatrix& gate, const QMatrix& up, const QMatrix& down, const float* x, int64_t n, float* y,

@@ -50,9 +50,8 @@ TokenLogprob token_logprob(const float* logits, int64_t V, int32_t id, int top) 
     std::vector<int32_t> ids(static_cast<size_t>(V));
     for (int64_t i = 0; i < V; ++i) ids[i] = static_cast<int32_t>(i);
     const size_t k = std::min<size_t>(static_cast<size_t>(top), ids.size());
-    std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(), [&](int32_t a, int32_t b) {
-      return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
-    });
+    std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(),
+                      [&](int32_t a, int32_t b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a < b; });
     for (size_t i = 0; i < k; ++i) out.top.emplace_back(ids[i], static_cast<double>(logits[ids[i]]) - log_z);
   }
   return out;
@@ -114,8 +113,10 @@ bool Generation::step(const float* logits, int64_t vocab) {
         } else {
           ok = json_->accepts(pieces_[t]);
         }
-        if (ok) any = true;
-        else masked_[t] = -INFINITY;
+        if (ok)
+          any = true;
+        else
+          masked_[t] = -INFINITY;
       }
     }
     if (!any) {  // the vocabulary cannot continue the value (cannot happen with a byte-level vocabulary)

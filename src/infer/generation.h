@@ -27,11 +27,11 @@ class Tokenizer;
 
 struct GenerationOptions {
   SamplingParams sampling;
-  int64_t max_tokens = -1;             // new tokens at most; -1: no limit (the context is)
-  std::vector<std::string> stops;      // stop strings: never emitted, nor anything after them
-  std::vector<int32_t> eos_ids;        // tokens that end the reply (not emitted); empty: never stop on one
-  bool skip_leading_space = false;     // chat: the template ends with "Assistant:"; leading whitespace is dropped
-  int top_logprobs = -1;               // < 0: no log-probabilities; else also this many alternatives per token
+  int64_t max_tokens = -1;          // new tokens at most; -1: no limit (the context is)
+  std::vector<std::string> stops;   // stop strings: never emitted, nor anything after them
+  std::vector<int32_t> eos_ids;     // tokens that end the reply (not emitted); empty: never stop on one
+  bool skip_leading_space = false;  // chat: the template ends with "Assistant:"; leading whitespace is dropped
+  int top_logprobs = -1;            // < 0: no log-probabilities; else also this many alternatives per token
   // Constrained output (response_format json_object / json_schema): tokens that cannot continue the value are
   // never sampled, and the reply ends when the value is complete. Needs a tokenizer.
   std::shared_ptr<const JsonConstraint> json;
@@ -80,10 +80,10 @@ class Generation {
   int32_t last_token() const { return last_token_; }
   Finish finish() const { return finish_; }
   bool finished() const { return finish_ != Finish::kNone; }
-  const std::vector<int32_t>& history() const { return history_; }    // prompt + generated tokens
+  const std::vector<int32_t>& history() const { return history_; }  // prompt + generated tokens
   std::vector<int32_t> generated_tokens() const;
   int64_t generated() const { return generated_; }
-  std::string text() const;                                          // the whole reply as emitted (valid UTF-8)
+  std::string text() const;  // the whole reply as emitted (valid UTF-8)
   const std::vector<TokenLogprob>& logprobs() const { return logprobs_; }
   GenerationTimings timings() const;
 

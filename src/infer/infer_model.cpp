@@ -113,7 +113,9 @@ std::pair<size_t, size_t> layer_bytes(const InferLayer& L, const ModelConfig& c)
 
 void summarize_types(InferModel& m) {
   std::map<std::string, size_t> by_type;
-  auto add = [&](const QMatrix& q) { if (!q.empty()) by_type[quant_type_name(q.type)] += q.bytes(); };
+  auto add = [&](const QMatrix& q) {
+    if (!q.empty()) by_type[quant_type_name(q.type)] += q.bytes();
+  };
   for (const auto& slot : kModelMatrices) add(m.*slot.field);
   for (const InferLayer& L : m.layers) {
     for (const auto& slot : kLayerMatrices) add(L.*slot.field);
@@ -192,8 +194,8 @@ std::unique_ptr<InferModel> infer_model_load_gguf(const std::string& path, const
   }
   if (m->config.tie_word_embeddings) {
     const io::GgufTensorInfo* out = file->find_tensor(gguf_tensor_name(TensorRole::lm_head));
-    m->lm_head = out ? QMatrix::view(out->type, where.at(out->name), m->config.vocab_size, m->config.hidden_size)
-                     : m->embedding;
+    m->lm_head =
+        out ? QMatrix::view(out->type, where.at(out->name), m->config.vocab_size, m->config.hidden_size) : m->embedding;
   }
   if (options.use_mmap) m->gguf = std::move(file);
   if (options.pack) infer_model_pack(*m);
@@ -234,8 +236,7 @@ void infer_model_pack(InferModel& m) {
     size_t total = 0;
     for (const QMatrix* q : mats) total += (q->bytes() + 63) / 64 * 64;
     void* mem = nullptr;
-    check(posix_memalign(&mem, size_t{2} << 20, total) == 0, "out of memory packing {:.1f} GB of weights",
-          total / 1e9);
+    check(posix_memalign(&mem, size_t{2} << 20, total) == 0, "out of memory packing {:.1f} GB of weights", total / 1e9);
     m.packed_storage = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(mem), [](uint8_t* p) { std::free(p); });
     m.packed_bytes = total;
     madvise(mem, total, MADV_HUGEPAGE);  // fewer page faults and TLB misses over gigabytes of weights

@@ -20,13 +20,13 @@ class GgufFile;
 }
 
 struct InferLayer {
-  const float* attn_norm = nullptr;            // [d]
-  const float* ffn_norm = nullptr;             // [d]
-  QMatrix wq, wk, wv, wo;                      // [H*hd, d], [KVH*hd, d] x2, [d, H*hd]
-  QMatrix mlp_gate, mlp_up, mlp_down;          // dense layers: [F, d], [F, d], [d, F]
-  QMatrix router;                              // MoE layers: [E, d]
+  const float* attn_norm = nullptr;                          // [d]
+  const float* ffn_norm = nullptr;                           // [d]
+  QMatrix wq, wk, wv, wo;                                    // [H*hd, d], [KVH*hd, d] x2, [d, H*hd]
+  QMatrix mlp_gate, mlp_up, mlp_down;                        // dense layers: [F, d], [F, d], [d, F]
+  QMatrix router;                                            // MoE layers: [E, d]
   std::vector<QMatrix> expert_gate, expert_up, expert_down;  // [E] x [Fe, d], [Fe, d], [d, Fe]
-  QMatrix shared_gate, shared_up, shared_down;  // [Fs, d], [Fs, d], [d, Fs] (empty without shared experts)
+  QMatrix shared_gate, shared_up, shared_down;               // [Fs, d], [Fs, d], [d, Fs] (empty without shared experts)
 };
 
 struct InferModel {
@@ -36,10 +36,10 @@ struct InferModel {
   QMatrix lm_head;                   // [V, d]
   const float* final_norm = nullptr;
   std::vector<InferLayer> layers;
-  std::string source;                // path it came from
-  std::string type_summary;          // e.g. "Q8_0 (+F32 norms)" — the most common matrix type and the others
+  std::string source;        // path it came from
+  std::string type_summary;  // e.g. "Q8_0 (+F32 norms)" — the most common matrix type and the others
 
-  size_t weight_bytes() const;       // bytes of every tensor the views cover (tied lm_head counted once)
+  size_t weight_bytes() const;            // bytes of every tensor the views cover (tied lm_head counted once)
   size_t active_bytes_per_token() const;  // bytes read to decode one token: all but the embedding and the
                                           // unselected routed experts (k of E)
 

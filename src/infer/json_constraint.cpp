@@ -17,8 +17,8 @@ constexpr unsigned kAnyType = kObject | kArray | kString | kNumber | kBoolean | 
 
 struct JsonSchemaNode {
   unsigned types = kAnyType;
-  std::vector<std::string> enum_literals;             // compact JSON of each allowed value (empty: no enum)
-  bool free_object = true;                            // any keys (json_object, or no "properties")
+  std::vector<std::string> enum_literals;  // compact JSON of each allowed value (empty: no enum)
+  bool free_object = true;                 // any keys (json_object, or no "properties")
   std::vector<std::pair<std::string, const JsonSchemaNode*>> properties;  // in schema order
   std::vector<bool> required;
   // Keys that may come next when properties [i, n) remain: "\"name\"" of i .. the first required one.
@@ -48,7 +48,8 @@ int required_from(const JsonSchemaNode& n, int i, bool comma_first) {
   int total = 0, count = 0;
   for (int j = i; j < static_cast<int>(n.properties.size()); ++j)
     if (n.required[static_cast<size_t>(j)]) {
-      total += key_bytes(n, j) + n.properties[static_cast<size_t>(j)].second->min_bytes + ((count > 0 || comma_first) ? 1 : 0);
+      total += key_bytes(n, j) + n.properties[static_cast<size_t>(j)].second->min_bytes +
+               ((count > 0 || comma_first) ? 1 : 0);
       ++count;
     }
   return total;
@@ -93,9 +94,9 @@ const JsonSchemaNode* build(const nlohmann::ordered_json& s, Nodes& nodes, const
   check(depth <= kMaxDepth, "JSON schema: nested deeper than {} levels", kMaxDepth);
   if (s.is_boolean() && s.get<bool>()) return any;  // `true`: anything
   check(s.is_object(), "JSON schema: a schema must be an object, not {}", s.dump().substr(0, 60));
-  static const std::vector<std::string> known = {"type", "properties", "required", "items", "enum", "title",
-                                                 "description", "additionalProperties", "$schema", "default",
-                                                 "examples", "strict", "name"};
+  static const std::vector<std::string> known = {
+      "type",    "properties", "required", "items",  "enum", "title", "description", "additionalProperties",
+      "$schema", "default",    "examples", "strict", "name"};
   for (const auto& [key, value] : s.items())
     check(std::find(known.begin(), known.end(), key) != known.end(),
           "JSON schema: keyword '{}' is not supported (supported: type, properties, required, items, enum)", key);
@@ -165,13 +166,13 @@ struct JsonConstraint::Frame {
   Kind kind = Kind::kValue;
   const JsonSchemaNode* node = nullptr;
   const std::vector<std::string>* choices = nullptr;  // literal candidates
-  uint64_t alive = 0;                                  // literal: candidates still matching
-  int pos = 0;        // literal: bytes matched; string: content bytes; number: digits in this part
-  int matched = -1;   // literal: the candidate that matched (set when it pops)
-  int state = 0;      // string: escape state; number: position in the grammar; object/array: stage
-  int next = 0;       // object: first property not yet written; array: items written
-  int property = -1;  // object: the property whose value is being written
-  bool key = false;   // a string that is an object key (free objects)
+  uint64_t alive = 0;                                 // literal: candidates still matching
+  int pos = 0;                             // literal: bytes matched; string: content bytes; number: digits in this part
+  int matched = -1;                        // literal: the candidate that matched (set when it pops)
+  int state = 0;                           // string: escape state; number: position in the grammar; object/array: stage
+  int next = 0;                            // object: first property not yet written; array: items written
+  int property = -1;                       // object: the property whose value is being written
+  bool key = false;                        // a string that is an object key (free objects)
   uint8_t cont = 0, lo = 0x80, hi = 0xBF;  // string: UTF-8 continuation bytes still due, and the next one's range
 };
 
@@ -202,8 +203,10 @@ Step step_literal(Frame& f, unsigned char c) {
   int complete = -1;
   for (size_t i = 0; i < ch.size(); ++i) {
     if (!(f.alive >> i & 1)) continue;
-    if (static_cast<int>(ch[i].size()) == f.pos) complete = static_cast<int>(i);
-    else if (static_cast<unsigned char>(ch[i][static_cast<size_t>(f.pos)]) == c) next |= uint64_t{1} << i;
+    if (static_cast<int>(ch[i].size()) == f.pos)
+      complete = static_cast<int>(i);
+    else if (static_cast<unsigned char>(ch[i][static_cast<size_t>(f.pos)]) == c)
+      next |= uint64_t{1} << i;
   }
   if (next == 0) {
     if (complete < 0) return Step::kReject;
@@ -217,8 +220,10 @@ Step step_literal(Frame& f, unsigned char c) {
   bool longer = false;
   for (size_t i = 0; i < ch.size(); ++i) {
     if (!(next >> i & 1)) continue;
-    if (static_cast<int>(ch[i].size()) == f.pos) whole = static_cast<int>(i);
-    else longer = true;
+    if (static_cast<int>(ch[i].size()) == f.pos)
+      whole = static_cast<int>(i);
+    else
+      longer = true;
   }
   if (whole >= 0 && !longer) {
     f.matched = whole;
@@ -229,9 +234,12 @@ Step step_literal(Frame& f, unsigned char c) {
 
 Step step_string(Frame& f, unsigned char c) {
   if (f.state == 1) {  // after a backslash
-    if (c == 'u') f.state = 5;  // four hex digits follow (5, 4, 3, 2 -> 0)
-    else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' || c == 't') f.state = 0;
-    else return Step::kReject;
+    if (c == 'u')
+      f.state = 5;  // four hex digits follow (5, 4, 3, 2 -> 0)
+    else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' || c == 't')
+      f.state = 0;
+    else
+      return Step::kReject;
     ++f.pos;
     return Step::kConsumed;
   }
@@ -255,10 +263,14 @@ Step step_string(Frame& f, unsigned char c) {
     if (f.pos + 6 > kMaxString) return Step::kReject;  // room for the longest escape
     f.state = 1;
   } else if (c >= 0x80) {  // a UTF-8 lead byte (strict: no overlong forms, no surrogates, nothing above U+10FFFF)
-    if (c >= 0xC2 && c <= 0xDF) f.cont = 1;
-    else if (c >= 0xE0 && c <= 0xEF) f.cont = 2, f.lo = c == 0xE0 ? 0xA0 : 0x80, f.hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4) f.cont = 3, f.lo = c == 0xF0 ? 0x90 : 0x80, f.hi = c == 0xF4 ? 0x8F : 0xBF;
-    else return Step::kReject;
+    if (c >= 0xC2 && c <= 0xDF)
+      f.cont = 1;
+    else if (c >= 0xE0 && c <= 0xEF)
+      f.cont = 2, f.lo = c == 0xE0 ? 0xA0 : 0x80, f.hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+      f.cont = 3, f.lo = c == 0xF0 ? 0x90 : 0x80, f.hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+      return Step::kReject;
     if (f.pos + 1 + f.cont > kMaxString) return Step::kReject;
   }
   ++f.pos;
@@ -280,14 +292,19 @@ Step step_number(Frame& f, unsigned char c) {
     case 1: ok = c == '0' ? (f.state = 2, true) : digit && take_digit(3); break;
     case 2:
     case 3:
-      if (f.state == 3 && digit) ok = take_digit(3);
-      else if (!integer && c == '.') ok = (f.state = 4, f.pos = 0, true);
-      else if (!integer && (c == 'e' || c == 'E')) ok = (f.state = 6, f.pos = 0, true);
+      if (f.state == 3 && digit)
+        ok = take_digit(3);
+      else if (!integer && c == '.')
+        ok = (f.state = 4, f.pos = 0, true);
+      else if (!integer && (c == 'e' || c == 'E'))
+        ok = (f.state = 6, f.pos = 0, true);
       break;
     case 4: ok = digit && take_digit(5); break;
     case 5:
-      if (digit) ok = take_digit(5);
-      else if (c == 'e' || c == 'E') ok = (f.state = 6, f.pos = 0, true);
+      if (digit)
+        ok = take_digit(5);
+      else if (c == 'e' || c == 'E')
+        ok = (f.state = 6, f.pos = 0, true);
       break;
     case 6: ok = (c == '+' || c == '-') ? (f.state = 7, true) : digit && take_digit(8); break;
     case 7: ok = digit && take_digit(8); break;
@@ -355,9 +372,9 @@ int frame_bytes(const Frame& f) {
     case Kind::kObject: {
       const JsonSchemaNode& n = *f.node;
       if (n.free_object) {
-        if (f.state == 4) return 5;           // "":0}
-        if (f.state == 1) return 1 + 1 + 1;   // :0}
-        return 1;                              // }
+        if (f.state == 4) return 5;          // "":0}
+        if (f.state == 1) return 1 + 1 + 1;  // :0}
+        return 1;                            // }
       }
       switch (f.state) {
         case 0: return required_from(n, f.next, false) + 1;
@@ -372,7 +389,8 @@ int frame_bytes(const Frame& f) {
         case 1:  // the key is written (or being matched, above): ':' and the value, then the rest
           return (f.property >= 0 ? 1 + n.properties[static_cast<size_t>(f.property)].second->min_bytes +
                                         required_from(n, f.next, true)
-                                  : 0) + 1;
+                                  : 0) +
+                 1;
         default: return required_from(n, f.next, true) + 1;  // 2: the value is the frame above
       }
     }

@@ -74,8 +74,7 @@ void LogprobReader::read_row(float* logp) {
 
 void KlDivergence::add_row(const float* base_logp, const float* model_logp, int64_t vocab) {
   double k = 0;
-  for (int64_t v = 0; v < vocab; ++v)
-    k += std::exp(static_cast<double>(base_logp[v])) * (base_logp[v] - model_logp[v]);
+  for (int64_t v = 0; v < vocab; ++v) k += std::exp(static_cast<double>(base_logp[v])) * (base_logp[v] - model_logp[v]);
   sum += k;
   same_top += std::max_element(base_logp, base_logp + vocab) - base_logp ==
               std::max_element(model_logp, model_logp + vocab) - model_logp;

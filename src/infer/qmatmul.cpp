@@ -47,8 +47,8 @@ struct Aligned64 {
   Aligned64() = default;
   template <typename U>
   Aligned64(const Aligned64<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  T* allocate(size_t n) { return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete (p, std::align_val_t{64}); }
   bool operator==(const Aligned64&) const { return true; }
 };
 
@@ -56,7 +56,8 @@ struct Aligned64 {
 // read it through pointers.
 thread_local std::vector<float> t_panel;
 thread_local std::vector<int8_t, Aligned64<int8_t>> t_xq;
-thread_local std::vector<int8_t, Aligned64<int8_t>> t_xt;  // t_xq in the transposed form packed matrices read (core/qpack.h)
+thread_local std::vector<int8_t, Aligned64<int8_t>>
+    t_xt;  // t_xq in the transposed form packed matrices read (core/qpack.h)
 thread_local std::vector<float> t_xd;
 thread_local std::vector<int32_t> t_xsum;
 
@@ -77,9 +78,9 @@ void panel_gemm(const QMatrix& w, const float* x, int64_t n, float* y, int64_t l
 // A float product with several rows of x: BLAS (multi-threaded, or on the calling thread inside a parallel region).
 void float_matmul(const QMatrix& w, const float* x, int64_t n, float* y, int64_t ldy) {
   if (w.type == QuantType::F32)
-    gemm(false, true, n, w.rows, w.cols, 1.0f, x, w.cols, reinterpret_cast<const float*>(w.data), w.cols, 0.0f, y,
-         ldy);
-  else panel_gemm(w, x, n, y, ldy);
+    gemm(false, true, n, w.rows, w.cols, 1.0f, x, w.cols, reinterpret_cast<const float*>(w.data), w.cols, 0.0f, y, ldy);
+  else
+    panel_gemm(w, x, n, y, ldy);
 }
 
 // Weight rows [r0, r1) of one product against all its rows of x: the unit of work a thread takes.
@@ -159,8 +160,7 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
   std::vector<size_t> blas_jobs;
   for (size_t j = 0; j < count; ++j) {
     const QProduct& p = jobs[j];
-    check(p.w != nullptr && !p.w->empty() && p.n >= 0 && (p.ldy == 0 || p.ldy >= p.w->rows),
-          "qmatmul: bad arguments");
+    check(p.w != nullptr && !p.w->empty() && p.n >= 0 && (p.ldy == 0 || p.ldy >= p.w->rows), "qmatmul: bad arguments");
     if (uses_blas(p)) blas_jobs.push_back(j);
   }
   if (!blas_jobs.empty()) {
@@ -241,16 +241,18 @@ void qmatmul_many(const QProduct* jobs, size_t count) {
                    K);
       qpack_act(scratch.xq + off, scratch.xt + off, K);
     }
-    // 2. Tasks. Decoding (every product a few rows of x at most) is bound by memory: each thread takes one contiguous run of
-    // tasks holding an equal share of the bytes, so the prefetchers follow long streams (a dynamic hand-out
+    // 2. Tasks. Decoding (every product a few rows of x at most) is bound by memory: each thread takes one contiguous
+    // run of tasks holding an equal share of the bytes, so the prefetchers follow long streams (a dynamic hand-out
     // measured 1.5x slower). Prefill is bound by arithmetic, each task's weight rows reused by every x-block from
     // cache: tasks are handed out one by one, so a thread slowed by anything (a busier core, a slower type) does not
     // hold the others at the barrier.
     const size_t nt = static_cast<size_t>(omp_get_num_threads()), tid = static_cast<size_t>(omp_get_thread_num());
     auto run = [&](size_t t) {
       const QProduct& job = jobs[tasks[t].job];
-      if (quant_is_block(job.w->type)) run_int_task(job, tasks[t].r0, tasks[t].r1, inputs[input_of[tasks[t].job]], scratch);
-      else run_float_rows_task(job, tasks[t].r0, tasks[t].r1);
+      if (quant_is_block(job.w->type))
+        run_int_task(job, tasks[t].r0, tasks[t].r1, inputs[input_of[tasks[t].job]], scratch);
+      else
+        run_float_rows_task(job, tasks[t].r0, tasks[t].r1);
     };
     const auto thread_start = std::chrono::steady_clock::now();
     if (batched) {

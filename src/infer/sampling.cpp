@@ -14,10 +14,8 @@ void SamplingParams::validate() const {
   check(std::isfinite(temperature) && temperature >= 0, "sampling: temperature must be >= 0 (0 = greedy), got {}",
         temperature);
   check(top_k >= 0, "sampling: top_k must be >= 0 (0 = off), got {}", top_k);
-  check(std::isfinite(top_p) && top_p > 0 && top_p <= 1, "sampling: top_p must be in (0, 1] (1 = off), got {}",
-        top_p);
-  check(std::isfinite(min_p) && min_p >= 0 && min_p <= 1, "sampling: min_p must be in [0, 1] (0 = off), got {}",
-        min_p);
+  check(std::isfinite(top_p) && top_p > 0 && top_p <= 1, "sampling: top_p must be in (0, 1] (1 = off), got {}", top_p);
+  check(std::isfinite(min_p) && min_p >= 0 && min_p <= 1, "sampling: min_p must be in [0, 1] (0 = off), got {}", min_p);
   check(std::isfinite(repetition_penalty) && repetition_penalty > 0,
         "sampling: repetition_penalty must be > 0 (1 = off), got {}", repetition_penalty);
   check(std::isfinite(presence_penalty), "sampling: presence_penalty must be finite, got {}", presence_penalty);
@@ -61,15 +59,18 @@ float penalised(float logit, int64_t count, const SamplingParams& p) {
 }
 
 void check_vocab(int64_t vocab) {
-  check(vocab > 0 && vocab <= std::numeric_limits<int32_t>::max(), "sampling: vocabulary size must be in [1, 2^31), "
-        "got {}", vocab);
+  check(vocab > 0 && vocab <= std::numeric_limits<int32_t>::max(),
+        "sampling: vocabulary size must be in [1, 2^31), "
+        "got {}",
+        vocab);
 }
 
 }  // namespace
 
 void apply_penalties(float* logits, int64_t vocab, const std::vector<int32_t>& history, const SamplingParams& p) {
   check_vocab(vocab);
-  for_each_penalised(history, vocab, p, [&](int32_t id, int64_t count) { logits[id] = penalised(logits[id], count, p); });
+  for_each_penalised(history, vocab, p,
+                     [&](int32_t id, int64_t count) { logits[id] = penalised(logits[id], count, p); });
 }
 
 Sampler::Sampler(SamplingParams p) : params_(p) {
@@ -118,7 +119,9 @@ void Sampler::filter(const float* logits, int64_t vocab, const std::vector<int32
   });
 
   // Total order: higher logit first, lower id on ties — the sorted prefix is the same on every platform.
-  const auto before = [](const Cand& a, const Cand& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
+  const auto before = [](const Cand& a, const Cand& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  };
   const auto max_logit = [&] {
     float m = -std::numeric_limits<float>::infinity();
     for (const Cand& c : cands_) m = std::max(m, c.logit);
@@ -202,8 +205,7 @@ void Sampler::filter(const float* logits, int64_t vocab, const std::vector<int32
   // Temperature, then softmax (unnormalised weights; sample() and distribution() divide by the sum).
   probs_.resize(cands_.size());
   const double inv_t = 1.0 / p.temperature;
-  for (size_t i = 0; i < cands_.size(); ++i)
-    probs_[i] = std::exp((static_cast<double>(cands_[i].logit) - top) * inv_t);
+  for (size_t i = 0; i < cands_.size(); ++i) probs_[i] = std::exp((static_cast<double>(cands_[i].logit) - top) * inv_t);
 }
 
 int32_t Sampler::sample(const float* logits, int64_t vocab, const std::vector<int32_t>& history) {

@@ -21,7 +21,7 @@ struct SamplingParams {
   double frequency_penalty = 0.0;   // OpenAI: logit -= frequency * count
   int64_t penalty_last_n = 64;      // window of the history the penalties look at; 0 = off, -1 = the whole history
   uint64_t seed = 0;
-  void validate() const;            // throws dsmoe::Error naming the field and the value
+  void validate() const;  // throws dsmoe::Error naming the field and the value
 };
 
 // One entry of the final distribution: the token and its probability (after every filter and the temperature).

@@ -43,25 +43,71 @@ const char* gguf_type_name(GgufType t) {
   return "?";
 }
 
-GgufValue GgufValue::u16(uint16_t v) { GgufValue x; x.type = GgufType::UINT16; x.i = v; return x; }
-GgufValue GgufValue::u32(uint32_t v) { GgufValue x; x.type = GgufType::UINT32; x.i = v; return x; }
-GgufValue GgufValue::i32(int32_t v) { GgufValue x; x.type = GgufType::INT32; x.i = v; return x; }
+GgufValue GgufValue::u16(uint16_t v) {
+  GgufValue x;
+  x.type = GgufType::UINT16;
+  x.i = v;
+  return x;
+}
+GgufValue GgufValue::u32(uint32_t v) {
+  GgufValue x;
+  x.type = GgufType::UINT32;
+  x.i = v;
+  return x;
+}
+GgufValue GgufValue::i32(int32_t v) {
+  GgufValue x;
+  x.type = GgufType::INT32;
+  x.i = v;
+  return x;
+}
 GgufValue GgufValue::u64(uint64_t v) {
   check(v <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), "GGUF u64 value {} too large", v);
-  GgufValue x; x.type = GgufType::UINT64; x.i = static_cast<int64_t>(v); return x;
+  GgufValue x;
+  x.type = GgufType::UINT64;
+  x.i = static_cast<int64_t>(v);
+  return x;
 }
-GgufValue GgufValue::f32(float v) { GgufValue x; x.type = GgufType::FLOAT32; x.f = v; return x; }
-GgufValue GgufValue::boolean(bool v) { GgufValue x; x.type = GgufType::BOOL; x.b = v; x.i = v; return x; }
-GgufValue GgufValue::str(std::string v) { GgufValue x; x.type = GgufType::STRING; x.s = std::move(v); return x; }
+GgufValue GgufValue::f32(float v) {
+  GgufValue x;
+  x.type = GgufType::FLOAT32;
+  x.f = v;
+  return x;
+}
+GgufValue GgufValue::boolean(bool v) {
+  GgufValue x;
+  x.type = GgufType::BOOL;
+  x.b = v;
+  x.i = v;
+  return x;
+}
+GgufValue GgufValue::str(std::string v) {
+  GgufValue x;
+  x.type = GgufType::STRING;
+  x.s = std::move(v);
+  return x;
+}
 GgufValue GgufValue::str_array(std::vector<std::string> v) {
-  GgufValue x; x.type = GgufType::ARRAY; x.elem = GgufType::STRING; x.strings = std::move(v); return x;
+  GgufValue x;
+  x.type = GgufType::ARRAY;
+  x.elem = GgufType::STRING;
+  x.strings = std::move(v);
+  return x;
 }
 GgufValue GgufValue::int_array(GgufType elem, std::vector<int64_t> v) {
   check(is_int_type(elem), "GGUF int_array: element type {} is not an integer type", gguf_type_name(elem));
-  GgufValue x; x.type = GgufType::ARRAY; x.elem = elem; x.ints = std::move(v); return x;
+  GgufValue x;
+  x.type = GgufType::ARRAY;
+  x.elem = elem;
+  x.ints = std::move(v);
+  return x;
 }
 GgufValue GgufValue::f32_array(std::vector<float> v) {
-  GgufValue x; x.type = GgufType::ARRAY; x.elem = GgufType::FLOAT32; x.floats.assign(v.begin(), v.end()); return x;
+  GgufValue x;
+  x.type = GgufType::ARRAY;
+  x.elem = GgufType::FLOAT32;
+  x.floats.assign(v.begin(), v.end());
+  return x;
 }
 bool GgufValue::is_int() const { return is_int_type(type); }
 bool GgufValue::is_float() const { return is_float_type(type); }
@@ -123,7 +169,7 @@ struct Cursor {
   size_t size;
   size_t pos = 0;
   const std::string& path;
-  size_t avail = size;                                       // bytes at base
+  size_t avail = size;                                        // bytes at base
   std::function<const uint8_t*(size_t end)> fetch = nullptr;  // make [0, end) available; returns the new base
 
   void need(size_t n, const std::string& what) {
@@ -375,9 +421,10 @@ std::string split_prefix(const std::string& path, int64_t no, int64_t count) {
 std::string first_split_path(const std::string& path, const SplitKeys& k) {
   const std::string prefix = split_prefix(path, k.no, k.count);
   if (prefix.empty())
-    fail("{}: this is split {} of {} of a split model (key split.no) but its name does not end in -{:05d}-of-{:05d}"
-         ".gguf: pass the first split (PREFIX-00001-of-{:05d}.gguf)",
-         path, k.no + 1, k.count, k.no + 1, k.count, k.count);
+    fail(
+        "{}: this is split {} of {} of a split model (key split.no) but its name does not end in -{:05d}-of-{:05d}"
+        ".gguf: pass the first split (PREFIX-00001-of-{:05d}.gguf)",
+        path, k.no + 1, k.count, k.no + 1, k.count, k.count);
   const std::string first = gguf_split_path(prefix, 0, static_cast<int>(k.count));
   if (!std::filesystem::is_regular_file(first))
     fail("{}: this is split {} of {} of a split model and its first split {} is missing: pass the first split", path,
@@ -390,9 +437,10 @@ std::vector<std::string> all_split_paths(const std::string& first, const SplitKe
   if (k.count <= 1) return {first};
   const std::string prefix = split_prefix(first, 0, k.count);
   if (prefix.empty())
-    fail("{}: key split.count = {} but the name does not end in -00001-of-{:05d}.gguf, so the other splits cannot be "
-         "found (llama-gguf-split names them PREFIX-00001-of-{:05d}.gguf, PREFIX-00002-of-{:05d}.gguf, ...)",
-         first, k.count, k.count, k.count, k.count);
+    fail(
+        "{}: key split.count = {} but the name does not end in -00001-of-{:05d}.gguf, so the other splits cannot be "
+        "found (llama-gguf-split names them PREFIX-00001-of-{:05d}.gguf, PREFIX-00002-of-{:05d}.gguf, ...)",
+        first, k.count, k.count, k.count, k.count);
   std::vector<std::string> paths;
   for (int64_t i = 0; i < k.count; ++i) {
     paths.push_back(gguf_split_path(prefix, static_cast<int>(i), static_cast<int>(k.count)));
@@ -470,14 +518,12 @@ GgufFile GgufFile::open(const std::string& path) {
   add_tensors(first, 0);
   for (int64_t i = 1; i < keys.count; ++i) {
     detail::GgufPart part = open_part(g.split_paths_[static_cast<size_t>(i)]);
-    if (!part.split.has_no)
-      fail("{}: not a split of {}: key split.no is missing", part.path, g.path_);
+    if (!part.split.has_no) fail("{}: not a split of {}: key split.no is missing", part.path, g.path_);
     if (part.split.no != i)
       fail("{}: key split.no = {} but this is split {} of {} (split.no {} expected)", part.path, part.split.no, i + 1,
            keys.count, i);
     if (part.split.count != keys.count)
-      fail("{}: key split.count = {} but the first split {} says {}", part.path, part.split.count, g.path_,
-           keys.count);
+      fail("{}: key split.count = {} but the first split {} says {}", part.path, part.split.count, g.path_, keys.count);
     add_tensors(part, static_cast<int>(i));
   }
   if (const GgufValue* n = g.find("split.tensors.count")) {
@@ -558,8 +604,8 @@ void gguf_validate_block_scales(const GgufFile& file, bool release_pages) {
   const size_t row_bytes = quant_row_bytes(t.type, t.ne[0]);
   std::string why;
   quant_validate_row(t.type, t.data + static_cast<size_t>(bad_row) * row_bytes, t.ne[0], &why);
-  fail("{}: tensor {} ({}) row {} of {}: {} (corrupt file)", file.file_of(t), t.name, quant_type_name(t.type),
-       bad_row, t.numel() / t.ne[0], why);
+  fail("{}: tensor {} ({}) row {} of {}: {} (corrupt file)", file.file_of(t), t.name, quant_type_name(t.type), bad_row,
+       t.numel() / t.ne[0], why);
 }
 
 const GgufValue* GgufFile::find(const std::string& key) const {
@@ -608,9 +654,7 @@ const GgufTensorInfo& GgufFile::tensor(const std::string& name) const {
   if (!t) fail("{}: missing tensor {}", path_, name);
   return *t;
 }
-void GgufFile::read_f32(const GgufTensorInfo& t, float* dst) const {
-  dequantize_row(t.type, t.data, dst, t.numel());
-}
+void GgufFile::read_f32(const GgufTensorInfo& t, float* dst) const { dequantize_row(t.type, t.data, dst, t.numel()); }
 std::vector<float> GgufFile::read_f32(const std::string& name) const {
   const GgufTensorInfo& t = tensor(name);
   std::vector<float> v(static_cast<size_t>(t.numel()));

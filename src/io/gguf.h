@@ -28,8 +28,19 @@
 namespace dsmoe::io {
 
 enum class GgufType : uint32_t {
-  UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7, STRING = 8,
-  ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+  UINT8 = 0,
+  INT8 = 1,
+  UINT16 = 2,
+  INT16 = 3,
+  UINT32 = 4,
+  INT32 = 5,
+  FLOAT32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  UINT64 = 10,
+  INT64 = 11,
+  FLOAT64 = 12,
 };
 const char* gguf_type_name(GgufType t);
 
@@ -42,9 +53,9 @@ struct GgufValue {
   double f = 0.0;
   bool b = false;
   std::string s;
-  std::vector<int64_t> ints;          // integer / bool arrays
-  std::vector<double> floats;         // float arrays
-  std::vector<std::string> strings;   // string arrays
+  std::vector<int64_t> ints;         // integer / bool arrays
+  std::vector<double> floats;        // float arrays
+  std::vector<std::string> strings;  // string arrays
 
   static GgufValue u16(uint16_t v);
   static GgufValue u32(uint32_t v);
@@ -70,11 +81,11 @@ struct GgufTensorInfo {
   std::string name;
   std::vector<int64_t> ne;  // ggml order: ne[0] varies fastest (reverse of the numpy shape)
   QuantType type = QuantType::F32;
-  uint64_t offset = 0;      // relative to the data section
+  uint64_t offset = 0;            // relative to the data section
   const uint8_t* data = nullptr;  // into the mapping of its split (reader only)
   size_t nbytes = 0;
-  int split = 0;            // index of the split file holding the data (reader only; 0 for a single file)
-  size_t file_offset = 0;   // where the data starts in that file (reader only)
+  int split = 0;           // index of the split file holding the data (reader only; 0 for a single file)
+  size_t file_offset = 0;  // where the data starts in that file (reader only)
   int64_t numel() const;
   std::vector<int64_t> shape() const;  // numpy order (reverse of ne)
 };
@@ -93,18 +104,18 @@ class GgufFile {
 
   uint32_t version() const { return version_; }
   size_t alignment() const { return alignment_; }
-  const std::string& path() const { return path_; }  // the first split of a split model
+  const std::string& path() const { return path_; }                             // the first split of a split model
   const std::vector<std::string>& split_paths() const { return split_paths_; }  // split order; one for a single file
   const std::string& file_of(const GgufTensorInfo& t) const { return split_paths_.at(static_cast<size_t>(t.split)); }
-  size_t file_bytes() const;  // the sizes of all its files together
-  const std::vector<GgufKV>& kvs() const { return kvs_; }  // file order
+  size_t file_bytes() const;                                               // the sizes of all its files together
+  const std::vector<GgufKV>& kvs() const { return kvs_; }                  // file order
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }  // file order
 
   const GgufValue* find(const std::string& key) const;  // nullptr if absent
   const GgufValue& get(const std::string& key) const;   // throws "PATH: missing key KEY"
   // Typed getters: throw naming the key when absent or of the wrong kind.
-  int64_t get_int(const std::string& key) const;                 // any integer type
-  double get_float(const std::string& key) const;                // FLOAT32 / FLOAT64
+  int64_t get_int(const std::string& key) const;   // any integer type
+  double get_float(const std::string& key) const;  // FLOAT32 / FLOAT64
   std::string get_string(const std::string& key) const;
   const std::vector<std::string>& get_strings(const std::string& key) const;
   int64_t get_int_or(const std::string& key, int64_t fallback) const;

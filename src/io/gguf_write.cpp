@@ -15,7 +15,6 @@ namespace dsmoe::io {
 
 using namespace gguf_format;
 
-
 namespace {
 class Out {
  public:
@@ -34,7 +33,9 @@ class Out {
     pos_ += n;
   }
   template <typename T>
-  void put(T v) { bytes(&v, sizeof(T)); }
+  void put(T v) {
+    bytes(&v, sizeof(T));
+  }
   void str(const std::string& s) {
     put<uint64_t>(s.size());
     bytes(s.data(), s.size());
@@ -86,11 +87,16 @@ void put_int(Out& o, GgufType t, int64_t v) {
 
 void put_value(Out& o, const GgufValue& v, const std::string& key) {
   o.put<uint32_t>(static_cast<uint32_t>(v.type));
-  if (v.type == GgufType::BOOL) put_int(o, v.type, v.b || v.i);
-  else if (is_int_type(v.type)) put_int(o, v.type, v.i);
-  else if (v.type == GgufType::FLOAT32) o.put<float>(static_cast<float>(v.f));
-  else if (v.type == GgufType::FLOAT64) o.put<double>(v.f);
-  else if (v.type == GgufType::STRING) o.str(v.s);
+  if (v.type == GgufType::BOOL)
+    put_int(o, v.type, v.b || v.i);
+  else if (is_int_type(v.type))
+    put_int(o, v.type, v.i);
+  else if (v.type == GgufType::FLOAT32)
+    o.put<float>(static_cast<float>(v.f));
+  else if (v.type == GgufType::FLOAT64)
+    o.put<double>(v.f);
+  else if (v.type == GgufType::STRING)
+    o.str(v.s);
   else if (v.type == GgufType::ARRAY) {
     o.put<uint32_t>(static_cast<uint32_t>(v.elem));
     if (v.elem == GgufType::STRING) {
@@ -99,8 +105,10 @@ void put_value(Out& o, const GgufValue& v, const std::string& key) {
     } else if (is_float_type(v.elem)) {
       o.put<uint64_t>(v.floats.size());
       for (double f : v.floats) {
-        if (v.elem == GgufType::FLOAT32) o.put<float>(static_cast<float>(f));
-        else o.put<double>(f);
+        if (v.elem == GgufType::FLOAT32)
+          o.put<float>(static_cast<float>(f));
+        else
+          o.put<double>(f);
       }
     } else if (is_int_type(v.elem)) {
       o.put<uint64_t>(v.ints.size());
@@ -116,8 +124,7 @@ void put_value(Out& o, const GgufValue& v, const std::string& key) {
 
 void write_gguf(const std::string& path, const std::vector<GgufKV>& kvs, const std::vector<GgufTensorToWrite>& tensors,
                 size_t alignment) {
-  check(alignment > 0 && (alignment & (alignment - 1)) == 0, "{}: alignment {} is not a power of two", path,
-        alignment);
+  check(alignment > 0 && (alignment & (alignment - 1)) == 0, "{}: alignment {} is not a power of two", path, alignment);
   std::vector<GgufKV> all = kvs;
   bool has_alignment = false;
   std::set<std::string> keys;
@@ -207,9 +214,8 @@ std::vector<std::string> gguf_split_file(const std::string& input, const std::st
     kvs.push_back({"split.count", GgufValue::u16(static_cast<uint16_t>(count))});
     std::vector<GgufTensorToWrite> tensors;
     for (const GgufTensorInfo* t : groups[static_cast<size_t>(k)])
-      tensors.push_back({t->name, t->ne, t->type, [t](std::vector<uint8_t>& out) {
-                           out.assign(t->data, t->data + t->nbytes);
-                         }});
+      tensors.push_back(
+          {t->name, t->ne, t->type, [t](std::vector<uint8_t>& out) { out.assign(t->data, t->data + t->nbytes); }});
     paths.push_back(gguf_split_path(prefix, k, count));
     write_gguf(paths.back(), kvs, tensors, in.alignment());
   }

@@ -45,9 +45,9 @@ struct DTypeEntry {
   size_t size;
 };
 constexpr DTypeEntry kDTypes[] = {
-    {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2}, {DType::F64, "F64", 8},
-    {DType::I32, "I32", 4}, {DType::I64, "I64", 8}, {DType::U8, "U8", 1},     {DType::I8, "I8", 1},
-    {DType::I16, "I16", 2}, {DType::U16, "U16", 2}, {DType::U32, "U32", 4},   {DType::U64, "U64", 8},
+    {DType::F32, "F32", 4},   {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2}, {DType::F64, "F64", 8},
+    {DType::I32, "I32", 4},   {DType::I64, "I64", 8}, {DType::U8, "U8", 1},     {DType::I8, "I8", 1},
+    {DType::I16, "I16", 2},   {DType::U16, "U16", 2}, {DType::U32, "U32", 4},   {DType::U64, "U64", 8},
     {DType::BOOL, "BOOL", 1},
 };
 
@@ -232,8 +232,8 @@ Header parse_header(const detail::MappedFile& f) {
   check(n != 0, "{}: header length is 0", f.path());
   check(n <= kMaxHeaderBytes, "{}: header length {} exceeds the {}-byte limit (corrupt file?)", f.path(), n,
         kMaxHeaderBytes);
-  check(n <= available, "{}: header length {} goes beyond the end of the file ({} bytes after the length)",
-        f.path(), n, available);
+  check(n <= available, "{}: header length {} goes beyond the end of the file ({} bytes after the length)", f.path(), n,
+        available);
   const char* text = reinterpret_cast<const char*>(f.data() + 8);
   Header h{Json(), f.data() + 8 + n, available - n};
   try {
@@ -288,8 +288,8 @@ Entry parse_entry(const std::string& file, const std::string& name, const Json& 
     b = json_int(jo[0]);
     e = json_int(jo[1]);
   }
-  check(b && e && *b >= 0 && *b <= *e, "{}: tensor {}: data_offsets must be [begin, end] with 0 <= begin <= end, got {}",
-        file, name, jo.dump());
+  check(b && e && *b >= 0 && *b <= *e,
+        "{}: tensor {}: data_offsets must be [begin, end] with 0 <= begin <= end, got {}", file, name, jo.dump());
   const uint64_t begin = static_cast<uint64_t>(*b), end = static_cast<uint64_t>(*e);
   check(end - begin == *need, "{}: tensor {}: shape {} {} needs {} bytes but data_offsets span {}", file, name,
         shape_str(shape), jd.get<std::string>(), *need, end - begin);
@@ -332,8 +332,8 @@ std::vector<std::pair<std::string, std::string>> read_weight_map(const std::stri
   check(wm.is_object(), "{}: weight_map must be an object, got {}", index_path, wm.type_name());
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& [name, shard] : wm.items()) {
-    check(shard.is_string(), "{}: weight_map entry for tensor {} must be a file name string, got {}", index_path,
-          name, shard.dump());
+    check(shard.is_string(), "{}: weight_map entry for tensor {} must be a file name string, got {}", index_path, name,
+          shard.dump());
     out.emplace_back(name, shard.get<std::string>());
   }
   check(!out.empty(), "{}: weight_map is empty", index_path);
@@ -447,12 +447,8 @@ void SafetensorsArchive::read_f32(const TensorInfo& t, float* dst) const {
     case DType::F32:
       if (n > 0) std::memcpy(dst, t.data, n * sizeof(float));  // dst may be null for an empty tensor
       return;
-    case DType::F16:
-      convert_u16(t.data, n, dst, f16_to_f32);
-      return;
-    case DType::BF16:
-      convert_u16(t.data, n, dst, bf16_to_f32);
-      return;
+    case DType::F16: convert_u16(t.data, n, dst, f16_to_f32); return;
+    case DType::BF16: convert_u16(t.data, n, dst, bf16_to_f32); return;
     case DType::F64:
       for (size_t i = 0; i < n; ++i) {
         double v;
@@ -481,8 +477,7 @@ std::vector<int32_t> SafetensorsArchive::read_i32(const std::string& name) const
     if (n > 0) std::memcpy(out.data(), t.data, n * sizeof(int32_t));
     return out;
   }
-  check(t.dtype == DType::I64, "{}: tensor {} has dtype {}, expected I32 or I64", t.file, t.name,
-        dtype_name(t.dtype));
+  check(t.dtype == DType::I64, "{}: tensor {} has dtype {}, expected I32 or I64", t.file, t.name, dtype_name(t.dtype));
   for (size_t i = 0; i < n; ++i) {
     int64_t v;
     std::memcpy(&v, t.data + 8 * i, 8);
@@ -675,8 +670,7 @@ void remove_stale(const fs::path& dir, const std::set<std::string>& keep) {
     const std::string name = entry.path().filename().string();
     const bool ours = name == kSingleFile || name == kIndexFile || is_shard_name(name);
     if (!ours || keep.count(name)) continue;
-    if (!fs::remove(entry.path(), ec) && ec)
-      fail("{}: cannot remove stale {}: {}", dir.string(), name, ec.message());
+    if (!fs::remove(entry.path(), ec) && ec) fail("{}: cannot remove stale {}: {}", dir.string(), name, ec.message());
   }
   if (ec) fail("{}: cannot list directory: {}", dir.string(), ec.message());
 }

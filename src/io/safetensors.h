@@ -77,8 +77,8 @@ class SafetensorsArchive {
 
  private:
   SafetensorsArchive() = default;
-  void add_file(const std::string& file);           // map, parse and append one file's tensors
-  void add_shards(const std::string& index_path);   // every shard an index names, cross-checked with it
+  void add_file(const std::string& file);          // map, parse and append one file's tensors
+  void add_shards(const std::string& index_path);  // every shard an index names, cross-checked with it
 
   std::string path_;
   std::vector<std::unique_ptr<detail::MappedFile>> files_;

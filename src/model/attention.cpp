@@ -52,8 +52,8 @@ void merge_heads(const float* in, float* out, int64_t B, int64_t S, int64_t n_he
 
 }  // namespace
 
-void attention_forward(const ModelConfig& c, const LayerWeights& w, const RopeTables& rope, const float* x,
-                       int64_t B, int64_t S, AttentionActs& acts, float* y, Workspace& ws) {
+void attention_forward(const ModelConfig& c, const LayerWeights& w, const RopeTables& rope, const float* x, int64_t B,
+                       int64_t S, AttentionActs& acts, float* y, Workspace& ws) {
   const int64_t T = B * S, d = c.hidden_size, H = c.num_attention_heads, KVH = c.num_key_value_heads;
   const int64_t hd = c.head_dim(), G = H / KVH, qd = H * hd, kvd = KVH * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -102,8 +102,8 @@ void attention_backward(const ModelConfig& c, const LayerWeights& w, LayerWeight
   float* dout = ws.get("attn.dout", T * qd);  // [T, H*hd]
   linear_backward(acts.out.data(), w.wo, dy, dout, grad.wo, T, qd, d);
 
-  float* dq = ws.get("attn.dq", T * qd);    // [B, H, S, hd]
-  float* dk = ws.get("attn.dk", T * kvd);   // [B, KVH, S, hd]
+  float* dq = ws.get("attn.dq", T * qd);   // [B, H, S, hd]
+  float* dk = ws.get("attn.dk", T * kvd);  // [B, KVH, S, hd]
   float* dv = ws.get("attn.dv", T * kvd);
   const int n_threads = omp_get_max_threads();
   float* dp_all = ws.get("attn.dp", static_cast<size_t>(n_threads) * S * S);

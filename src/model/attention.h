@@ -28,8 +28,8 @@ struct RopeTables {
 void rope_tables_build(RopeTables& rope, int64_t S, int64_t hd, double theta);
 
 // y[T,d] = Attention(x)  (= , not accumulated).
-void attention_forward(const ModelConfig& c, const LayerWeights& w, const RopeTables& rope, const float* x,
-                       int64_t B, int64_t S, AttentionActs& acts, float* y, Workspace& ws);
+void attention_forward(const ModelConfig& c, const LayerWeights& w, const RopeTables& rope, const float* x, int64_t B,
+                       int64_t S, AttentionActs& acts, float* y, Workspace& ws);
 // dx[T,d] (=); wq/wk/wv/wo gradients (+=).
 void attention_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& grad, const RopeTables& rope,
                         const float* x, int64_t B, int64_t S, const AttentionActs& acts, const float* dy, float* dx,

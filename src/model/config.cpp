@@ -21,14 +21,46 @@ using json = nlohmann::json;
 // They are accepted so that configs written by transformers load; anything else is an error (a typo such as
 // "n_routed_expert" must not silently become a dense model).
 const std::set<std::string>& ignorable_hf_keys() {
-  static const std::set<std::string> keys = {
-      "architectures", "model_type", "auto_map", "torch_dtype", "transformers_version", "_name_or_path",
-      "use_cache", "pad_token_id", "pretraining_tp", "output_attentions", "output_hidden_states",
-      "return_dict", "is_encoder_decoder", "is_decoder", "add_cross_attention", "tie_encoder_decoder",
-      "chunk_size_feed_forward", "tokenizer_class", "prefix", "sep_token_id", "decoder_start_token_id",
-      "task_specific_params", "problem_type", "id2label", "label2id", "quantization_config", "_attn_implementation",
-      "_attn_implementation_autoset", "torchscript", "use_bfloat16", "pruned_heads", "finetuning_task",
-      "bad_words_ids", "num_beams", "max_length", "min_length", "do_sample", "temperature", "top_k", "top_p"};
+  static const std::set<std::string> keys = {"architectures",
+                                             "model_type",
+                                             "auto_map",
+                                             "torch_dtype",
+                                             "transformers_version",
+                                             "_name_or_path",
+                                             "use_cache",
+                                             "pad_token_id",
+                                             "pretraining_tp",
+                                             "output_attentions",
+                                             "output_hidden_states",
+                                             "return_dict",
+                                             "is_encoder_decoder",
+                                             "is_decoder",
+                                             "add_cross_attention",
+                                             "tie_encoder_decoder",
+                                             "chunk_size_feed_forward",
+                                             "tokenizer_class",
+                                             "prefix",
+                                             "sep_token_id",
+                                             "decoder_start_token_id",
+                                             "task_specific_params",
+                                             "problem_type",
+                                             "id2label",
+                                             "label2id",
+                                             "quantization_config",
+                                             "_attn_implementation",
+                                             "_attn_implementation_autoset",
+                                             "torchscript",
+                                             "use_bfloat16",
+                                             "pruned_heads",
+                                             "finetuning_task",
+                                             "bad_words_ids",
+                                             "num_beams",
+                                             "max_length",
+                                             "min_length",
+                                             "do_sample",
+                                             "temperature",
+                                             "top_k",
+                                             "top_p"};
   return keys;
 }
 
@@ -56,8 +88,8 @@ struct Parser {
     }
     const json& value = *it;
     if (value.is_null()) {
-      check(need == FieldNeed::nullable || need == FieldNeed::token_id,
-            "{}: config field '{}' must not be null", source, name);
+      check(need == FieldNeed::nullable || need == FieldNeed::token_id, "{}: config field '{}' must not be null",
+            source, name);
       if constexpr (std::is_same_v<T, int64_t>) member = need == FieldNeed::token_id ? -1 : 0;
       return;
     }
@@ -220,14 +252,12 @@ void config_write_file(const ModelConfig& c, const std::string& path) {
 }
 
 std::string config_summary(const ModelConfig& c) {
-  std::string s = fmt::format(
-      "layers {} (dense {}, MoE {}), hidden {}, heads {} (kv {}, dim {}), vocab {}\n", c.num_hidden_layers,
-      c.num_hidden_layers - c.n_moe_layers(), c.n_moe_layers(), c.hidden_size, c.num_attention_heads,
-      c.num_key_value_heads, c.head_dim(), c.vocab_size);
+  std::string s = fmt::format("layers {} (dense {}, MoE {}), hidden {}, heads {} (kv {}, dim {}), vocab {}\n",
+                              c.num_hidden_layers, c.num_hidden_layers - c.n_moe_layers(), c.n_moe_layers(),
+                              c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim(), c.vocab_size);
   if (c.n_routed_experts > 0) {
-    s += fmt::format("experts: {} shared + {} routed (top-{}), expert width {}, dense width {}\n",
-                     c.n_shared_experts, c.n_routed_experts, c.num_experts_per_tok, c.moe_intermediate_size,
-                     c.intermediate_size);
+    s += fmt::format("experts: {} shared + {} routed (top-{}), expert width {}, dense width {}\n", c.n_shared_experts,
+                     c.n_routed_experts, c.num_experts_per_tok, c.moe_intermediate_size, c.intermediate_size);
   } else {
     s += fmt::format("dense model, MLP width {}\n", c.intermediate_size);
   }

@@ -24,19 +24,19 @@ struct ModelConfig {
   // --- HF DeepseekConfig fields ---
   int64_t vocab_size = 102400;
   int64_t hidden_size = 4096;
-  int64_t intermediate_size = 11008;      // width of the dense SwiGLU layers
-  int64_t moe_intermediate_size = 1407;   // width of one routed expert
+  int64_t intermediate_size = 11008;     // width of the dense SwiGLU layers
+  int64_t moe_intermediate_size = 1407;  // width of one routed expert
   int64_t num_hidden_layers = 30;
   int64_t num_attention_heads = 32;
-  int64_t num_key_value_heads = 0;        // 0 after parsing never happens: absent means = num_attention_heads
-  int64_t n_shared_experts = 0;           // null/0 = no shared experts
-  int64_t n_routed_experts = 0;           // null/0 = dense model
-  int64_t num_experts_per_tok = 0;        // top-k
+  int64_t num_key_value_heads = 0;  // 0 after parsing never happens: absent means = num_attention_heads
+  int64_t n_shared_experts = 0;     // null/0 = no shared experts
+  int64_t n_routed_experts = 0;     // null/0 = dense model
+  int64_t num_experts_per_tok = 0;  // top-k
   int64_t first_k_dense_replace = 0;
   int64_t moe_layer_freq = 1;
   bool norm_topk_prob = false;
   std::string scoring_func = "softmax";
-  double aux_loss_alpha = 0.001;          // alpha1, expert-level balance loss
+  double aux_loss_alpha = 0.001;  // alpha1, expert-level balance loss
   bool seq_aux = true;
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
@@ -47,11 +47,11 @@ struct ModelConfig {
   int64_t eos_token_id = 100001;
   std::string hidden_act = "silu";
   // --- dsmoe training extensions (written back into config.json) ---
-  double device_aux_loss_alpha = 0.0;     // alpha2 of the paper's device-level balance loss
-  int64_t n_expert_groups = 1;            // D: routed experts split into D contiguous equal groups
-  double capacity_factor = 0.0;           // 0 = dropless; > 0 = per-expert capacity ceil(cf*T*k/E)
+  double device_aux_loss_alpha = 0.0;  // alpha2 of the paper's device-level balance loss
+  int64_t n_expert_groups = 1;         // D: routed experts split into D contiguous equal groups
+  double capacity_factor = 0.0;        // 0 = dropless; > 0 = per-expert capacity ceil(cf*T*k/E)
   // --- dsmoe accounting extension (written back only when set) ---
-  double paper_expert_width = 0.0;        // expert width of the paper's FLOPs count (flops.h); 0 = nominal
+  double paper_expert_width = 0.0;  // expert width of the paper's FLOPs count (flops.h); 0 = nominal
 
   // The field list. v(name, member, need, help) is called once per field, in this order.
   template <typename Visitor>
@@ -101,8 +101,8 @@ struct ModelConfig {
   }
   int64_t n_moe_layers() const;
   // Sums of param_breakdown (model/flops.h), the one place that counts parameters.
-  int64_t n_params() const;          // all parameters
-  int64_t n_active_params() const;   // used per token (embedding lookup excluded, lm_head included)
+  int64_t n_params() const;         // all parameters
+  int64_t n_active_params() const;  // used per token (embedding lookup excluded, lm_head included)
 
   // Throws dsmoe::Error naming the offending field.
   void validate() const;

@@ -40,8 +40,9 @@ PaperFfn paper_ffn(const ModelConfig& c) {
     return f;
   }
   // A real width is counted as it is: 3·d·w parameters = w / (8d/3) standard FFNs.
-  f.expert_size = c.paper_expert_width > 0 ? 3.0 * c.paper_expert_width / (8.0 * static_cast<double>(c.hidden_size))
-                                           : nominal_ffn_size(static_cast<double>(c.moe_intermediate_size), c.hidden_size);
+  f.expert_size = c.paper_expert_width > 0
+                      ? 3.0 * c.paper_expert_width / (8.0 * static_cast<double>(c.hidden_size))
+                      : nominal_ffn_size(static_cast<double>(c.moe_intermediate_size), c.hidden_size);
   // Applied to every layer, dense first layers included: that is what reproduces the paper's numbers (§4).
   f.activated = static_cast<double>(c.n_shared_experts + c.num_experts_per_tok) * f.expert_size;
   return f;
@@ -51,9 +52,9 @@ double paper_flops_per_token(const ModelConfig& c, int64_t seq_len) {
   check(seq_len > 0, "sequence length must be > 0, got {}", seq_len);
   const double d = static_cast<double>(c.hidden_size), L = static_cast<double>(c.num_hidden_layers);
   const double a_ffn = paper_ffn(c).activated * 8.0 * d * d;
-  return 6.0 * L * (4.0 * d * d + a_ffn)                     // projections (MHA assumed) and FFNs
-         + 12.0 * L * d * static_cast<double>(seq_len)       // QK^T and PV over the full length
-         + 6.0 * d * static_cast<double>(c.vocab_size);      // lm_head
+  return 6.0 * L * (4.0 * d * d + a_ffn)                 // projections (MHA assumed) and FFNs
+         + 12.0 * L * d * static_cast<double>(seq_len)   // QK^T and PV over the full length
+         + 6.0 * d * static_cast<double>(c.vocab_size);  // lm_head
 }
 
 double exact_flops_per_token(const ModelConfig& c, int64_t seq_len, bool causal) {

@@ -2,9 +2,9 @@
 #include "model/gguf_model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <cmath>
 #include <map>
 #include <optional>
 #include <set>
@@ -61,8 +61,7 @@ QuantType gguf_tensor_type(const TensorSpec& spec, const ModelConfig& config, co
   if (role.always_f32 || spec.shape.size() < 2) return QuantType::F32;
   const QuantType base = options.ftype ? file_type_base(*options.ftype) : options.type;
   // llama.cpp's recipes for the file types dsmoe did not define before (K-quant mixes, Q4_1, Q5_0, Q5_1, IQ4_NL).
-  const bool llama_recipe = options.ftype && quant_is_block(base) && base != QuantType::Q4_0 &&
-                            base != QuantType::Q8_0;
+  const bool llama_recipe = options.ftype && quant_is_block(base) && base != QuantType::Q4_0 && base != QuantType::Q8_0;
   if (llama_recipe) {
     const std::vector<int64_t> ne(spec.shape.rbegin(), spec.shape.rend());
     return recipe_tensor_type(*options.ftype, gguf_tensor_name(spec), ne, config, /*pure=*/!options.keep_8bit);
@@ -91,8 +90,8 @@ std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& c, const GgufWri
   std::vector<GgufTensorPlan> plan;
   plan.reserve(specs.size());
   for (const TensorSpec& spec : specs) {
-    GgufTensorPlan p{spec, gguf_tensor_name(spec), {spec.shape.rbegin(), spec.shape.rend()},
-                     gguf_tensor_type(spec, c, options), 0};
+    GgufTensorPlan p{
+        spec, gguf_tensor_name(spec), {spec.shape.rbegin(), spec.shape.rend()}, gguf_tensor_type(spec, c, options), 0};
     p.bytes = io::gguf_tensor_bytes(p.type, p.ne);
     plan.push_back(std::move(p));
   }
@@ -103,13 +102,14 @@ void gguf_write_model(const ModelConfig& c, const GgufTensorSource& source, cons
                       const GgufWriteOptions& options) {
   check(c.moe_layer_freq == 1 || c.n_routed_experts == 0,
         "{}: llama.cpp's deepseek layout cannot represent moe_layer_freq = {} (every layer after the leading dense "
-        "ones is MoE)", path, c.moe_layer_freq);
+        "ones is MoE)",
+        path, c.moe_layer_freq);
   check(!c.norm_topk_prob || c.n_routed_experts == 0,
         "{}: llama.cpp's deepseek layout cannot represent norm_topk_prob = true (top-k weights are not renormalized)",
         path);
   const int64_t hd = c.head_dim();
-  const int64_t lead = c.n_routed_experts > 0 ? std::min(c.first_k_dense_replace, c.num_hidden_layers)
-                                              : c.num_hidden_layers;
+  const int64_t lead =
+      c.n_routed_experts > 0 ? std::min(c.first_k_dense_replace, c.num_hidden_layers) : c.num_hidden_layers;
 
   std::vector<GgufKV> kvs;
   auto add = [&](std::string k, GgufValue v) { kvs.push_back(GgufKV{std::move(k), std::move(v)}); };
@@ -221,8 +221,10 @@ std::optional<int64_t> layer_uniform_int(const io::GgufFile& g, const std::strin
   check(static_cast<int64_t>(v->ints.size()) == n_layer, "{}: key {} has {} entries, expected one per layer ({})",
         g.path(), k, v->ints.size(), n_layer);
   for (size_t l = 1; l < v->ints.size(); ++l)
-    check(v->ints[l] == v->ints[0], "{}: key {} differs between layers ({} in layer 0, {} in layer {}): per-layer "
-          "values are not supported", g.path(), k, v->ints[0], v->ints[l], l);
+    check(v->ints[l] == v->ints[0],
+          "{}: key {} differs between layers ({} in layer 0, {} in layer {}): per-layer "
+          "values are not supported",
+          g.path(), k, v->ints[0], v->ints[l], l);
   return v->ints.empty() ? 0 : v->ints[0];
 }
 }  // namespace
@@ -274,8 +276,10 @@ ModelConfig gguf_read_config(const io::GgufFile& g) {
   c.num_experts_per_tok =
       has_moe_layers ? g.get_int(key("expert_used_count")) : g.get_int_or(key("expert_used_count"), 0);
   const std::optional<int64_t> n_ff = layer_uniform_int(g, key("feed_forward_length"), c.num_hidden_layers);
-  if (n_ff) c.intermediate_size = *n_ff;
-  else if (lead > 0 || c.n_routed_experts == 0) g.get_int(key("feed_forward_length"));  // "missing key ..."
+  if (n_ff)
+    c.intermediate_size = *n_ff;
+  else if (lead > 0 || c.n_routed_experts == 0)
+    g.get_int(key("feed_forward_length"));  // "missing key ..."
   const std::optional<int64_t> n_head = layer_uniform_int(g, key("attention.head_count"), c.num_hidden_layers);
   if (!n_head) g.get_int(key("attention.head_count"));  // "missing key ..."
   c.num_attention_heads = *n_head;
@@ -314,8 +318,8 @@ ModelConfig gguf_read_config(const io::GgufFile& g) {
     const int64_t v = g.get_int_or(key(k), hd);
     check(v == hd, "{}: key {} = {} but head_dim (embedding_length / head_count) is {}: {}", path, key(k), v, hd,
           std::string(k) == "rope.dimension_count" ? "partial RoPE is not supported"
-                                                  : "head sizes other than embedding_length / head_count are not "
-                                                    "supported");
+                                                   : "head sizes other than embedding_length / head_count are not "
+                                                     "supported");
   }
   if (const GgufValue* v = g.find(key("rope.scaling.type")))
     check(v->type == GgufType::STRING && (v->s == "none" || v->s == "linear"),
@@ -334,8 +338,8 @@ void gguf_check_tensors(const io::GgufFile& g, const ModelConfig& c, bool releas
   for (const TensorSpec& spec : build_registry(c)) {
     const std::string gname = gguf_tensor_name(spec);
     const io::GgufTensorInfo& t = g.tensor(gname);
-    check(t.shape() == spec.shape, "{}: tensor {} has shape {}, expected {}", g.file_of(t), gname,
-          shape_str(t.shape()), shape_str(spec.shape));
+    check(t.shape() == spec.shape, "{}: tensor {} has shape {}, expected {}", g.file_of(t), gname, shape_str(t.shape()),
+          shape_str(spec.shape));
   }
   const std::string output = gguf_tensor_name(TensorRole::lm_head);
   std::set<std::string> expected;
@@ -346,8 +350,10 @@ void gguf_check_tensors(const io::GgufFile& g, const ModelConfig& c, bool releas
           g.file_of(t), t.name);
   if (c.tie_word_embeddings)
     if (const io::GgufTensorInfo* out = g.find_tensor(output))
-      check(out->shape() == std::vector<int64_t>{c.vocab_size, c.hidden_size}, "{}: tensor {} has shape {}, "
-            "expected {}", g.file_of(*out), output, shape_str(out->shape()), shape_str({c.vocab_size, c.hidden_size}));
+      check(out->shape() == std::vector<int64_t>{c.vocab_size, c.hidden_size},
+            "{}: tensor {} has shape {}, "
+            "expected {}",
+            g.file_of(*out), output, shape_str(out->shape()), shape_str({c.vocab_size, c.hidden_size}));
   // Block scales last: it reads every block of the file (in parallel).
   io::gguf_validate_block_scales(g, release_pages);
 }

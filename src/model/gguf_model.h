@@ -7,8 +7,8 @@
 // other tensors get the type the file type chooses for them (GgufWriteOptions; a llama.cpp K-quant mix such as
 // Q4_K_M picks per tensor as llama-quantize does, model/quant_recipe.h), with a fallback for rows that are not a
 // whole number of the type's blocks (F16 for the 32-weight types, as llama.cpp's converter does). A tied lm_head is
-// written out as `output` (llama.cpp's deepseek requires it). Metadata: general.*, every deepseek.* key the loader needs, tokenizer BOS/EOS ids, and
-// `dsmoe.config` (the HF config.json text) so non-architecture fields round-trip.
+// written out as `output` (llama.cpp's deepseek requires it). Metadata: general.*, every deepseek.* key the loader
+// needs, tokenizer BOS/EOS ids, and `dsmoe.config` (the HF config.json text) so non-architecture fields round-trip.
 //
 // Reading: any deepseek GGUF llama.cpp writes or reads (single or split files, convert_hf_to_gguf.py's key set with
 // optional keys absent, any tensor type of core/quant.h). The config comes from the deepseek.* keys with llama.cpp's
@@ -40,7 +40,7 @@ void gguf_unpermute_qk(const float* src, float* dst, int64_t n_head, int64_t hea
 using GgufTensorSource = std::function<void(const TensorSpec& spec, float* dst)>;
 
 struct GgufWriteOptions {
-  QuantType type = QuantType::F32;   // weight matrices, when no file type is given; norms and router always F32
+  QuantType type = QuantType::F32;  // weight matrices, when no file type is given; norms and router always F32
   // A llama.cpp file type (general.file_type): when set, it chooses each matrix's type and `type` is ignored.
   // f32/f16/bf16/q8_0/q4_0 give every matrix that type (q4_0 with keep_8bit below); the other block types follow
   // llama-quantize's recipe for the deepseek architecture (recipe_tensor_type).
@@ -49,7 +49,7 @@ struct GgufWriteOptions {
   // not applied to q4_0). false (--all-same-type): every matrix gets the base type, also under a llama.cpp recipe
   // (llama-quantize --pure; rows that do not fit the type's blocks still fall back).
   bool keep_8bit = true;
-  std::string name = "dsmoe";        // general.name
+  std::string name = "dsmoe";          // general.name
   bool source_in_gguf_layout = false;  // the source's Q/K rows are already permuted (it is a GGUF file)
   std::vector<io::GgufKV> extra_kvs;   // e.g. tokenizer metadata (then BOS/EOS come from there)
   std::function<void(size_t done_bytes, size_t total_bytes)> progress;  // after each tensor
@@ -61,11 +61,11 @@ FileType gguf_file_type(const GgufWriteOptions& options);
 QuantType gguf_tensor_type(const TensorSpec& spec, const ModelConfig& config, const GgufWriteOptions& options);
 // Every tensor gguf_write_model writes, in file order (a tied lm_head included as `output`), with its type.
 struct GgufTensorPlan {
-  TensorSpec spec;               // the registry tensor (a tied `output` is the embedding with role lm_head)
-  std::string name;              // llama.cpp name
-  std::vector<int64_t> ne;       // ggml dims
+  TensorSpec spec;          // the registry tensor (a tied `output` is the embedding with role lm_head)
+  std::string name;         // llama.cpp name
+  std::vector<int64_t> ne;  // ggml dims
   QuantType type;
-  size_t bytes;                  // stored bytes
+  size_t bytes;  // stored bytes
 };
 std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& config, const GgufWriteOptions& options);
 // Stream a model into a GGUF file, one tensor in memory at a time (as f32, then its quantized bytes).
@@ -82,10 +82,10 @@ GgufTensorSource model_tensor_source(const Model& model);
 struct StreamingModelSource {
   ModelConfig config;
   GgufTensorSource source;
-  bool gguf_layout = false;                 // Q/K rows already permuted
-  std::vector<io::GgufKV> tokenizer_kvs;    // a GGUF source's tokenizer.* keys
-  std::string name;                         // general.name to write: a GGUF source's own (as llama-quantize keeps
-                                            // it), else the source's file or directory name
+  bool gguf_layout = false;               // Q/K rows already permuted
+  std::vector<io::GgufKV> tokenizer_kvs;  // a GGUF source's tokenizer.* keys
+  std::string name;                       // general.name to write: a GGUF source's own (as llama-quantize keeps
+                                          // it), else the source's file or directory name
 };
 StreamingModelSource open_streaming_source(const std::string& path);
 

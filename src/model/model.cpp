@@ -148,8 +148,7 @@ LossReport model_loss_backward(const Model& model, const int32_t* inputs, const 
         const int64_t F = c.intermediate_size;
         swiglu_mlp_backward(a.xn2.data(), lw.mlp_gate, lw.mlp_up, lw.mlp_down, a.g.data(), a.u.data(), dres, T, d, F,
                             dnorm, 0.0f, lg.mlp_gate, lg.mlp_up, lg.mlp_down, acts.ws.get("mlp.act", T * F),
-                            acts.ws.get("mlp.dact", T * F), acts.ws.get("mlp.dg", T * F),
-                            acts.ws.get("mlp.du", T * F));
+                            acts.ws.get("mlp.dact", T * F), acts.ws.get("mlp.dg", T * F), acts.ws.get("mlp.du", T * F));
       }
       rmsnorm_backward(dnorm, a.x_mid.data(), lw.ffn_norm, a.rstd2.data(), dtmp, lg.ffn_norm, T, d);
       for (int64_t i = 0; i < T * d; ++i) dres[i] += dtmp[i];

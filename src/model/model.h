@@ -39,21 +39,21 @@ struct Gradients {
 };
 
 struct LayerActs {
-  FloatBuffer x;             // [T,d] layer input (residual stream)
-  FloatBuffer xn1, rstd1;    // [T,d], [T] input_layernorm
+  FloatBuffer x;           // [T,d] layer input (residual stream)
+  FloatBuffer xn1, rstd1;  // [T,d], [T] input_layernorm
   AttentionActs attn;
-  FloatBuffer x_mid;         // [T,d] residual stream after attention
-  FloatBuffer xn2, rstd2;    // [T,d], [T] post_attention_layernorm
-  FloatBuffer g, u;          // [T,F] dense MLP pre-activations (dense layers only)
-  MoeActs moe;               // MoE layers only
+  FloatBuffer x_mid;       // [T,d] residual stream after attention
+  FloatBuffer xn2, rstd2;  // [T,d], [T] post_attention_layernorm
+  FloatBuffer g, u;        // [T,F] dense MLP pre-activations (dense layers only)
+  MoeActs moe;             // MoE layers only
 };
 
 struct Activations {
   int64_t B = 0, S = 0;
   std::vector<LayerActs> layers;
-  FloatBuffer x_final;                // [T,d] residual stream after the last layer
-  FloatBuffer xn_final, rstd_final;   // [T,d], [T]
-  FloatBuffer logits;                 // [T,V]; overwritten by dlogits in backward
+  FloatBuffer x_final;               // [T,d] residual stream after the last layer
+  FloatBuffer xn_final, rstd_final;  // [T,d], [T]
+  FloatBuffer logits;                // [T,V]; overwritten by dlogits in backward
   RopeTables rope;
   Workspace ws;
   // Data and expert parallelism (model/parallel.h): the other ranks' shares of the batch (losses and gradients
@@ -76,12 +76,11 @@ struct LossReport {
 
 // Forward pass; fills acts.logits [B*S, V]. `training` computes the balance losses. Routes with acts.routing;
 // active routing options with `training` are an error.
-void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t S, Activations& acts,
-                   bool training);
-// Loss of targets [B*S] given a completed forward (acts.logits). Targets < 0 are ignored (no loss, no gradient). When `grads` is non-null, runs the backward pass
-// and adds d(total loss)/d(params) into it; acts.logits is overwritten.
-LossReport model_loss_backward(const Model& model, const int32_t* inputs, const int32_t* targets, int64_t B,
-                               int64_t S, Activations& acts, Gradients* grads);
+void model_forward(const Model& model, const int32_t* inputs, int64_t B, int64_t S, Activations& acts, bool training);
+// Loss of targets [B*S] given a completed forward (acts.logits). Targets < 0 are ignored (no loss, no gradient). When
+// `grads` is non-null, runs the backward pass and adds d(total loss)/d(params) into it; acts.logits is overwritten.
+LossReport model_loss_backward(const Model& model, const int32_t* inputs, const int32_t* targets, int64_t B, int64_t S,
+                               Activations& acts, Gradients* grads);
 // Convenience: forward + loss (+ backward when grads is given; training semantics when so).
 LossReport model_step(const Model& model, const int32_t* inputs, const int32_t* targets, int64_t B, int64_t S,
                       Activations& acts, Gradients* grads);

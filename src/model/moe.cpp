@@ -80,8 +80,8 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
   softmax_rows(acts.probs.data(), T, E);
 
   // 2. routing plan: top-k (after masking, with options), renormalisation, capacity, expert-sorted rows.
-  acts.plan = routing_plan_build(acts.probs.data(), T, E, k, c.norm_topk_prob, c.capacity_factor, par.reduce,
-                                 routing.mask_top);
+  acts.plan =
+      routing_plan_build(acts.probs.data(), T, E, k, c.norm_topk_prob, c.capacity_factor, par.reduce, routing.mask_top);
   const RoutingPlan& plan = acts.plan;
   const int64_t A = plan.rows();
   acts.balance = training ? balance_loss(c, acts.probs.data(), plan, B, S, nullptr, par.reduce) : BalanceLoss{};
@@ -116,7 +116,8 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
       const int64_t r0 = blocks.offsets[j], n = blocks.offsets[j + 1] - r0, e = blocks.first + j - w.expert_first;
       if (n == 0) continue;
       swiglu_mlp_forward(xin + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d, w.expert_down + e * d * Fe,
-                         n, d, Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, act + r0 * Fe, yout + r0 * d, 0.0f);
+                         n, d, Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, act + r0 * Fe, yout + r0 * d,
+                         0.0f);
     }
   }
   if (par.experts != nullptr) par.experts->combine(acts.exchange, yout, acts.ye.data(), d);
@@ -194,8 +195,8 @@ void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& gra
       const int64_t r0 = blocks.offsets[j], n = blocks.offsets[j + 1] - r0, e = blocks.first + j - w.expert_first;
       if (n == 0) continue;
       swiglu_mlp_backward(xin + r0 * d, w.expert_gate + e * Fe * d, w.expert_up + e * Fe * d,
-                          w.expert_down + e * d * Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, dyin + r0 * d, n,
-                          d, Fe, dxout + r0 * d, 0.0f, grad.expert_gate + e * Fe * d, grad.expert_up + e * Fe * d,
+                          w.expert_down + e * d * Fe, acts.g.data() + r0 * Fe, acts.u.data() + r0 * Fe, dyin + r0 * d,
+                          n, d, Fe, dxout + r0 * d, 0.0f, grad.expert_gate + e * Fe * d, grad.expert_up + e * Fe * d,
                           grad.expert_down + e * d * Fe, act + r0 * Fe, dact + r0 * Fe, dg + r0 * Fe, du + r0 * Fe);
     }
   }

@@ -9,8 +9,8 @@
 
 #include "core/buffer.h"
 #include "model/config.h"
-#include "model/params.h"
 #include "model/parallel.h"
+#include "model/params.h"
 #include "model/routing.h"
 
 namespace dsmoe {
@@ -27,14 +27,14 @@ void swiglu_mlp_backward(const float* x, const float* wg, const float* wu, const
 struct MoeActs {
   FloatBuffer probs;  // [T, E] gate softmax
   RoutingPlan plan;
-  FloatBuffer xs;     // [A, d] inputs gathered in expert order
-  FloatBuffer g, u;   // [A, Fe] expert gate/up pre-activations
-  FloatBuffer ye;     // [A, d] expert outputs before weighting
-  FloatBuffer sg, su; // [T, Fs] shared-expert pre-activations
+  FloatBuffer xs;      // [A, d] inputs gathered in expert order
+  FloatBuffer g, u;    // [A, Fe] expert gate/up pre-activations
+  FloatBuffer ye;      // [A, d] expert outputs before weighting
+  FloatBuffer sg, su;  // [T, Fs] shared-expert pre-activations
   BalanceLoss balance;
   // Expert parallelism: this rank's experts run over the rows other ranks sent it; g and u are then [R, Fe].
   ExpertRows exchange;
-  FloatBuffer xr;     // [R, d] received rows, expert-major
+  FloatBuffer xr;  // [R, d] received rows, expert-major
 };
 
 // y[T,d] = sum_j w_tj Expert_{e_tj}(x_t) + Shared(x_t). Computes the balance losses when `training`.
@@ -46,8 +46,7 @@ void moe_forward(const ModelConfig& c, const LayerWeights& w, const float* x, in
                  float* y, Workspace& ws, bool training, const Parallelism& par = {},
                  const RoutingOptions& routing = {});
 // dx[T,d] (=); parameter gradients into `grad` (+=), including the router's, from dy and the balance losses.
-void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& grad, const float* x, int64_t B,
-                  int64_t S, const MoeActs& acts, const float* dy, float* dx, Workspace& ws,
-                  const Parallelism& par = {});
+void moe_backward(const ModelConfig& c, const LayerWeights& w, LayerWeights& grad, const float* x, int64_t B, int64_t S,
+                  const MoeActs& acts, const float* dy, float* dx, Workspace& ws, const Parallelism& par = {});
 
 }  // namespace dsmoe

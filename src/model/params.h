@@ -29,16 +29,16 @@ struct ParamSet {
 
 // Views of one decoder layer. Pointers are null where the layer does not have the tensor (dense vs MoE).
 struct LayerWeights {
-  float* attn_norm = nullptr;  // [d]
-  float* wq = nullptr;         // [H*hd, d]
-  float* wk = nullptr;         // [KVH*hd, d]
-  float* wv = nullptr;         // [KVH*hd, d]
-  float* wo = nullptr;         // [d, H*hd]
-  float* ffn_norm = nullptr;   // [d]
-  float* mlp_gate = nullptr;   // [F, d]
-  float* mlp_up = nullptr;     // [F, d]
-  float* mlp_down = nullptr;   // [d, F]
-  float* router = nullptr;     // [E, d]
+  float* attn_norm = nullptr;    // [d]
+  float* wq = nullptr;           // [H*hd, d]
+  float* wk = nullptr;           // [KVH*hd, d]
+  float* wv = nullptr;           // [KVH*hd, d]
+  float* wo = nullptr;           // [d, H*hd]
+  float* ffn_norm = nullptr;     // [d]
+  float* mlp_gate = nullptr;     // [F, d]
+  float* mlp_up = nullptr;       // [F, d]
+  float* mlp_down = nullptr;     // [d, F]
+  float* router = nullptr;       // [E, d]
   int64_t expert_first = 0;      // the routed experts held are [expert_first, expert_first + expert_held)
   int64_t expert_held = 0;       // El: E unless expert parallelism slices them
   float* expert_gate = nullptr;  // [El, Fe, d]
@@ -62,6 +62,5 @@ Weights bind_weights(ParamSet& params);
 // Fresh model: normal(0, initializer_range) matrices, norms = 1. Deterministic for a given seed on every platform
 // (own Box-Muller over a 64-bit mixer, not std::normal_distribution whose algorithm is implementation-defined).
 void init_params(ParamSet& params, const ModelConfig& config, uint64_t seed);
-
 
 }  // namespace dsmoe

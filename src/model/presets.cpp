@@ -72,10 +72,15 @@ const PresetTable& table() {
         "rope_theta": 10000, "max_position_embeddings": 4096, "initializer_range": 0.02, "bos_token_id": 100000,
         "eos_token_id": 100001, "tie_word_embeddings": false})");
     t.emplace_back("deepseek-llm-7b", llm7b);
-    t.emplace_back("llama2-7b", derive(llm7b, {{"vocab_size", 32000}, {"num_hidden_layers", 32},
-                                               {"rms_norm_eps", 1e-05}, {"bos_token_id", 1}, {"eos_token_id", 2}}));
-    t.emplace_back("deepseek-llm-67b", derive(llm7b, {{"hidden_size", 8192}, {"intermediate_size", 22016},
-                                                      {"num_hidden_layers", 95}, {"num_attention_heads", 64},
+    t.emplace_back("llama2-7b", derive(llm7b, {{"vocab_size", 32000},
+                                               {"num_hidden_layers", 32},
+                                               {"rms_norm_eps", 1e-05},
+                                               {"bos_token_id", 1},
+                                               {"eos_token_id", 2}}));
+    t.emplace_back("deepseek-llm-67b", derive(llm7b, {{"hidden_size", 8192},
+                                                      {"intermediate_size", 22016},
+                                                      {"num_hidden_layers", 95},
+                                                      {"num_attention_heads", 64},
                                                       {"num_key_value_heads", 8}}));
 
     // --- the 2B validation models of Tables 1 and 2 (§4.1.3): 9 layers, d 1280, 10 heads x 128, 8K vocabulary,
@@ -93,15 +98,17 @@ const PresetTable& table() {
     t.emplace_back("paper-2b-switch", derive(dense2b, {{"n_routed_experts", 16}, {"num_experts_per_tok", 1}}));
     t.emplace_back("paper-2b-gshard", derive(dense2b, {{"n_routed_experts", 16}, {"num_experts_per_tok", 2}}));
     // Experts 1.5 standard FFNs wide: 1.5 x 3413 = 5119.5 -> 5120.
-    t.emplace_back("paper-2b-gshard-x1.5", derive(dense2b, {{"moe_intermediate_size", 5120},
-                                                            {"n_routed_experts", 16}, {"num_experts_per_tok", 2}}));
+    t.emplace_back(
+        "paper-2b-gshard-x1.5",
+        derive(dense2b, {{"moe_intermediate_size", 5120}, {"n_routed_experts", 16}, {"num_experts_per_tok", 2}}));
     // 16 always-on standard FFNs sum to one SwiGLU of 16 x 3413 (their gate/up rows stack, their down columns
     // concatenate), so Dense x16 is a dense model of that width.
     t.emplace_back("paper-2b-dense-x16", derive(dense2b, {{"intermediate_size", 16 * 3413}}));
     // Fine-grained m = 4: experts of 3413 / 4 = 853.25 -> 853; 1 shared + 63 routed, top-7.
-    t.emplace_back("paper-2b-deepseekmoe",
-                   derive(dense2b, {{"moe_intermediate_size", 853}, {"n_shared_experts", 1},
-                                    {"n_routed_experts", 63}, {"num_experts_per_tok", 7}}));
+    t.emplace_back("paper-2b-deepseekmoe", derive(dense2b, {{"moe_intermediate_size", 853},
+                                                            {"n_shared_experts", 1},
+                                                            {"n_routed_experts", 63},
+                                                            {"num_experts_per_tok", 7}}));
 
     // --- the 145B-scale models of Table 6 (§7.1): 62 layers, d 4096, 32 heads x 128, the 16B's tokenizer, a dense
     // first layer of 2 standard FFNs (2 x 10944 = 21888, widths aligned to multiples of 64), α1 0.003 and α2 0.05
@@ -116,14 +123,15 @@ const PresetTable& table() {
         "device_aux_loss_alpha": 0.05, "n_expert_groups": 4, "paper_expert_width": 1408})");
     // GShard: 16 standard-FFN experts (10944), top-2, no shared experts; its FLOPs use the nominal size (null
     // removes the key).
-    t.emplace_back("paper-gshard-137b",
-                   derive(moe145b, {{"moe_intermediate_size", 10944}, {"n_shared_experts", 0},
-                                    {"n_routed_experts", 16}, {"num_experts_per_tok", 2}, {"paper_expert_width", nullptr}}));
+    t.emplace_back("paper-gshard-137b", derive(moe145b, {{"moe_intermediate_size", 10944},
+                                                         {"n_shared_experts", 0},
+                                                         {"n_routed_experts", 16},
+                                                         {"num_experts_per_tok", 2},
+                                                         {"paper_expert_width", nullptr}}));
     // Experts of 1/8 standard FFN (1365.3 aligned up to 1408; the paper counts FLOPs at 1408, reference §4).
     t.emplace_back("paper-deepseekmoe-145b", moe145b);
     // "Half activated": 2 shared, top-6 of the same 128.
-    t.emplace_back("paper-deepseekmoe-142b",
-                   derive(moe145b, {{"n_shared_experts", 2}, {"num_experts_per_tok", 6}}));
+    t.emplace_back("paper-deepseekmoe-142b", derive(moe145b, {{"n_shared_experts", 2}, {"num_experts_per_tok", 6}}));
     return t;
   }();
   return presets;

@@ -19,15 +19,15 @@ struct FileTypeInfo {
   QuantType base;  // llama_model_quantize_impl's default_type
 };
 constexpr FileTypeInfo kFileTypes[] = {
-    {FileType::F32, "f32", QuantType::F32},        {FileType::F16, "f16", QuantType::F16},
-    {FileType::BF16, "bf16", QuantType::BF16},     {FileType::Q8_0, "q8_0", QuantType::Q8_0},
-    {FileType::Q4_0, "q4_0", QuantType::Q4_0},     {FileType::Q4_1, "q4_1", QuantType::Q4_1},
-    {FileType::Q5_0, "q5_0", QuantType::Q5_0},     {FileType::Q5_1, "q5_1", QuantType::Q5_1},
+    {FileType::F32, "f32", QuantType::F32},          {FileType::F16, "f16", QuantType::F16},
+    {FileType::BF16, "bf16", QuantType::BF16},       {FileType::Q8_0, "q8_0", QuantType::Q8_0},
+    {FileType::Q4_0, "q4_0", QuantType::Q4_0},       {FileType::Q4_1, "q4_1", QuantType::Q4_1},
+    {FileType::Q5_0, "q5_0", QuantType::Q5_0},       {FileType::Q5_1, "q5_1", QuantType::Q5_1},
     {FileType::IQ4_NL, "iq4_nl", QuantType::IQ4_NL}, {FileType::Q2_K, "q2_k", QuantType::Q2_K},
-    {FileType::Q3_K_S, "q3_k_s", QuantType::Q3_K}, {FileType::Q3_K_M, "q3_k_m", QuantType::Q3_K},
-    {FileType::Q3_K_L, "q3_k_l", QuantType::Q3_K}, {FileType::Q4_K_S, "q4_k_s", QuantType::Q4_K},
-    {FileType::Q4_K_M, "q4_k_m", QuantType::Q4_K}, {FileType::Q5_K_S, "q5_k_s", QuantType::Q5_K},
-    {FileType::Q5_K_M, "q5_k_m", QuantType::Q5_K}, {FileType::Q6_K, "q6_k", QuantType::Q6_K},
+    {FileType::Q3_K_S, "q3_k_s", QuantType::Q3_K},   {FileType::Q3_K_M, "q3_k_m", QuantType::Q3_K},
+    {FileType::Q3_K_L, "q3_k_l", QuantType::Q3_K},   {FileType::Q4_K_S, "q4_k_s", QuantType::Q4_K},
+    {FileType::Q4_K_M, "q4_k_m", QuantType::Q4_K},   {FileType::Q5_K_S, "q5_k_s", QuantType::Q5_K},
+    {FileType::Q5_K_M, "q5_k_m", QuantType::Q5_K},   {FileType::Q6_K, "q6_k", QuantType::Q6_K},
 };
 
 const FileTypeInfo& info_of(FileType f) {
@@ -138,8 +138,10 @@ QuantType recipe_tensor_type(FileType f, const std::string& name, const std::vec
   switch (m.role) {
     case TensorRole::lm_head:
       // "output": Q8_0 if its rows do not fit the base type's blocks, else Q6_K unless the base is Q8_0.
-      if (ne[0] % quant_block_size(base) != 0) t = QuantType::Q8_0;
-      else if (base != QuantType::Q8_0) t = QuantType::Q6_K;
+      if (ne[0] % quant_block_size(base) != 0)
+        t = QuantType::Q8_0;
+      else if (base != QuantType::Q8_0)
+        t = QuantType::Q6_K;
       break;
     case TensorRole::embedding:
       // "token_embd": changes only for the IQ1/IQ2/IQ3/TQ mixes (not offered here). With an `output` tensor present
@@ -148,12 +150,18 @@ QuantType recipe_tensor_type(FileType f, const std::string& name, const std::vec
     case TensorRole::attn_v: {
       // "attn_v": i_attention_wv counts attn_v tensors in layer order, i.e. it is the layer index.
       const int64_t i = layer_of(name, m, n_layer);
-      if (is(FileType::Q2_K)) t = n_gqa >= 4 ? QuantType::Q4_K : QuantType::Q3_K;
-      else if (is(FileType::Q3_K_M)) t = i < 2 ? QuantType::Q5_K : QuantType::Q4_K;
-      else if (is(FileType::Q3_K_L)) t = QuantType::Q5_K;
-      else if (is(FileType::IQ4_NL) && n_gqa >= 4) t = QuantType::Q5_K;
-      else if ((is(FileType::Q4_K_M) || is(FileType::Q5_K_M)) && use_more_bits(i, n_layer)) t = QuantType::Q6_K;
-      else if (is(FileType::Q4_K_S) && i < 4) t = QuantType::Q5_K;
+      if (is(FileType::Q2_K))
+        t = n_gqa >= 4 ? QuantType::Q4_K : QuantType::Q3_K;
+      else if (is(FileType::Q3_K_M))
+        t = i < 2 ? QuantType::Q5_K : QuantType::Q4_K;
+      else if (is(FileType::Q3_K_L))
+        t = QuantType::Q5_K;
+      else if (is(FileType::IQ4_NL) && n_gqa >= 4)
+        t = QuantType::Q5_K;
+      else if ((is(FileType::Q4_K_M) || is(FileType::Q5_K_M)) && use_more_bits(i, n_layer))
+        t = QuantType::Q6_K;
+      else if (is(FileType::Q4_K_S) && i < 4)
+        t = QuantType::Q5_K;
       if (eight_experts) t = QuantType::Q8_0;  // "bumping this to Q8_0 trades just ~128MB"
       break;
     }
@@ -170,13 +178,20 @@ QuantType recipe_tensor_type(FileType f, const std::string& name, const std::vec
       // "ffn_down": every ffn_down tensor (dense ffn_down, ffn_down_exps, ffn_down_shexp) by its layer index
       // i_layer = blk.N (parsed from the name for MoE models) out of n_layer = all layers.
       const int64_t i = layer_of(name, m, n_layer);
-      if (is(FileType::Q2_K)) t = QuantType::Q3_K;
-      else if (is(FileType::Q3_K_M)) t = i < n_layer / 16 ? QuantType::Q5_K : QuantType::Q4_K;  // (not Falcon)
-      else if (is(FileType::Q3_K_L)) t = QuantType::Q5_K;
-      else if (is(FileType::Q4_K_M)) { if (use_more_bits(i, n_layer)) t = QuantType::Q6_K; }
-      else if (i < n_layer / 8 && is(FileType::IQ4_NL)) t = QuantType::Q5_K;  // without an importance matrix
-      else if (is(FileType::Q5_K_M) && use_more_bits(i, n_layer)) t = QuantType::Q6_K;
-      else if (is(FileType::Q4_K_S) && i < n_layer / 8) t = QuantType::Q5_K;
+      if (is(FileType::Q2_K))
+        t = QuantType::Q3_K;
+      else if (is(FileType::Q3_K_M))
+        t = i < n_layer / 16 ? QuantType::Q5_K : QuantType::Q4_K;  // (not Falcon)
+      else if (is(FileType::Q3_K_L))
+        t = QuantType::Q5_K;
+      else if (is(FileType::Q4_K_M)) {
+        if (use_more_bits(i, n_layer)) t = QuantType::Q6_K;
+      } else if (i < n_layer / 8 && is(FileType::IQ4_NL))
+        t = QuantType::Q5_K;  // without an importance matrix
+      else if (is(FileType::Q5_K_M) && use_more_bits(i, n_layer))
+        t = QuantType::Q6_K;
+      else if (is(FileType::Q4_K_S) && i < n_layer / 8)
+        t = QuantType::Q5_K;
       // (Q4_0/Q5_0 -> Q4_1/Q5_1 in the first eighth applies only with an importance matrix.)
       break;
     }
@@ -187,9 +202,12 @@ QuantType recipe_tensor_type(FileType f, const std::string& name, const std::vec
             is(FileType::Q4_K_S) || is(FileType::Q4_K_M))
           t = QuantType::Q5_K;
       } else {
-        if (is(FileType::Q2_K)) t = QuantType::Q3_K;
-        else if (is(FileType::Q3_K_M)) t = QuantType::Q4_K;
-        else if (is(FileType::Q3_K_L)) t = QuantType::Q5_K;
+        if (is(FileType::Q2_K))
+          t = QuantType::Q3_K;
+        else if (is(FileType::Q3_K_M))
+          t = QuantType::Q4_K;
+        else if (is(FileType::Q3_K_L))
+          t = QuantType::Q5_K;
       }
       break;
     default:

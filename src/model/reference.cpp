@@ -86,8 +86,7 @@ std::vector<float> reference_forward(const Model& model, const int32_t* inputs, 
         double sum = 0;
         for (double& s : score) sum += (s = std::exp(s - mx));
         for (int64_t u = seq_start; u <= t; ++u)
-          for (int64_t i = 0; i < hd; ++i)
-            attn_out[t][hh * hd + i] += score[u - seq_start] / sum * vv[u][kh * hd + i];
+          for (int64_t i = 0; i < hd; ++i) attn_out[t][hh * hd + i] += score[u - seq_start] / sum * vv[u][kh * hd + i];
       }
     }
     for (int64_t t = 0; t < T; ++t) {
@@ -98,8 +97,7 @@ std::vector<float> reference_forward(const Model& model, const int32_t* inputs, 
     // Feed-forward. MoE: softmax gate, rank all experts, skip the m best (mask_top), take the next k, optional
     // renormalisation over those k, capacity in token order.
     std::vector<int64_t> used(std::max<int64_t>(E, 1), 0);
-    const int64_t capacity =
-        c.capacity_factor > 0 ? static_cast<int64_t>(std::ceil(c.capacity_factor * T * k / E)) : 0;
+    const int64_t capacity = c.capacity_factor > 0 ? static_cast<int64_t>(std::ceil(c.capacity_factor * T * k / E)) : 0;
     for (int64_t t = 0; t < T; ++t) {
       Vec xn = rmsnorm(h[t], lw.ffn_norm, c.rms_norm_eps);
       Vec y(d, 0.0);

@@ -23,8 +23,7 @@ void RoutingOptions::validate(const ModelConfig& c, bool training) const {
 
 RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t k, bool norm_topk_prob,
                                double capacity_factor, const BatchReduce* reduce, int64_t mask_top) {
-  check(k >= 1 && mask_top >= 0 && mask_top + k <= E, "routing: top-{} after masking {} of {} experts", k, mask_top,
-        E);
+  check(k >= 1 && mask_top >= 0 && mask_top + k <= E, "routing: top-{} after masking {} of {} experts", k, mask_top, E);
   const int64_t m = mask_top, mk = mask_top + k;  // ranks [0, m) are masked, [m, m+k) chosen
   RoutingPlan plan;
   plan.T = T;
@@ -53,8 +52,7 @@ RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t
       const bool renorm = norm_topk_prob && k > 1;
       for (int64_t j = 0; j < k; ++j) {
         plan.topk_expert[t * k + j] = chosen[j];
-        plan.topk_weight[t * k + j] =
-            renorm ? static_cast<float>(p[chosen[j]] / (sum + 1e-20)) : p[chosen[j]];
+        plan.topk_weight[t * k + j] = renorm ? static_cast<float>(p[chosen[j]] / (sum + 1e-20)) : p[chosen[j]];
       }
     }
   }
@@ -98,8 +96,8 @@ RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t
   return plan;
 }
 
-void routing_weights_backward(const RoutingPlan& plan, const float* probs, bool norm_topk_prob,
-                              const float* dweight, float* dprobs) {
+void routing_weights_backward(const RoutingPlan& plan, const float* probs, bool norm_topk_prob, const float* dweight,
+                              float* dprobs) {
   const int64_t T = plan.T, E = plan.E, k = plan.k;
   const bool renorm = norm_topk_prob && k > 1;
 #pragma omp parallel for schedule(static)
@@ -205,8 +203,7 @@ BalanceLoss balance_loss(const ModelConfig& c, const float* probs, const Routing
     for (int64_t g = 0; g < D; ++g) loss.device += alpha2 * f_group[g] * P_group[g];
     if (dprobs != nullptr) {
       for (int64_t t = 0; t < T_local; ++t)
-        for (int64_t e = 0; e < E; ++e)
-          dprobs[t * E + e] += static_cast<float>(alpha2 * f_group[e / per_group] / T);
+        for (int64_t e = 0; e < E; ++e) dprobs[t * E + e] += static_cast<float>(alpha2 * f_group[e / per_group] / T);
     }
   }
   return loss;

@@ -42,13 +42,13 @@ struct RoutingOptions {
 
 struct RoutingPlan {
   int64_t T = 0, E = 0, k = 0;
-  std::vector<int32_t> topk_expert;      // [T, k] chosen experts, by descending probability
-  std::vector<float> topk_weight;        // [T, k] combine weights (renormalised when norm_topk_prob)
-  std::vector<int32_t> slot_row;         // [T, k] row of the assignment in expert-sorted order; -1 = dropped
-  std::vector<int32_t> row_token;        // [A] token of each expert-sorted row
-  std::vector<int64_t> expert_offsets;   // [E + 1] rows of expert e are [offsets[e], offsets[e+1])
-  std::vector<int64_t> selected_count;   // [E] top-k selections per expert before dropping (the f of the losses)
-  int64_t capacity = 0;                  // per-expert capacity; 0 = unlimited
+  std::vector<int32_t> topk_expert;     // [T, k] chosen experts, by descending probability
+  std::vector<float> topk_weight;       // [T, k] combine weights (renormalised when norm_topk_prob)
+  std::vector<int32_t> slot_row;        // [T, k] row of the assignment in expert-sorted order; -1 = dropped
+  std::vector<int32_t> row_token;       // [A] token of each expert-sorted row
+  std::vector<int64_t> expert_offsets;  // [E + 1] rows of expert e are [offsets[e], offsets[e+1])
+  std::vector<int64_t> selected_count;  // [E] top-k selections per expert before dropping (the f of the losses)
+  int64_t capacity = 0;                 // per-expert capacity; 0 = unlimited
   int64_t n_dropped = 0;
 
   int64_t rows() const { return expert_offsets.empty() ? 0 : expert_offsets.back(); }
@@ -68,8 +68,8 @@ RoutingPlan routing_plan_build(const float* probs, int64_t T, int64_t E, int64_t
 
 // Back-propagate d(combine weights) [T, k] to d(probs) [T, E] (+=), through the optional renormalisation.
 // Dropped assignments carry no gradient of their own but still sit in the renormalisation's denominator.
-void routing_weights_backward(const RoutingPlan& plan, const float* probs, bool norm_topk_prob,
-                              const float* dweight, float* dprobs);
+void routing_weights_backward(const RoutingPlan& plan, const float* probs, bool norm_topk_prob, const float* dweight,
+                              float* dprobs);
 
 // Softmax backward over rows: dlogits = p * (dp - sum(p * dp)). [T, E]
 void softmax_backward_rows(const float* probs, const float* dprobs, float* dlogits, int64_t T, int64_t E);
@@ -87,7 +87,7 @@ struct BalanceLoss {
 // Returns the loss values; when dprobs is non-null adds d(loss)/d(probs) [T, E] into it. With `reduce` (data
 // parallelism) the batch is every rank's B sequences together: the statistics are summed over the ranks, the
 // returned values are the global batch's, and dprobs is this rank's share of the global gradient.
-BalanceLoss balance_loss(const ModelConfig& config, const float* probs, const RoutingPlan& plan, int64_t B,
-                         int64_t S, float* dprobs, const BatchReduce* reduce = nullptr);
+BalanceLoss balance_loss(const ModelConfig& config, const float* probs, const RoutingPlan& plan, int64_t B, int64_t S,
+                         float* dprobs, const BatchReduce* reduce = nullptr);
 
 }  // namespace dsmoe

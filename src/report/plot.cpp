@@ -1,6 +1,5 @@
 #include "report/plot.h"
 
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -104,9 +103,7 @@ std::vector<double> smooth(const std::vector<double>& v, size_t w) {
 }
 
 // A curve through n points: a line, with the points marked when there are few (one alone draws nothing as a line).
-std::string with_lines(size_t n) {
-  return n <= 30 ? "with linespoints pt 7 ps 0.8" : "with lines";
-}
+std::string with_lines(size_t n) { return n <= 30 ? "with linespoints pt 7 ps 0.8" : "with lines"; }
 
 // A tic interval of 1, 2 or 5 times a power of ten giving at most `max_tics` intervals over the finite values of
 // `field` (a small panel with gnuplot's automatic tics gets crowded); 0 when there is no spread.

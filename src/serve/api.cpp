@@ -53,7 +53,8 @@ double number(const json& body, const char* name, double lo, double hi, double f
   if (v == nullptr) return fallback;
   if (!v->is_number()) bad(name, fmt::format("'{}' must be a number, not {}", name, type_name(*v)));
   const double x = v->get<double>();
-  if (!std::isfinite(x) || x < lo || x > hi) bad(name, fmt::format("'{}' must be in [{}, {}], not {}", name, lo, hi, x));
+  if (!std::isfinite(x) || x < lo || x > hi)
+    bad(name, fmt::format("'{}' must be in [{}, {}], not {}", name, lo, hi, x));
   return x;
 }
 int64_t integer(const json& body, const char* name, int64_t lo, int64_t hi, int64_t fallback) {
@@ -80,11 +81,13 @@ std::string message_content(const json& m, size_t i) {
   auto it = m.find("content");
   if (it == m.end() || it->is_null()) return "";  // e.g. an assistant turn that only called tools
   if (it->is_string()) return it->get<std::string>();
-  if (!it->is_array()) bad(param, fmt::format("'{}' must be a string or an array of parts, not {}", param, type_name(*it)));
+  if (!it->is_array())
+    bad(param, fmt::format("'{}' must be a string or an array of parts, not {}", param, type_name(*it)));
   std::string out;
   for (size_t k = 0; k < it->size(); ++k) {
     const json& part = (*it)[k];
-    if (!part.is_object() || part.value("type", json()) != "text" || !part.contains("text") || !part["text"].is_string())
+    if (!part.is_object() || part.value("type", json()) != "text" || !part.contains("text") ||
+        !part["text"].is_string())
       bad(param, fmt::format("'{}[{}]' must be a text part {{\"type\": \"text\", \"text\": ...}}", param, k));
     out += part["text"].get<std::string>();
   }
@@ -151,8 +154,9 @@ void parse_prompt(const json& body, CompletionRequest& r) {
   } else if (v->is_array() && !v->empty() && !(*v)[0].is_string() && !(*v)[0].is_array()) {
     ids_from(*v);
   } else {
-    bad("prompt", "'prompt' must be a string, an array of token ids, or a one-element array of either (batches of "
-                  "prompts are not supported: send one request per prompt)");
+    bad("prompt",
+        "'prompt' must be a string, an array of token ids, or a one-element array of either (batches of "
+        "prompts are not supported: send one request per prompt)");
   }
   if (!r.prompt_is_ids && r.prompt_text.empty()) bad("prompt", "'prompt' must not be empty");
   if (!r.prompt_is_ids && text::unicode::find_invalid_utf8(r.prompt_text) != std::string::npos)
@@ -166,9 +170,12 @@ json parse_body(const std::string& body) {
   bool in_string = false, escaped = false;
   for (char c : body) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
@@ -190,8 +197,10 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint) 
     if (!m->is_string()) bad("model", fmt::format("'model' must be a string, not {}", type_name(*m)));
     r.model = m->get<std::string>();
   }
-  if (endpoint == Endpoint::kChat) r.messages = parse_messages(body);
-  else parse_prompt(body, r);
+  if (endpoint == Endpoint::kChat)
+    r.messages = parse_messages(body);
+  else
+    parse_prompt(body, r);
   const int64_t n = integer(body, "n", 1, 128, 1);
   if (n != 1) bad("n", "only one choice per request is supported ('n' must be 1): send one request per choice");
   SamplingParams& s = r.options.sampling;
@@ -205,7 +214,8 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint) 
   s.repetition_penalty = number(body, "repetition_penalty", 1e-6, 100.0, s.repetition_penalty);
   if (field(body, "seed") != nullptr) {
     const json& v = body["seed"];
-    if (!v.is_number_integer() && !v.is_number_unsigned()) bad("seed", fmt::format("'seed' must be an integer, not {}", type_name(v)));
+    if (!v.is_number_integer() && !v.is_number_unsigned())
+      bad("seed", fmt::format("'seed' must be an integer, not {}", type_name(v)));
     s.seed = v.is_number_unsigned() ? v.get<uint64_t>() : static_cast<uint64_t>(v.get<int64_t>());
   } else {
     static thread_local std::mt19937_64 fresh{std::random_device{}()};
@@ -214,7 +224,9 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint) 
   // max_completion_tokens is the newer name; both are honoured (the smaller wins when both are given).
   const int64_t max_tokens = integer(body, "max_tokens", 1, INT32_MAX, -1);
   const int64_t max_completion = integer(body, "max_completion_tokens", 1, INT32_MAX, -1);
-  r.options.max_tokens = max_tokens < 0 ? max_completion : max_completion < 0 ? max_tokens : std::min(max_tokens, max_completion);
+  r.options.max_tokens = max_tokens < 0       ? max_completion
+                         : max_completion < 0 ? max_tokens
+                                              : std::min(max_tokens, max_completion);
   r.options.stops = parse_stops(body);
   r.stream = boolean(body, "stream", false);
   r.ignore_eos = boolean(body, "ignore_eos", false);
@@ -252,10 +264,12 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint) 
         bad("response_format", e.what());
       }
     } else if (type != "text") {
-      bad("response_format", fmt::format("response_format type '{}' is not one of text, json_object, json_schema", type));
+      bad("response_format",
+          fmt::format("response_format type '{}' is not one of text, json_object, json_schema", type));
     }
   }
-  if (field(body, "logit_bias") != nullptr && !(field(body, "logit_bias")->is_object() && field(body, "logit_bias")->empty()))
+  if (field(body, "logit_bias") != nullptr &&
+      !(field(body, "logit_bias")->is_object() && field(body, "logit_bias")->empty()))
     bad("logit_bias", "'logit_bias' is not supported");
   if (const json* tools = field(body, "tools"); tools != nullptr && !(tools->is_array() && tools->empty()))
     bad("tools", "'tools' (function calling) is not supported");
@@ -313,7 +327,8 @@ json completion_logprobs(const std::vector<TokenLogprob>& lps, const text::Token
     offsets.push_back(offset);
     offset += t.size();
   }
-  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs}, {"text_offset", offsets}};
+  return {
+      {"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs}, {"text_offset", offsets}};
 }
 
 json logprobs_field(Endpoint endpoint, const std::vector<TokenLogprob>* lps, const text::Tokenizer& tok) {
@@ -326,9 +341,13 @@ json finish_field(const char* reason) { return reason == nullptr ? json(nullptr)
 
 json completion_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text, const char* finish_reason,
                      const Usage& usage, const std::vector<TokenLogprob>* logprobs, const text::Tokenizer& tok) {
-  json choice = {{"index", 0}, {"logprobs", logprobs_field(endpoint, logprobs, tok)}, {"finish_reason", finish_field(finish_reason)}};
-  if (endpoint == Endpoint::kChat) choice["message"] = {{"role", "assistant"}, {"content", text}};
-  else choice["text"] = text;
+  json choice = {{"index", 0},
+                 {"logprobs", logprobs_field(endpoint, logprobs, tok)},
+                 {"finish_reason", finish_field(finish_reason)}};
+  if (endpoint == Endpoint::kChat)
+    choice["message"] = {{"role", "assistant"}, {"content", text}};
+  else
+    choice["text"] = text;
   return {{"id", meta.id},
           {"object", endpoint == Endpoint::kChat ? "chat.completion" : "text_completion"},
           {"created", meta.created},
@@ -340,7 +359,9 @@ json completion_json(Endpoint endpoint, const ResponseMeta& meta, const std::str
 
 json chunk_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text, bool first,
                 const char* finish_reason, const std::vector<TokenLogprob>* logprobs, const text::Tokenizer& tok) {
-  json choice = {{"index", 0}, {"logprobs", logprobs_field(endpoint, logprobs, tok)}, {"finish_reason", finish_field(finish_reason)}};
+  json choice = {{"index", 0},
+                 {"logprobs", logprobs_field(endpoint, logprobs, tok)},
+                 {"finish_reason", finish_field(finish_reason)}};
   if (endpoint == Endpoint::kChat) {
     json delta = json::object();
     if (first) delta["role"] = "assistant";
@@ -383,8 +404,9 @@ json tokenize_json(const json& body, const text::Tokenizer& tok) {
     }
     // A piece that is not valid UTF-8 on its own (part of a character) is given as its bytes, as llama.cpp does.
     const std::string piece = tok.token_bytes(id);
-    tokens.push_back({{"id", id},
-                      {"piece", text::unicode::find_invalid_utf8(piece) == std::string::npos ? json(piece) : bytes_json(piece)}});
+    tokens.push_back(
+        {{"id", id},
+         {"piece", text::unicode::find_invalid_utf8(piece) == std::string::npos ? json(piece) : bytes_json(piece)}});
   }
   return {{"tokens", tokens}};
 }

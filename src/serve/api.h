@@ -27,7 +27,10 @@ using Json = nlohmann::ordered_json;
 struct ApiError : std::runtime_error {
   ApiError(int status, std::string message, std::string param = "", std::string code = "",
            std::string type = "invalid_request_error")
-      : std::runtime_error(message), status(status), type(std::move(type)), param(std::move(param)),
+      : std::runtime_error(message),
+        status(status),
+        type(std::move(type)),
+        param(std::move(param)),
         code(std::move(code)) {}
   int status;
   std::string type, param, code;
@@ -42,11 +45,11 @@ struct CompletionRequest {
   std::string prompt_text;                  // completions: a string prompt ...
   std::vector<int32_t> prompt_ids;          // ... or token ids
   bool prompt_is_ids = false;
-  GenerationOptions options;                // sampling, max_tokens (-1: the room left), stops, logprobs
+  GenerationOptions options;  // sampling, max_tokens (-1: the room left), stops, logprobs
   bool stream = false, include_usage = false;
-  bool logprobs = false;                    // chat: `logprobs: true`; completions: `logprobs: N` given
-  bool ignore_eos = false;                  // llama.cpp's extension: keep going after an end-of-sequence token
-  std::string model;                        // echoed back (the server's own name when absent)
+  bool logprobs = false;    // chat: `logprobs: true`; completions: `logprobs: N` given
+  bool ignore_eos = false;  // llama.cpp's extension: keep going after an end-of-sequence token
+  std::string model;        // echoed back (the server's own name when absent)
 };
 
 // Parses and checks a body (already valid JSON). Defaults are llama.cpp's sampling defaults (temperature 0.8,
@@ -66,14 +69,12 @@ struct Usage {
 };
 Json usage_json(const Usage& u);
 // A whole (non-streamed) response.
-Json completion_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text,
-                               const char* finish_reason, const Usage& usage,
-                               const std::vector<TokenLogprob>* logprobs, const text::Tokenizer& tok);
+Json completion_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text, const char* finish_reason,
+                     const Usage& usage, const std::vector<TokenLogprob>* logprobs, const text::Tokenizer& tok);
 // One stream chunk: text delta (chat: the first carries the role), logprobs of its tokens, finish reason when it
 // ends (nullptr otherwise).
 Json chunk_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text, bool first,
-                          const char* finish_reason, const std::vector<TokenLogprob>* logprobs,
-                          const text::Tokenizer& tok);
+                const char* finish_reason, const std::vector<TokenLogprob>* logprobs, const text::Tokenizer& tok);
 // The last chunk of a stream with stream_options.include_usage: `choices: []` and the usage.
 Json usage_chunk_json(Endpoint endpoint, const ResponseMeta& meta, const Usage& usage);
 

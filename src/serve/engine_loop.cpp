@@ -50,7 +50,7 @@ void JobHandle::publish(JobOutput&& delta) {
 
 struct EngineLoop::Slot {
   KvCache cache;
-  std::vector<int32_t> cached;  // the ids whose K/V are in `cache`, in order
+  std::vector<int32_t> cached;        // the ids whose K/V are in `cache`, in order
   std::shared_ptr<JobHandle> handle;  // null: idle
   std::unique_ptr<Generation> gen;
   std::vector<int32_t> pending;  // prompt tokens still to run

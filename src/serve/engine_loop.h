@@ -36,15 +36,15 @@ struct Job {
 
 // What a job produced since the caller last asked, and how it ended.
 struct JobOutput {
-  std::string text;                       // newly safe text (see Generation::take_text)
-  std::vector<int32_t> tokens;            // newly generated tokens
-  std::vector<TokenLogprob> logprobs;     // theirs, when asked for
+  std::string text;                    // newly safe text (see Generation::take_text)
+  std::vector<int32_t> tokens;         // newly generated tokens
+  std::vector<TokenLogprob> logprobs;  // theirs, when asked for
   bool done = false;
   Finish finish = Finish::kNone;
-  std::string error;                      // set when the engine failed on this job (done is then true)
-  int64_t prompt_tokens = 0;              // the prompt's length
-  int64_t cached_tokens = 0;              // of which were reused from the slot's cache
-  int64_t completion_tokens = 0;          // generated so far
+  std::string error;              // set when the engine failed on this job (done is then true)
+  int64_t prompt_tokens = 0;      // the prompt's length
+  int64_t cached_tokens = 0;      // of which were reused from the slot's cache
+  int64_t completion_tokens = 0;  // generated so far
   GenerationTimings timings;
 };
 
@@ -70,10 +70,10 @@ class JobHandle {
 };
 
 struct LoopOptions {
-  int parallel = 1;               // slots
-  int64_t ctx = 2048;             // positions per slot (ServerOptions: 0 = min(2048, max_position_embeddings))
-  int64_t max_queue = 64;         // jobs waiting for a slot; submit() refuses more
-  int64_t prefill_chunk = 256;    // prompt tokens per step while other slots generate
+  int parallel = 1;             // slots
+  int64_t ctx = 2048;           // positions per slot (ServerOptions: 0 = min(2048, max_position_embeddings))
+  int64_t max_queue = 64;       // jobs waiting for a slot; submit() refuses more
+  int64_t prefill_chunk = 256;  // prompt tokens per step while other slots generate
   QuantType kv_type = QuantType::F32;
 };
 
@@ -81,8 +81,8 @@ struct LoopOptions {
 struct LoopMetrics {
   int64_t prompt_tokens = 0, generated_tokens = 0, requests = 0, decode_steps = 0;
   double prompt_seconds = 0.0, generation_seconds = 0.0;
-  int64_t processing = 0, queued = 0;      // gauges
-  int64_t kv_used = 0, kv_capacity = 0;    // positions held in all slots' caches / total
+  int64_t processing = 0, queued = 0;    // gauges
+  int64_t kv_used = 0, kv_capacity = 0;  // positions held in all slots' caches / total
 };
 
 class EngineLoop {

@@ -151,8 +151,10 @@ void Server::completions(const httplib::Request& req, httplib::Response& res, En
   const text::Tokenizer& tok = tokenizer();
   const ModelConfig& config = served.model->config;
   std::vector<int32_t> prompt;
-  if (endpoint == Endpoint::kChat) prompt = text::chat_prompt_ids(*chat_template, tok, r.messages);
-  else prompt = r.prompt_is_ids ? r.prompt_ids : tok.encode(r.prompt_text, true);
+  if (endpoint == Endpoint::kChat)
+    prompt = text::chat_prompt_ids(*chat_template, tok, r.messages);
+  else
+    prompt = r.prompt_is_ids ? r.prompt_ids : tok.encode(r.prompt_text, true);
   const char* prompt_param = endpoint == Endpoint::kChat ? "messages" : "prompt";
   if (prompt.empty()) throw ApiError(400, "the prompt is empty", prompt_param);
   for (int32_t t : prompt)
@@ -161,9 +163,10 @@ void Server::completions(const httplib::Request& req, httplib::Response& res, En
                      prompt_param);
   const int64_t ctx = loop->options().ctx;
   if (static_cast<int64_t>(prompt.size()) >= ctx)
-    throw ApiError(400, fmt::format("this model's context is {} tokens per request; the prompt has {} tokens, which "
-                                    "leaves no room for a reply",
-                                    ctx, prompt.size()),
+    throw ApiError(400,
+                   fmt::format("this model's context is {} tokens per request; the prompt has {} tokens, which "
+                               "leaves no room for a reply",
+                               ctx, prompt.size()),
                    prompt_param, "context_length_exceeded");
   Job job{prompt, r.options};
   if (!r.ignore_eos) job.options.eos_ids = eos_ids;
@@ -172,9 +175,9 @@ void Server::completions(const httplib::Request& req, httplib::Response& res, En
   job.options.skip_leading_space = endpoint == Endpoint::kChat;
   std::shared_ptr<JobHandle> handle = loop->submit(std::move(job));
   if (!handle)
-    throw ApiError(503, fmt::format("the server is busy: {} requests waiting (--max-queue); retry later",
-                                    loop->metrics().queued),
-                   "", "server_busy", "server_error");
+    throw ApiError(
+        503, fmt::format("the server is busy: {} requests waiting (--max-queue); retry later", loop->metrics().queued),
+        "", "server_busy", "server_error");
   const ResponseMeta meta{random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"),
                           r.model.empty() ? options.model_name : r.model, unix_now()};
   const int fd = find_client_socket(req);
@@ -227,7 +230,8 @@ void Server::completions(const httplib::Request& req, httplib::Response& res, En
         bool ok = true;
         // The first chat chunk carries the role even before any text (as OpenAI's does).
         if (!out.text.empty() || !out.logprobs.empty() || (stream->first && !done && endpoint == Endpoint::kChat)) {
-          ok = send(chunk_json(endpoint, meta, out.text, stream->first, nullptr, want_logprobs ? &out.logprobs : nullptr, tok));
+          ok = send(chunk_json(endpoint, meta, out.text, stream->first, nullptr,
+                               want_logprobs ? &out.logprobs : nullptr, tok));
           stream->first = false;
           stream->last_send = std::chrono::steady_clock::now();
         }
@@ -254,19 +258,18 @@ void Server::completions(const httplib::Request& req, httplib::Response& res, En
 json Server::models_json() const {
   const ModelConfig& c = served.model->config;
   return {{"object", "list"},
-          {"data",
-           json::array({{{"id", options.model_name},
-                         {"object", "model"},
-                         {"created", started},
-                         {"owned_by", "dsmoe"},
-                         {"context_length", loop->options().ctx},
-                         {"meta",
-                          {{"n_ctx", loop->options().ctx},
-                           {"n_ctx_train", c.max_position_embeddings},
-                           {"n_vocab", c.vocab_size},
-                           {"n_params", c.n_params()},
-                           {"n_parallel", options.loop.parallel},
-                           {"size", served.model->weight_bytes()}}}}})}};
+          {"data", json::array({{{"id", options.model_name},
+                                 {"object", "model"},
+                                 {"created", started},
+                                 {"owned_by", "dsmoe"},
+                                 {"context_length", loop->options().ctx},
+                                 {"meta",
+                                  {{"n_ctx", loop->options().ctx},
+                                   {"n_ctx_train", c.max_position_embeddings},
+                                   {"n_vocab", c.vocab_size},
+                                   {"n_params", c.n_params()},
+                                   {"n_parallel", options.loop.parallel},
+                                   {"size", served.model->weight_bytes()}}}}})}};
 }
 
 std::string Server::metrics_text() const {
@@ -318,26 +321,28 @@ void Server::routes() {
       guarded([this](const httplib::Request& q, httplib::Response& s) { completions(q, s, Endpoint::kCompletion); });
   auto models = guarded([this](const httplib::Request&, httplib::Response& s) { send_json(s, 200, models_json()); });
   const std::vector<Route> table = {
-      {"/health", "GET", [](const httplib::Request&, httplib::Response& s) { send_json(s, 200, {{"status", "ok"}}); }},
+      {"/health", "GET",
+       [](const httplib::Request&, httplib::Response& s) {
+         send_json(s, 200, {{"status", "ok"}});
+       }},
       {"/v1/models", "GET", models},
       {"/models", "GET", models},
       {"/v1/chat/completions", "POST", chat},
       {"/chat/completions", "POST", chat},
       {"/v1/completions", "POST", complete},
       {"/completions", "POST", complete},
-      {"/tokenize", "POST",
-       guarded([this](const httplib::Request& q, httplib::Response& s) {
+      {"/tokenize", "POST", guarded([this](const httplib::Request& q, httplib::Response& s) {
          send_json(s, 200, tokenize_json(parse_body(q.body), tokenizer()));
        })},
-      {"/detokenize", "POST",
-       guarded([this](const httplib::Request& q, httplib::Response& s) {
+      {"/detokenize", "POST", guarded([this](const httplib::Request& q, httplib::Response& s) {
          send_json(s, 200, detokenize_json(parse_body(q.body), tokenizer()));
        })},
       {"/metrics", "GET",
        [this](const httplib::Request&, httplib::Response& s) {
          s.set_content(metrics_text(), "text/plain; version=0.0.4");
        }},
-      {"/", "GET", [](const httplib::Request&, httplib::Response& s) { s.set_content(kChatPage, "text/html; charset=utf-8"); }},
+      {"/", "GET",
+       [](const httplib::Request&, httplib::Response& s) { s.set_content(kChatPage, "text/html; charset=utf-8"); }},
   };
   // Each path answers its own method; the others get 405 naming the allowed one.
   for (const Route& r : table) {
@@ -346,8 +351,10 @@ void Server::routes() {
       s.set_header("Allow", method);
       send_error(s, ApiError(405, fmt::format("{} {} is not allowed: use {}", q.method, path, method)));
     };
-    if (method == "GET") http.Get(path, r.handler);
-    else http.Post(path, r.handler);
+    if (method == "GET")
+      http.Get(path, r.handler);
+    else
+      http.Post(path, r.handler);
     if (method != "GET") http.Get(path, not_allowed);
     if (method != "POST") http.Post(path, not_allowed);
     http.Put(path, not_allowed);
@@ -373,8 +380,8 @@ int run_server(const ServerOptions& options, const std::function<ServedModel()>&
 
   Server server(options);
   httplib::Server& http = server.http;
-  const size_t workers = static_cast<size_t>(std::clamp<int64_t>(
-      2 * options.loop.parallel + options.loop.max_queue + 8, 16, 512));
+  const size_t workers =
+      static_cast<size_t>(std::clamp<int64_t>(2 * options.loop.parallel + options.loop.max_queue + 8, 16, 512));
   http.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
   http.set_payload_max_length(options.max_body);
   http.set_read_timeout(options.read_timeout_s, 0);
@@ -403,16 +410,19 @@ int run_server(const ServerOptions& options, const std::function<ServedModel()>&
   });
   // Statuses cpp-httplib sets itself (unknown route 404, body too large 413, unreadable request 400) get
   // OpenAI's error body too.
-  http.set_error_handler(httplib::Server::HandlerWithResponse([&options](const httplib::Request& req,
-                                                                         httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    std::string message;
-    if (res.status == 404) message = fmt::format("not found: {} {}", req.method, req.path);
-    else if (res.status == 413) message = fmt::format("the request body is larger than {} bytes (--max-body)", options.max_body);
-    else message = fmt::format("bad request (HTTP {})", res.status);
-    send_json(res, res.status, error_json(ApiError(res.status, message)));
-    return httplib::Server::HandlerResponse::Handled;
-  }));
+  http.set_error_handler(
+      httplib::Server::HandlerWithResponse([&options](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        std::string message;
+        if (res.status == 404)
+          message = fmt::format("not found: {} {}", req.method, req.path);
+        else if (res.status == 413)
+          message = fmt::format("the request body is larger than {} bytes (--max-body)", options.max_body);
+        else
+          message = fmt::format("bad request (HTTP {})", res.status);
+        send_json(res, res.status, error_json(ApiError(res.status, message)));
+        return httplib::Server::HandlerResponse::Handled;
+      }));
   http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
     std::string message = "internal error";
     try {
@@ -445,10 +455,12 @@ int run_server(const ServerOptions& options, const std::function<ServedModel()>&
     try {
       server.served = load();
       const ServedModel& s = server.served;
-      check(s.tokenizer.has_value(), "serve needs a tokenizer: --tokenizer DIR, tokenizer.json in the model "
-                                     "directory, or a GGUF file's tokenizer");
+      check(s.tokenizer.has_value(),
+            "serve needs a tokenizer: --tokenizer DIR, tokenizer.json in the model "
+            "directory, or a GGUF file's tokenizer");
       server.chat_template = std::make_unique<text::ChatTemplate>(
-          s.chat_template.empty() ? text::chat_template_for(*s.tokenizer) : text::ChatTemplate::from_jinja(s.chat_template));
+          s.chat_template.empty() ? text::chat_template_for(*s.tokenizer)
+                                  : text::ChatTemplate::from_jinja(s.chat_template));
       const ModelConfig& c = s.model->config;
       LoopOptions loop = options.loop;
       if (loop.ctx <= 0) loop.ctx = std::min<int64_t>(2048, c.max_position_embeddings);

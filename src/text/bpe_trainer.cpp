@@ -47,10 +47,14 @@ size_t decode_utf8(std::string_view s, size_t i, uint32_t* cp) {
   }
   size_t n;
   uint32_t c, min;
-  if ((b0 & 0xE0) == 0xC0) n = 2, c = b0 & 0x1F, min = 0x80;
-  else if ((b0 & 0xF0) == 0xE0) n = 3, c = b0 & 0x0F, min = 0x800;
-  else if ((b0 & 0xF8) == 0xF0) n = 4, c = b0 & 0x07, min = 0x10000;
-  else return 0;
+  if ((b0 & 0xE0) == 0xC0)
+    n = 2, c = b0 & 0x1F, min = 0x80;
+  else if ((b0 & 0xF0) == 0xE0)
+    n = 3, c = b0 & 0x0F, min = 0x800;
+  else if ((b0 & 0xF8) == 0xF0)
+    n = 4, c = b0 & 0x07, min = 0x10000;
+  else
+    return 0;
   if (i + n > s.size()) return 0;
   for (size_t k = 1; k < n; ++k) {
     const auto b = static_cast<unsigned char>(s[i + k]);
@@ -108,8 +112,10 @@ using CountMap = std::unordered_map<std::string, uint64_t, StringHash, std::equa
 
 void add_count(CountMap& map, std::string_view key, uint64_t n) {
   auto it = map.find(key);
-  if (it != map.end()) it->second += n;
-  else map.emplace(std::string(key), n);
+  if (it != map.end())
+    it->second += n;
+  else
+    map.emplace(std::string(key), n);
 }
 
 std::vector<std::string> expand_input_files(const std::vector<std::string>& inputs) {
@@ -134,7 +140,6 @@ std::vector<std::string> expand_input_files(const std::vector<std::string>& inpu
   return files;
 }
 
-
 // An error found by a worker at `offset` in the block; the earliest one is reported.
 struct BlockError {
   size_t offset = std::string_view::npos;
@@ -144,7 +149,7 @@ struct BlockError {
 struct BlockCounter {
   const PreTokenizeFn* pre_tokenize;
   int threads;
-  std::vector<CountMap> local;      // one per worker, merged into `total` after each block
+  std::vector<CountMap> local;  // one per worker, merged into `total` after each block
   std::vector<uint64_t> local_words;
   CountMap total;
   uint64_t words = 0;
@@ -527,8 +532,10 @@ BpeModel train_bpe_from_counts(const WordCounts& word_counts, int64_t vocab_size
       }
       if (pit == pairs.end()) pit = pairs.emplace(k, PairData{}).first;
       pit->second.count += delta;
-      if (pit->second.count <= 0) pairs.erase(pit);  // no word holds it any more
-      else if (delta > 0) grown.push_back(k);
+      if (pit->second.count <= 0)
+        pairs.erase(pit);  // no word holds it any more
+      else if (delta > 0)
+        grown.push_back(k);
     }
     pairs.erase(key);
     for (uint64_t k : grown) {
@@ -543,8 +550,7 @@ BpeModel train_bpe_from_counts(const WordCounts& word_counts, int64_t vocab_size
 namespace {
 
 void check_specials(const BpeTrainOptions& o) {
-  check(o.special_tokens.size() >= 2, "special_tokens must hold at least BOS and EOS, got {}",
-        o.special_tokens.size());
+  check(o.special_tokens.size() >= 2, "special_tokens must hold at least BOS and EOS, got {}", o.special_tokens.size());
   const auto& alphabet = byte_level_alphabet();
   std::unordered_set<std::string> seen;
   for (const std::string& s : o.special_tokens) {
@@ -559,8 +565,8 @@ void check_specials(const BpeTrainOptions& o) {
 void check_options(const BpeTrainOptions& o) {
   check_specials(o);
   const int64_t minimum = 256 + static_cast<int64_t>(o.special_tokens.size());
-  check(o.vocab_size >= minimum, "vocab_size {} is smaller than 256 byte tokens + {} special tokens = {}",
-        o.vocab_size, o.special_tokens.size(), minimum);
+  check(o.vocab_size >= minimum, "vocab_size {} is smaller than 256 byte tokens + {} special tokens = {}", o.vocab_size,
+        o.special_tokens.size(), minimum);
   check(o.vocab_size <= (int64_t{1} << 30), "vocab_size {} is too large", o.vocab_size);
   check(o.min_frequency >= 0, "min_frequency must be >= 0, got {}", o.min_frequency);
   check(o.model_max_length > 0, "model_max_length must be positive, got {}", o.model_max_length);

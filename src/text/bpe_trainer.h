@@ -33,15 +33,19 @@
 
 namespace dsmoe::text {
 
-inline constexpr const char* kDeepSeekBos = "<\xEF\xBD\x9C" "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>";
-inline constexpr const char* kDeepSeekEos = "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>";
+inline constexpr const char* kDeepSeekBos =
+    "<\xEF\xBD\x9C"
+    "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>";
+inline constexpr const char* kDeepSeekEos =
+    "<\xEF\xBD\x9C"
+    "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>";
 
 struct BpeTrainOptions {
-  int64_t vocab_size = 8192;      // all of it: 256 bytes + merges + special tokens
-  int64_t min_frequency = 2;      // pairs counted fewer times are never merged
-  nlohmann::json pre_tokenizer;   // HF pre_tokenizer block; null: deepseek_pre_tokenizer_json()
+  int64_t vocab_size = 8192;     // all of it: 256 bytes + merges + special tokens
+  int64_t min_frequency = 2;     // pairs counted fewer times are never merged
+  nlohmann::json pre_tokenizer;  // HF pre_tokenizer block; null: deepseek_pre_tokenizer_json()
   std::vector<std::string> special_tokens = {kDeepSeekBos, kDeepSeekEos};  // BOS, EOS, then extras
-  int threads = 0;                // <= 0: all cores
+  int threads = 0;                                                         // <= 0: all cores
   int64_t model_max_length = 16384;
 };
 
@@ -87,9 +91,14 @@ BpeModel train_bpe_from_counts(const WordCounts& words, int64_t vocab_size, int6
 // The "model" block of an HF tokenizer.json for a plain byte-level BPE (the one place its fixed fields are spelled).
 template <typename Json>
 Json bpe_model_json(Json vocab, Json merges) {
-  return {{"type", "BPE"},          {"dropout", nullptr},  {"unk_token", nullptr},
-          {"continuing_subword_prefix", nullptr},  {"end_of_word_suffix", nullptr},
-          {"fuse_unk", false},      {"byte_fallback", false}, {"vocab", std::move(vocab)},
+  return {{"type", "BPE"},
+          {"dropout", nullptr},
+          {"unk_token", nullptr},
+          {"continuing_subword_prefix", nullptr},
+          {"end_of_word_suffix", nullptr},
+          {"fuse_unk", false},
+          {"byte_fallback", false},
+          {"vocab", std::move(vocab)},
           {"merges", std::move(merges)}};
 }
 nlohmann::ordered_json bpe_tokenizer_json(const BpeModel& model, const BpeTrainOptions& options);

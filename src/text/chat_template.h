@@ -41,8 +41,8 @@ class ChatTemplate {
 
   // The standard variables: `messages` (a list of {role, content}), `add_generation_prompt`, `bos_token`,
   // `eos_token`.
-  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
-                     const std::string& bos_token, const std::string& eos_token) const;
+  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt, const std::string& bos_token,
+                     const std::string& eos_token) const;
   // Any variables, from a JSON object (messages with extra fields, tools, custom flags). Dict order follows the
   // JSON's: nlohmann::json sorts keys, nlohmann::ordered_json keeps document order (as Python does), which is what
   // `tojson` of tool schemas should print.

@@ -131,8 +131,10 @@ bool is_jsonl_path(const std::string& path) { return fs::path(path).extension() 
 
 void for_each_document(const std::vector<std::string>& inputs, const std::function<void(std::string&&)>& fn) {
   for (const std::string& file : expand_inputs(inputs)) {
-    if (is_jsonl_path(file)) read_jsonl(file, fn);
-    else read_plain(file, fn);
+    if (is_jsonl_path(file))
+      read_jsonl(file, fn);
+    else
+      read_plain(file, fn);
   }
 }
 
@@ -164,8 +166,8 @@ PrepareStats prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o)
     for (size_t i = 0; i < batch.size(); ++i) {
       // Document n goes to validation when floor((n+1) f) > floor(n f): exactly a fraction f, evenly spaced.
       const int64_t n = stats.documents++;
-      const bool is_val = o.val_fraction > 0 && static_cast<int64_t>((n + 1) * o.val_fraction) >
-                                                    static_cast<int64_t>(n * o.val_fraction);
+      const bool is_val = o.val_fraction > 0 &&
+                          static_cast<int64_t>((n + 1) * o.val_fraction) > static_cast<int64_t>(n * o.val_fraction);
       (is_val ? val : train).write(ids[i]);
       (is_val ? stats.val_documents : stats.train_documents)++;
       stats.bytes += static_cast<int64_t>(batch[i].size());
@@ -197,10 +199,14 @@ PrepareStats prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o)
       {"eos_id", tokenizer.eos_id()},
       {"add_bos", tokenizer.add_bos()},
       {"documents", stats.documents},
-      {"train", {{"file", fs::path(o.out_prefix + ".train.bin").filename().string()},
-                 {"documents", stats.train_documents}, {"tokens", stats.train_tokens}}},
-      {"val", {{"file", fs::path(o.out_prefix + ".val.bin").filename().string()},
-               {"documents", stats.val_documents}, {"tokens", stats.val_tokens}}},
+      {"train",
+       {{"file", fs::path(o.out_prefix + ".train.bin").filename().string()},
+        {"documents", stats.train_documents},
+        {"tokens", stats.train_tokens}}},
+      {"val",
+       {{"file", fs::path(o.out_prefix + ".val.bin").filename().string()},
+        {"documents", stats.val_documents},
+        {"tokens", stats.val_tokens}}},
       {"val_fraction", o.val_fraction},
       {"bytes", stats.bytes},
       {"sources", files},

@@ -20,11 +20,11 @@ struct PrepareOptions {
   std::vector<std::string> inputs;  // files or directories
   std::string out_prefix;
   double val_fraction = 0.005;
-  bool progress = true;             // live bar on a terminal, plain lines otherwise
+  bool progress = true;  // live bar on a terminal, plain lines otherwise
 };
 
 struct PrepareStats {
-  int64_t bytes = 0;                // input text bytes in documents
+  int64_t bytes = 0;  // input text bytes in documents
   int64_t documents = 0, train_documents = 0, val_documents = 0;
   int64_t train_tokens = 0, val_tokens = 0;
   double seconds = 0;

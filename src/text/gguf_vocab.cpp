@@ -53,7 +53,8 @@ void check_llama_gpt2(const Tokenizer& tok) {
   const std::string& src = tok.source();
   check(is_deepseek_pre_tokenizer(o.value("pre_tokenizer", json())),
         "{}: the pre_tokenizer has no llama.cpp name (only DeepSeek LLM's, {:?}, is known): llama.cpp would "
-        "tokenize differently", src, kPre);
+        "tokenize differently",
+        src, kPre);
   check(is_empty_normalizer(o.value("normalizer", json())),
         "{}: the tokenizer has a normalizer, which llama.cpp's {:?} tokenizer does not run", src, kModel);
   const json decoder = o.value("decoder", json());
@@ -93,9 +94,12 @@ std::pair<std::vector<std::string>, std::vector<int64_t>> token_arrays(const Tok
       continue;
     }
     tokens.push_back(tok.token_piece(id));
-    if (kind == Tokenizer::TokenKind::Normal) types.push_back(kNormal);
-    else if (kind == Tokenizer::TokenKind::Special || looks_special(tokens.back())) types.push_back(kControl);
-    else types.push_back(kUserDefined);
+    if (kind == Tokenizer::TokenKind::Normal)
+      types.push_back(kNormal);
+    else if (kind == Tokenizer::TokenKind::Special || looks_special(tokens.back()))
+      types.push_back(kControl);
+    else
+      types.push_back(kUserDefined);
   }
   return {std::move(tokens), std::move(types)};
 }
@@ -166,8 +170,8 @@ void check_model_and_pre(const GgufFile& f) {
 }
 
 json added_token_json(int64_t id, const std::string& content, bool special) {
-  return {{"id", id},         {"content", content}, {"single_word", false}, {"lstrip", false},
-          {"rstrip", false},  {"normalized", !special}, {"special", special}};
+  return {{"id", id},        {"content", content},     {"single_word", false}, {"lstrip", false},
+          {"rstrip", false}, {"normalized", !special}, {"special", special}};
 }
 
 // The tokenizer.json "model.vocab" and "added_tokens" from the token and token-type arrays.
@@ -185,7 +189,8 @@ std::pair<json, json> vocab_json(const GgufFile& f, const std::vector<std::strin
     const bool is_filler = (type == kUserDefined || type == kUnused) && tokens[i] == filler(id);
     check(type == kNormal || type == kControl || type == kUserDefined || type == kUnused,
           "{}: key tokenizer.ggml.token_type: token {} has type {} (supported: 1 normal, 3 control, "
-          "4 user-defined, 5 unused)", f.path(), id, type);
+          "4 user-defined, 5 unused)",
+          f.path(), id, type);
     if ((type == kControl || type == kUserDefined) && !is_filler)
       added.push_back(added_token_json(id, tokens[i], type == kControl));
   }

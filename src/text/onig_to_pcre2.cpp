@@ -45,8 +45,8 @@ int hex_value(char c) {
 bool pcre2_compiles(const std::string& p) {
   int err;
   PCRE2_SIZE off;
-  pcre2_code* c = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(), PCRE2_UTF | PCRE2_UCP, &err,
-                                &off, nullptr);
+  pcre2_code* c =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(), PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
   if (!c) return false;
   pcre2_code_free(c);
   return true;
@@ -64,22 +64,52 @@ std::string translate_property(const std::string& body) {
   std::string key;
   for (char c : name)
     if (c != '_' && c != ' ' && c != '-') key.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  static const std::pair<const char*, const char*> kCategories[] = {
-      {"letter", "L"}, {"casedletter", "L&"}, {"uppercaseletter", "Lu"}, {"lowercaseletter", "Ll"},
-      {"titlecaseletter", "Lt"}, {"modifierletter", "Lm"}, {"otherletter", "Lo"}, {"mark", "M"},
-      {"combiningmark", "M"}, {"nonspacingmark", "Mn"}, {"spacingmark", "Mc"}, {"enclosingmark", "Me"},
-      {"number", "N"}, {"decimalnumber", "Nd"}, {"digit", "Nd"}, {"letternumber", "Nl"}, {"othernumber", "No"},
-      {"punctuation", "P"}, {"punct", "P"}, {"connectorpunctuation", "Pc"}, {"dashpunctuation", "Pd"},
-      {"openpunctuation", "Ps"}, {"closepunctuation", "Pe"}, {"initialpunctuation", "Pi"},
-      {"finalpunctuation", "Pf"}, {"otherpunctuation", "Po"}, {"symbol", "S"}, {"mathsymbol", "Sm"},
-      {"currencysymbol", "Sc"}, {"modifiersymbol", "Sk"}, {"othersymbol", "So"}, {"separator", "Z"},
-      {"spaceseparator", "Zs"}, {"lineseparator", "Zl"}, {"paragraphseparator", "Zp"}, {"other", "C"},
-      {"control", "Cc"}, {"cntrl", "Cc"}, {"format", "Cf"}, {"surrogate", "Cs"}, {"privateuse", "Co"},
-      {"unassigned", "Cn"}, {"lc", "L&"}};
+  static const std::pair<const char*, const char*> kCategories[] = {{"letter", "L"},
+                                                                    {"casedletter", "L&"},
+                                                                    {"uppercaseletter", "Lu"},
+                                                                    {"lowercaseletter", "Ll"},
+                                                                    {"titlecaseletter", "Lt"},
+                                                                    {"modifierletter", "Lm"},
+                                                                    {"otherletter", "Lo"},
+                                                                    {"mark", "M"},
+                                                                    {"combiningmark", "M"},
+                                                                    {"nonspacingmark", "Mn"},
+                                                                    {"spacingmark", "Mc"},
+                                                                    {"enclosingmark", "Me"},
+                                                                    {"number", "N"},
+                                                                    {"decimalnumber", "Nd"},
+                                                                    {"digit", "Nd"},
+                                                                    {"letternumber", "Nl"},
+                                                                    {"othernumber", "No"},
+                                                                    {"punctuation", "P"},
+                                                                    {"punct", "P"},
+                                                                    {"connectorpunctuation", "Pc"},
+                                                                    {"dashpunctuation", "Pd"},
+                                                                    {"openpunctuation", "Ps"},
+                                                                    {"closepunctuation", "Pe"},
+                                                                    {"initialpunctuation", "Pi"},
+                                                                    {"finalpunctuation", "Pf"},
+                                                                    {"otherpunctuation", "Po"},
+                                                                    {"symbol", "S"},
+                                                                    {"mathsymbol", "Sm"},
+                                                                    {"currencysymbol", "Sc"},
+                                                                    {"modifiersymbol", "Sk"},
+                                                                    {"othersymbol", "So"},
+                                                                    {"separator", "Z"},
+                                                                    {"spaceseparator", "Zs"},
+                                                                    {"lineseparator", "Zl"},
+                                                                    {"paragraphseparator", "Zp"},
+                                                                    {"other", "C"},
+                                                                    {"control", "Cc"},
+                                                                    {"cntrl", "Cc"},
+                                                                    {"format", "Cf"},
+                                                                    {"surrogate", "Cs"},
+                                                                    {"privateuse", "Co"},
+                                                                    {"unassigned", "Cn"},
+                                                                    {"lc", "L&"}};
   for (const auto& [lng, shrt] : kCategories)
     if (key == lng) return neg + shrt;
-  if (name.find(':') == std::string::npos && pcre2_compiles("\\p{sc:" + name + "}"))
-    return neg + "sc:" + name;
+  if (name.find(':') == std::string::npos && pcre2_compiles("\\p{sc:" + name + "}")) return neg + "sc:" + name;
   return body;
 }
 
@@ -87,7 +117,8 @@ struct ClassItem {
   enum Kind { Char, Range, Raw, NotWord } kind;
   char32_t lo = 0, hi = 0;
   std::string raw;
-  explicit ClassItem(Kind k, char32_t l = 0, char32_t h = 0, std::string r = {}) : kind(k), lo(l), hi(h), raw(std::move(r)) {}
+  explicit ClassItem(Kind k, char32_t l = 0, char32_t h = 0, std::string r = {})
+      : kind(k), lo(l), hi(h), raw(std::move(r)) {}
 };
 
 class Translator {
@@ -132,7 +163,9 @@ class Translator {
     i_ += n;
   }
 
-  [[noreturn]] void error(const std::string& what) const { fail("regex {:?}: {} (at byte {})", std::string(p_), what, i_); }
+  [[noreturn]] void error(const std::string& what) const {
+    fail("regex {:?}: {} (at byte {})", std::string(p_), what, i_);
+  }
 
   // (?imx-imx) and (?imx-imx:...): Oniguruma's Ruby 'm' is dot-all, PCRE2's 's'.
   void group_options() {
@@ -175,13 +208,34 @@ class Translator {
     if (i_ + 1 >= p_.size()) error("trailing backslash");
     const char e = p_[i_ + 1];
     switch (e) {
-      case 's': out_ += fmt::format("[{}]", kSpaceItems); i_ += 2; return;
-      case 'S': out_ += fmt::format("[^{}]", kSpaceItems); i_ += 2; return;
-      case 'w': out_ += fmt::format("[{}]", kWordItems); i_ += 2; return;
-      case 'W': out_ += fmt::format("[^{}]", kWordItems); i_ += 2; return;
-      case 'h': out_ += "[0-9a-fA-F]"; i_ += 2; return;
-      case 'H': out_ += "[^0-9a-fA-F]"; i_ += 2; return;
-      case 'v': out_ += "\\x{0B}"; i_ += 2; return;
+      case 's':
+        out_ += fmt::format("[{}]", kSpaceItems);
+        i_ += 2;
+        return;
+      case 'S':
+        out_ += fmt::format("[^{}]", kSpaceItems);
+        i_ += 2;
+        return;
+      case 'w':
+        out_ += fmt::format("[{}]", kWordItems);
+        i_ += 2;
+        return;
+      case 'W':
+        out_ += fmt::format("[^{}]", kWordItems);
+        i_ += 2;
+        return;
+      case 'h':
+        out_ += "[0-9a-fA-F]";
+        i_ += 2;
+        return;
+      case 'H':
+        out_ += "[^0-9a-fA-F]";
+        i_ += 2;
+        return;
+      case 'v':
+        out_ += "\\x{0B}";
+        i_ += 2;
+        return;
       case 'u': {
         i_ += 2;
         out_ += hex_cp(read_hex(4));
@@ -195,8 +249,7 @@ class Translator {
           return;
         }
         break;
-      default:
-        break;
+      default: break;
     }
     out_.push_back('\\');
     ++i_;
@@ -253,13 +306,21 @@ class Translator {
       case 'a': return ch(0x07);
       case 'b': return ch(0x08);  // backspace inside a class
       case 'e': return ch(0x1B);
-      case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': {
+      case '0':
+      case '1':
+      case '2':
+      case '3':
+      case '4':
+      case '5':
+      case '6':
+      case '7': {
         char32_t v = static_cast<char32_t>(e - '0');
         for (int k = 0; k < 2 && i_ < p_.size() && p_[i_] >= '0' && p_[i_] <= '7'; ++k) v = v * 8 + (p_[i_++] - '0');
         return ch(v);
       }
       default: {
-        if (std::isalpha(static_cast<unsigned char>(e))) error(fmt::format("unsupported escape \\{} in character class", e));
+        if (std::isalpha(static_cast<unsigned char>(e)))
+          error(fmt::format("unsupported escape \\{} in character class", e));
         --i_;  // the escaped character itself, taken literally
         return ch(next_cp(p_, i_));
       }
@@ -297,7 +358,8 @@ class Translator {
         items.insert(items.end(), nested.begin(), nested.end());
         continue;
       }
-      if (c == '&' && i_ + 1 < p_.size() && p_[i_ + 1] == '&') error("character class intersection (&&) is not supported");
+      if (c == '&' && i_ + 1 < p_.size() && p_[i_ + 1] == '&')
+        error("character class intersection (&&) is not supported");
       ClassItem a = class_atom();
       if (a.kind == ClassItem::Char && i_ + 1 < p_.size() && p_[i_] == '-' && p_[i_ + 1] != ']') {
         const size_t save = i_;
@@ -367,8 +429,10 @@ class Translator {
     }
     // \W inside a class: PCRE2 classes cannot hold the complement of a set, so rewrite with a group.
     if (!negated)
-      return body.empty() ? fmt::format("[^{}]", kWordItemsInClass) : fmt::format("(?:[{}]|[^{}])", body, kWordItemsInClass);
-    return body.empty() ? fmt::format("[{}]", kWordItemsInClass) : fmt::format("(?:(?![{}])[{}])", body, kWordItemsInClass);
+      return body.empty() ? fmt::format("[^{}]", kWordItemsInClass)
+                          : fmt::format("(?:[{}]|[^{}])", body, kWordItemsInClass);
+    return body.empty() ? fmt::format("[{}]", kWordItemsInClass)
+                        : fmt::format("(?:(?![{}])[{}])", body, kWordItemsInClass);
   }
 
   std::string_view p_;

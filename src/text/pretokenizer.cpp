@@ -81,7 +81,8 @@ Regex::Regex(const std::string& onig_pattern, bool literal) : pattern_(onig_patt
                         PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &err, &off, cc);
   pcre2_compile_context_free(cc);
   if (!code_)
-    fail("regex {:?} (as PCRE2 {:?}): {} at offset {}", pattern_, translated_, pcre2_message(err), static_cast<size_t>(off));
+    fail("regex {:?} (as PCRE2 {:?}): {} at offset {}", pattern_, translated_, pcre2_message(err),
+         static_cast<size_t>(off));
   jit_ = pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE) == 0;
 }
 
@@ -108,7 +109,8 @@ SplitBehavior parse_split_behavior(const std::string& name) {
   if (k == "mergedwithprevious") return SplitBehavior::MergedWithPrevious;
   if (k == "mergedwithnext") return SplitBehavior::MergedWithNext;
   if (k == "contiguous") return SplitBehavior::Contiguous;
-  fail("unknown split behavior {:?} (expected Removed, Isolated, MergedWithPrevious, MergedWithNext or Contiguous)", name);
+  fail("unknown split behavior {:?} (expected Removed, Isolated, MergedWithPrevious, MergedWithNext or Contiguous)",
+       name);
 }
 
 namespace {
@@ -126,7 +128,9 @@ class SpanSplitter {
     match ^= invert_;
     switch (b_) {
       case SplitBehavior::Isolated: emit(start, end); break;
-      case SplitBehavior::Removed: if (!match) emit(start, end); break;
+      case SplitBehavior::Removed:
+        if (!match) emit(start, end);
+        break;
       case SplitBehavior::MergedWithPrevious:
         if (match && !prev_match_ && have_) {
           cur_end_ = end;
@@ -162,7 +166,11 @@ class SpanSplitter {
   void finish() { flush(); }
 
  private:
-  void set(size_t a, size_t b) { cur_start_ = a; cur_end_ = b; have_ = true; }
+  void set(size_t a, size_t b) {
+    cur_start_ = a;
+    cur_end_ = b;
+    have_ = true;
+  }
   void flush() {
     if (have_) emit(cur_start_, cur_end_);
     have_ = false;
@@ -368,14 +376,17 @@ void add_normalizers(const nlohmann::json& j, std::vector<std::unique_ptr<Normal
     out.push_back(std::make_unique<StripAccentsNorm>());
   } else if (t == "Replace") {
     check(j.contains("pattern") && j.contains("content"), "normalizer Replace needs \"pattern\" and \"content\"");
-    out.push_back(std::make_unique<ReplaceNorm>(split_pattern(j["pattern"], "normalizer Replace"), get_string(j, "content", "")));
+    out.push_back(
+        std::make_unique<ReplaceNorm>(split_pattern(j["pattern"], "normalizer Replace"), get_string(j, "content", "")));
   } else if (t == "Prepend") {
     out.push_back(std::make_unique<PrependNorm>(get_string(j, "prepend", "")));
   } else if (t == "ByteLevel") {
     out.push_back(std::make_unique<ByteLevelNorm>());
   } else {
-    fail("normalizer type {:?} is not supported (supported: Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Strip, "
-         "StripAccents, Replace, Prepend, ByteLevel)", t);
+    fail(
+        "normalizer type {:?} is not supported (supported: Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Strip, "
+        "StripAccents, Replace, Prepend, ByteLevel)",
+        t);
   }
 }
 
@@ -400,8 +411,8 @@ class DigitsStep final : public PreTokenizerStep {
  public:
   explicit DigitsStep(bool individual) : individual_(individual) {}
   void run(std::string_view piece, bool at_start, PieceSink next) const override {
-    split_chars(unicode::is_numeric, piece, at_start,
-                individual_ ? SplitBehavior::Isolated : SplitBehavior::Contiguous, next);
+    split_chars(unicode::is_numeric, piece, at_start, individual_ ? SplitBehavior::Isolated : SplitBehavior::Contiguous,
+                next);
   }
 
  private:
@@ -466,7 +477,8 @@ class WhitespaceStep final : public PreTokenizerStep {
  public:
   // HF Whitespace: the spans of \w+|[^\w\s]+ are kept (Rust regex \w and \s: Unicode Word and White_Space).
   WhitespaceStep()
-      : re_(R"([\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D}]+|[^\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D}\s]+)") {}
+      : re_(R"([\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D}]+|[^\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D}\s]+)") {
+  }
   void run(std::string_view piece, bool at_start, PieceSink next) const override {
     split_regex(re_, piece, at_start, SplitBehavior::Removed, /*invert=*/true, next);
   }
@@ -494,8 +506,10 @@ class MetaspaceStep final : public PreTokenizerStep {
     std::string s;
     s.reserve(piece.size() + 8);
     for (char c : piece) {
-      if (c == ' ') s += rep_;
-      else s.push_back(c);
+      if (c == ' ')
+        s += rep_;
+      else
+        s.push_back(c);
     }
     const bool starts = s.compare(0, rep_.size(), rep_) == 0;
     if (!starts && (prepend_ == Prepend::Always || (prepend_ == Prepend::First && at_start))) s.insert(0, rep_);
@@ -529,7 +543,8 @@ void add_steps(const nlohmann::json& j, std::vector<std::unique_ptr<PreTokenizer
   } else if (t == "Digits") {
     out.push_back(std::make_unique<DigitsStep>(get_bool(j, "individual_digits", false)));
   } else if (t == "ByteLevel") {
-    out.push_back(std::make_unique<ByteLevelStep>(get_bool(j, "add_prefix_space", true), get_bool(j, "use_regex", true)));
+    out.push_back(
+        std::make_unique<ByteLevelStep>(get_bool(j, "add_prefix_space", true), get_bool(j, "use_regex", true)));
   } else if (t == "Whitespace") {
     out.push_back(std::make_unique<WhitespaceStep>());
   } else if (t == "WhitespaceSplit") {
@@ -540,17 +555,23 @@ void add_steps(const nlohmann::json& j, std::vector<std::unique_ptr<PreTokenizer
     MetaspaceStep::Prepend pre = MetaspaceStep::Prepend::Always;
     if (j.contains("prepend_scheme") && !j["prepend_scheme"].is_null()) {
       const std::string s = get_string(j, "prepend_scheme", "always");
-      if (s == "always") pre = MetaspaceStep::Prepend::Always;
-      else if (s == "first") pre = MetaspaceStep::Prepend::First;
-      else if (s == "never") pre = MetaspaceStep::Prepend::Never;
-      else fail("pre_tokenizer Metaspace prepend_scheme {:?} is not one of always, first, never", s);
+      if (s == "always")
+        pre = MetaspaceStep::Prepend::Always;
+      else if (s == "first")
+        pre = MetaspaceStep::Prepend::First;
+      else if (s == "never")
+        pre = MetaspaceStep::Prepend::Never;
+      else
+        fail("pre_tokenizer Metaspace prepend_scheme {:?} is not one of always, first, never", s);
     } else if (!get_bool(j, "add_prefix_space", true)) {
       pre = MetaspaceStep::Prepend::Never;
     }
     out.push_back(std::make_unique<MetaspaceStep>(rep, pre, get_bool(j, "split", true)));
   } else {
-    fail("pre_tokenizer type {:?} is not supported (supported: Sequence, Split, Digits, ByteLevel, Whitespace, "
-         "WhitespaceSplit, Metaspace)", t);
+    fail(
+        "pre_tokenizer type {:?} is not supported (supported: Sequence, Split, Digits, ByteLevel, Whitespace, "
+        "WhitespaceSplit, Metaspace)",
+        t);
   }
 }
 
@@ -574,7 +595,8 @@ void PreTokenizer::run_from(size_t step, std::string_view s, bool at_start,
     sink(s);
     return;
   }
-  steps_[step]->run(s, at_start, [&](std::string_view sub, bool sub_at_start) { run_from(step + 1, sub, sub_at_start, sink); });
+  steps_[step]->run(s, at_start,
+                    [&](std::string_view sub, bool sub_at_start) { run_from(step + 1, sub, sub_at_start, sink); });
 }
 
 }  // namespace dsmoe::text::detail

@@ -26,10 +26,14 @@ class Rng {
 
   uint64_t next() { return splitmix64_next(state_); }
   // Uniform integer in [lo, hi].
-  int64_t range(int64_t lo, int64_t hi) { return lo + static_cast<int64_t>(next() % static_cast<uint64_t>(hi - lo + 1)); }
+  int64_t range(int64_t lo, int64_t hi) {
+    return lo + static_cast<int64_t>(next() % static_cast<uint64_t>(hi - lo + 1));
+  }
   bool chance(int percent) { return range(0, 99) < percent; }
   template <size_t N>
-  std::string_view pick(const std::string_view (&words)[N]) { return words[range(0, N - 1)]; }
+  std::string_view pick(const std::string_view (&words)[N]) {
+    return words[range(0, N - 1)];
+  }
 
  private:
   uint64_t& state_;
@@ -40,56 +44,69 @@ using Out = std::back_insert_iterator<std::string>;
 // ---------------------------------------------------------------------------------------------------------------
 // Word lists. Each domain draws from its own lists so that domains differ in vocabulary, not only in layout.
 
-constexpr std::string_view kFirstNames[] = {
-    "Ada",   "Tomas", "Mira",  "Jonah", "Elena", "Ravi",  "Sofia", "Kenji", "Amara", "Lucas", "Ines",  "Oskar",
-    "Leila", "Felix", "Noor",  "Hugo",  "Priya", "Mateo", "Yara",  "Emil",  "Hana",  "Omar",  "Greta", "Tariq"};
-constexpr std::string_view kLastNames[] = {
-    "Park",  "Silva",  "Novak", "Okafor", "Lindqvist", "Moreau", "Tanaka", "Kowalski", "Haddad", "Rossi",
-    "Brandt", "Alves", "Mehta", "Kaur",   "Dubois",    "Ivanova", "Nguyen", "Larsen",  "Costa",  "Fischer"};
+constexpr std::string_view kFirstNames[] = {"Ada",   "Tomas", "Mira", "Jonah", "Elena", "Ravi",  "Sofia", "Kenji",
+                                            "Amara", "Lucas", "Ines", "Oskar", "Leila", "Felix", "Noor",  "Hugo",
+                                            "Priya", "Mateo", "Yara", "Emil",  "Hana",  "Omar",  "Greta", "Tariq"};
+constexpr std::string_view kLastNames[] = {"Park",     "Silva",   "Novak",  "Okafor", "Lindqvist", "Moreau", "Tanaka",
+                                           "Kowalski", "Haddad",  "Rossi",  "Brandt", "Alves",     "Mehta",  "Kaur",
+                                           "Dubois",   "Ivanova", "Nguyen", "Larsen", "Costa",     "Fischer"};
 
 // Prose: a storybook register.
 constexpr std::string_view kAdjectives[] = {
-    "quiet",   "ancient", "bright",   "narrow",  "golden",  "restless", "pale",     "gentle",  "hidden",  "broken",
-    "distant", "silver",  "crooked",  "patient", "hollow",  "warm",     "forgotten", "wild",   "tall",    "heavy",
-    "tiny",    "strange", "peaceful", "bitter",  "curious", "faded",    "green",    "copper",  "lonely",  "steady",
-    "small",   "crimson", "frozen",   "velvet",  "dusty",   "humble",   "proud",    "shallow", "sudden",  "weary",
-    "early",   "late",    "dark",     "soft",    "rough",   "bold",     "careful",  "honest",  "brave",   "clever",
-    "silent",  "sleepy",  "misty",    "sunlit",  "windy",   "rainy",    "stone",    "wooden",  "woolen",  "painted"};
+    "quiet",   "ancient", "bright",   "narrow",  "golden",  "restless", "pale",      "gentle",  "hidden", "broken",
+    "distant", "silver",  "crooked",  "patient", "hollow",  "warm",     "forgotten", "wild",    "tall",   "heavy",
+    "tiny",    "strange", "peaceful", "bitter",  "curious", "faded",    "green",     "copper",  "lonely", "steady",
+    "small",   "crimson", "frozen",   "velvet",  "dusty",   "humble",   "proud",     "shallow", "sudden", "weary",
+    "early",   "late",    "dark",     "soft",    "rough",   "bold",     "careful",   "honest",  "brave",  "clever",
+    "silent",  "sleepy",  "misty",    "sunlit",  "windy",   "rainy",    "stone",     "wooden",  "woolen", "painted"};
 constexpr std::string_view kNouns[] = {
-    "river",   "lantern", "garden",  "mountain", "harbor",  "forest",   "letter",  "bridge",  "window",  "meadow",
-    "castle",  "orchard", "compass", "ladder",   "kettle",  "violin",   "feather", "island",  "candle",  "mirror",
-    "wagon",   "chapel",  "market",  "tower",    "cottage", "shadow",   "storm",   "valley",  "basket",  "cloak",
-    "fountain", "painting", "journal", "map",     "key",     "door",     "boat",    "song",    "fire",    "stranger",
-    "merchant", "shepherd", "sailor", "baker",   "fox",     "raven",    "horse",   "owl",     "wolf",    "deer",
-    "lake",    "hill",    "road",    "path",     "field",   "cave",     "well",    "gate",    "clock",   "ribbon",
-    "blanket", "loaf",    "apple",   "pear",     "cart",    "rope",     "chest",   "coin",    "ring",    "scarf",
-    "pond",    "cliff",   "shore",   "village",  "town",    "farm",     "mill",    "barn",    "stable",  "library"};
+    "river",    "lantern",  "garden",  "mountain", "harbor",  "forest", "letter",  "bridge", "window", "meadow",
+    "castle",   "orchard",  "compass", "ladder",   "kettle",  "violin", "feather", "island", "candle", "mirror",
+    "wagon",    "chapel",   "market",  "tower",    "cottage", "shadow", "storm",   "valley", "basket", "cloak",
+    "fountain", "painting", "journal", "map",      "key",     "door",   "boat",    "song",   "fire",   "stranger",
+    "merchant", "shepherd", "sailor",  "baker",    "fox",     "raven",  "horse",   "owl",    "wolf",   "deer",
+    "lake",     "hill",     "road",    "path",     "field",   "cave",   "well",    "gate",   "clock",  "ribbon",
+    "blanket",  "loaf",     "apple",   "pear",     "cart",    "rope",   "chest",   "coin",   "ring",   "scarf",
+    "pond",     "cliff",    "shore",   "village",  "town",    "farm",   "mill",    "barn",   "stable", "library"};
 constexpr std::string_view kVerbsPast[] = {
-    "found",    "carried", "watched",  "followed", "painted", "mended",   "opened",   "closed",  "remembered",
-    "noticed",  "guarded", "visited",  "crossed",  "lifted",  "buried",   "borrowed", "returned", "gathered",
-    "polished", "studied", "admired",  "climbed",  "pushed",  "pulled",   "hid",      "chose",   "lost",
-    "built",    "sold",    "bought",   "wrapped",  "traded",  "described", "ignored", "praised", "cleaned",
-    "shared",   "counted", "measured", "sketched", "fixed",   "searched", "held",     "kept",    "left"};
+    "found",    "carried", "watched",  "followed", "painted", "mended",    "opened",   "closed",   "remembered",
+    "noticed",  "guarded", "visited",  "crossed",  "lifted",  "buried",    "borrowed", "returned", "gathered",
+    "polished", "studied", "admired",  "climbed",  "pushed",  "pulled",    "hid",      "chose",    "lost",
+    "built",    "sold",    "bought",   "wrapped",  "traded",  "described", "ignored",  "praised",  "cleaned",
+    "shared",   "counted", "measured", "sketched", "fixed",   "searched",  "held",     "kept",     "left"};
 constexpr std::string_view kVerbsIntransitive[] = {
-    "waited",    "wandered", "slept",   "laughed", "trembled", "vanished", "appeared", "rested",  "sang",
-    "whispered", "shivered", "glowed",  "drifted", "lingered", "hurried",  "paused",   "smiled",  "sighed",
-    "listened",  "returned", "settled", "stirred", "danced",   "fell",     "rose",     "shone",   "faded",
-    "wept",      "dreamed",  "grew"};
+    "waited", "wandered",  "slept",    "laughed",  "trembled", "vanished", "appeared", "rested",
+    "sang",   "whispered", "shivered", "glowed",   "drifted",  "lingered", "hurried",  "paused",
+    "smiled", "sighed",    "listened", "returned", "settled",  "stirred",  "danced",   "fell",
+    "rose",   "shone",     "faded",    "wept",     "dreamed",  "grew"};
 constexpr std::string_view kAdverbs[] = {
-    "slowly",   "quietly", "suddenly",  "gladly",  "softly",    "carefully", "eagerly", "gently",  "bravely",
-    "silently", "warmly",  "patiently", "sadly",   "boldly",    "calmly",    "proudly", "briefly", "kindly",
-    "wearily",  "happily", "steadily",  "rarely",  "finally",   "often",     "nearly",  "barely",  "openly",
-    "swiftly",  "lightly", "deeply"};
-constexpr std::string_view kPlaces[] = {"village", "harbor", "valley", "forest", "market", "castle", "orchard",
-                                        "meadow",  "chapel", "town",   "mill",   "library", "abbey", "inn"};
+    "slowly",   "quietly",   "suddenly", "gladly", "softly", "carefully", "eagerly", "gently",  "bravely", "silently",
+    "warmly",   "patiently", "sadly",    "boldly", "calmly", "proudly",   "briefly", "kindly",  "wearily", "happily",
+    "steadily", "rarely",    "finally",  "often",  "nearly", "barely",    "openly",  "swiftly", "lightly", "deeply"};
+constexpr std::string_view kPlaces[] = {"village", "harbor", "valley", "forest", "market",  "castle", "orchard",
+                                        "meadow",  "chapel", "town",   "mill",   "library", "abbey",  "inn"};
 constexpr std::string_view kPrepositions[] = {"near",   "beside", "beyond", "under", "behind",
                                               "across", "above",  "below",  "past",  "toward"};
-constexpr std::string_view kTimes[] = {
-    "In the morning",       "Later that evening",   "Before the storm",      "At dawn",
-    "Long ago",             "Every autumn",         "After the harvest",     "Near midnight",
-    "Once upon a time",     "On the third day",     "When the bells rang",   "Before long",
-    "Early in the spring",  "Late in the winter",   "At the end of summer",  "That night",
-    "Years later",          "In the old days",      "Just before sunset",    "By the next morning"};
+constexpr std::string_view kTimes[] = {"In the morning",
+                                       "Later that evening",
+                                       "Before the storm",
+                                       "At dawn",
+                                       "Long ago",
+                                       "Every autumn",
+                                       "After the harvest",
+                                       "Near midnight",
+                                       "Once upon a time",
+                                       "On the third day",
+                                       "When the bells rang",
+                                       "Before long",
+                                       "Early in the spring",
+                                       "Late in the winter",
+                                       "At the end of summer",
+                                       "That night",
+                                       "Years later",
+                                       "In the old days",
+                                       "Just before sunset",
+                                       "By the next morning"};
 constexpr std::string_view kProseTemplates[] = {
     "{T}, {N} {V} the {A} {O} {R} the {O}.",
     "The {A} {O} {I} {D} {R} the {O}.",
@@ -106,11 +123,11 @@ constexpr std::string_view kProseTemplates[] = {
 };
 
 // Dialogue: a chatty register with its own everyday vocabulary.
-constexpr std::string_view kItems[] = {
-    "umbrella", "keys",     "ticket", "charger",  "laptop",   "notebook", "headphones", "wallet", "backpack",
-    "coffee",   "sandwich", "phone",  "jacket",   "passport", "receipt",  "printer",    "tablet", "snacks",
-    "bike",     "calendar", "invite", "password", "slides",   "package"};
-constexpr std::string_view kWhen[] = {"tomorrow", "on Friday", "at noon",   "tonight",     "next week",
+constexpr std::string_view kItems[] = {"umbrella",   "keys",     "ticket",   "charger",  "laptop",   "notebook",
+                                       "headphones", "wallet",   "backpack", "coffee",   "sandwich", "phone",
+                                       "jacket",     "passport", "receipt",  "printer",  "tablet",   "snacks",
+                                       "bike",       "calendar", "invite",   "password", "slides",   "package"};
+constexpr std::string_view kWhen[] = {"tomorrow", "on Friday", "at noon",   "tonight",      "next week",
                                       "at six",   "on Monday", "later",     "this weekend", "after lunch",
                                       "at ten",   "on Sunday", "right now", "in an hour"};
 constexpr std::string_view kSpots[] = {"the station", "the cafe",   "the office", "the gym",     "my desk",
@@ -118,39 +135,27 @@ constexpr std::string_view kSpots[] = {"the station", "the cafe",   "the office"
                                        "the airport", "your place", "the park",   "the store"};
 constexpr std::string_view kFeelings[] = {"great", "tired", "fine", "busy", "excited", "nervous", "okay", "sleepy"};
 constexpr std::string_view kQuestions[] = {
-    "Have you seen my {X}?",
-    "Are we still meeting {W}?",
-    "Can you bring the {X} to {S}?",
-    "How are you feeling today?",
-    "Did you remember the {X}?",
-    "Where should we meet {W}?",
-    "Do you want to grab lunch {W}?",
-    "Is the {X} still at {S}?",
-    "Could you send me the {X} {W}?",
+    "Have you seen my {X}?",          "Are we still meeting {W}?", "Can you bring the {X} to {S}?",
+    "How are you feeling today?",     "Did you remember the {X}?", "Where should we meet {W}?",
+    "Do you want to grab lunch {W}?", "Is the {X} still at {S}?",  "Could you send me the {X} {W}?",
     "What time works for you {W}?",
 };
 constexpr std::string_view kAnswers[] = {
-    "Yes, I left it at {S}.",
-    "Sure, see you {W}!",
-    "I'm {F}, thanks for asking.",
-    "Not yet, I'll check {S} {W}.",
-    "Sorry, I forgot the {X} again.",
-    "Let's meet at {S} {W}.",
-    "No problem, I'll bring the {X}.",
-    "I think it's somewhere in {S}.",
-    "Honestly I'm {F}, but okay.",
-    "Sounds good to me.",
-    "Thanks! I owe you one.",
-    "Hmm, maybe {W} instead?",
+    "Yes, I left it at {S}.",          "Sure, see you {W}!",
+    "I'm {F}, thanks for asking.",     "Not yet, I'll check {S} {W}.",
+    "Sorry, I forgot the {X} again.",  "Let's meet at {S} {W}.",
+    "No problem, I'll bring the {X}.", "I think it's somewhere in {S}.",
+    "Honestly I'm {F}, but okay.",     "Sounds good to me.",
+    "Thanks! I owe you one.",          "Hmm, maybe {W} instead?",
 };
 
 // Code: identifiers.
-constexpr std::string_view kCodeVerbs[] = {"compute", "count",  "find",  "merge", "scale", "filter", "update",
-                                           "load",    "parse",  "check", "sum",   "collect", "normalize",
-                                           "clamp",   "select", "build", "reset", "apply",  "track", "index"};
-constexpr std::string_view kCodeNouns[] = {"values",  "items",  "scores", "nodes",  "rows",   "weights",
-                                           "tokens",  "prices", "samples", "events", "counts", "edges",
-                                           "points",  "frames", "entries", "blocks"};
+constexpr std::string_view kCodeVerbs[] = {"compute", "count", "find",  "merge", "scale",   "filter",    "update",
+                                           "load",    "parse", "check", "sum",   "collect", "normalize", "clamp",
+                                           "select",  "build", "reset", "apply", "track",   "index"};
+constexpr std::string_view kCodeNouns[] = {"values", "items",  "scores",  "nodes",  "rows",   "weights",
+                                           "tokens", "prices", "samples", "events", "counts", "edges",
+                                           "points", "frames", "entries", "blocks"};
 constexpr std::string_view kCodeScalars[] = {"total", "best", "result", "acc", "peak", "sum_so_far", "tally"};
 constexpr std::string_view kCodeLimits[] = {"limit", "threshold", "cap", "bound", "cutoff", "floor"};
 constexpr std::string_view kCompare[] = {">", "<", ">=", "<=", "==", "!="};
@@ -158,9 +163,9 @@ constexpr std::string_view kUpdateOps[] = {"+=", "-=", "+=", "*="};
 
 // Records: a registry of people.
 constexpr std::string_view kCities[] = {
-    "Lisbon", "Oslo",    "Nairobi", "Osaka",   "Lima",   "Krakow", "Dublin",   "Seoul",    "Porto",  "Quito",
-    "Hanoi",  "Tunis",   "Zagreb",  "Accra",   "Bergen", "Leeds",  "Austin",   "Calgary",  "Perth",  "Cork",
-    "Graz",   "Malmo",   "Turin",   "Rennes",  "Ghent",  "Pune",   "Cusco",    "Tallinn",  "Riga",   "Bilbao"};
+    "Lisbon", "Oslo",  "Nairobi", "Osaka",  "Lima",   "Krakow", "Dublin", "Seoul",   "Porto", "Quito",
+    "Hanoi",  "Tunis", "Zagreb",  "Accra",  "Bergen", "Leeds",  "Austin", "Calgary", "Perth", "Cork",
+    "Graz",   "Malmo", "Turin",   "Rennes", "Ghent",  "Pune",   "Cusco",  "Tallinn", "Riga",  "Bilbao"};
 constexpr std::string_view kRoles[] = {"engineer", "nurse",   "teacher", "chemist", "pilot",  "designer",
                                        "analyst",  "plumber", "editor",  "curator", "farmer", "librarian"};
 constexpr std::string_view kStatuses[] = {"active", "inactive", "pending", "suspended"};
@@ -333,8 +338,10 @@ class CodeWriter {
     if (rng_.chance(40)) statement(1, /*in_loop=*/false);
     loop(1);
     if (rng_.chance(40)) statement(1, /*in_loop=*/false);
-    if (py_) fmt::format_to(Out(out_), "    return {}", acc_);
-    else fmt::format_to(Out(out_), "    return {};\n}}", acc_);
+    if (py_)
+      fmt::format_to(Out(out_), "    return {}", acc_);
+    else
+      fmt::format_to(Out(out_), "    return {};\n}}", acc_);
     if (py_ && rng_.chance(50)) {
       const int64_t a = rng_.range(1, 20), b = rng_.range(1, 20), c = rng_.range(1, 20), lim = rng_.range(1, 20);
       fmt::format_to(Out(out_), "\nprint({}([{}, {}, {}], {}))", name, a, b, c, lim);
@@ -355,8 +362,10 @@ class CodeWriter {
     }
   }
   void put_element() {
-    if (py_) out_ += "item";
-    else fmt::format_to(Out(out_), "{}[i]", coll_);
+    if (py_)
+      out_ += "item";
+    else
+      fmt::format_to(Out(out_), "{}[i]", coll_);
   }
 
   void block(int depth, bool in_loop) {
@@ -375,8 +384,10 @@ class CodeWriter {
 
   void loop(int depth) {
     indent(depth);
-    if (py_) fmt::format_to(Out(out_), "for item in {}:\n", coll_);
-    else out_ += "for (int i = 0; i < n; ++i) {\n";
+    if (py_)
+      fmt::format_to(Out(out_), "for item in {}:\n", coll_);
+    else
+      out_ += "for (int i = 0; i < n; ++i) {\n";
     block(depth + 1, /*in_loop=*/true);
     close(depth);
   }
@@ -386,8 +397,10 @@ class CodeWriter {
     indent(depth);
     out_ += py_ ? "if " : "if (";
     put_element();
-    if (py_) fmt::format_to(Out(out_), " {} {}:\n", cmp, limit_);
-    else fmt::format_to(Out(out_), " {} {}) {{\n", cmp, limit_);
+    if (py_)
+      fmt::format_to(Out(out_), " {} {}:\n", cmp, limit_);
+    else
+      fmt::format_to(Out(out_), " {} {}) {{\n", cmp, limit_);
     block(depth + 1, in_loop);
     if (rng_.chance(30)) {
       indent(depth);
@@ -399,8 +412,10 @@ class CodeWriter {
 
   void shrink_while(int depth) {
     indent(depth);
-    if (py_) fmt::format_to(Out(out_), "while {} > {}:\n", acc_, limit_);
-    else fmt::format_to(Out(out_), "while ({} > {}) {{\n", acc_, limit_);
+    if (py_)
+      fmt::format_to(Out(out_), "while {} > {}:\n", acc_, limit_);
+    else
+      fmt::format_to(Out(out_), "while ({} > {}) {{\n", acc_, limit_);
     indent(depth + 1);
     out_ += acc_;
     out_ += py_ ? " //= 2\n" : " /= 2;\n";
@@ -409,16 +424,20 @@ class CodeWriter {
 
   void call(int depth, bool in_loop) {
     indent(depth);
-    if (py_) fmt::format_to(Out(out_), "print({})\n", in_loop && rng_.chance(50) ? "item" : acc_);
-    else fmt::format_to(Out(out_), "printf(\"%d\\n\", {});\n", acc_);
+    if (py_)
+      fmt::format_to(Out(out_), "print({})\n", in_loop && rng_.chance(50) ? "item" : acc_);
+    else
+      fmt::format_to(Out(out_), "printf(\"%d\\n\", {});\n", acc_);
   }
 
   void update(int depth, bool in_loop) {
     const std::string_view op = rng_.pick(kUpdateOps);
     indent(depth);
     fmt::format_to(Out(out_), "{} {} ", acc_, op);
-    if (in_loop && rng_.chance(70)) put_element();
-    else fmt::format_to(Out(out_), "{}", rng_.range(1, 9));
+    if (in_loop && rng_.chance(70))
+      put_element();
+    else
+      fmt::format_to(Out(out_), "{}", rng_.range(1, 9));
     out_ += py_ ? "\n" : ";\n";
   }
 };
@@ -501,8 +520,8 @@ void write_sidecar(AtomicFile& file, uint64_t seed, const SynthStats& stats, con
   nlohmann::json per_domain = nlohmann::json::object();
   for (const auto& [name, n] : stats.docs_per_domain)
     per_domain[name] = {{"documents", n}, {"bytes", stats.bytes_per_domain.at(name)}};
-  std::string buf = fmt::format("{{\"seed\": {}, \"bytes\": {}, \"documents\": {}, \"domains\": {},\n\"docs\": [",
-                                seed, stats.bytes, stats.documents, per_domain.dump());
+  std::string buf = fmt::format("{{\"seed\": {}, \"bytes\": {}, \"documents\": {}, \"domains\": {},\n\"docs\": [", seed,
+                                stats.bytes, stats.documents, per_domain.dump());
   for (size_t i = 0; i < docs.size(); ++i) {
     fmt::format_to(Out(buf), "{}\n{{\"offset\": {}, \"length\": {}, \"domain\": \"{}\"}}", i == 0 ? "" : ",",
                    docs[i].offset, docs[i].length, domains()[docs[i].domain].name);

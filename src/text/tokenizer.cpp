@@ -99,7 +99,9 @@ void Tokenizer::Impl::merge_word(std::string_view w, std::vector<int32_t>& out) 
     struct Merge {
       int32_t pos, rank, new_id;
     };
-    auto lower_priority = [](const Merge& a, const Merge& b) { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; };
+    auto lower_priority = [](const Merge& a, const Merge& b) {
+      return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;
+    };
     std::priority_queue<Merge, std::vector<Merge>, decltype(lower_priority)> queue(lower_priority);
     for (size_t k = 0; k + 1 < syms.size(); ++k)
       if (const auto* m = merges.find(syms[k].id, syms[k + 1].id))
@@ -195,9 +197,8 @@ void Tokenizer::Impl::segments(std::string_view text, FunctionRef<void(int32_t)>
       for (const auto& n : normalizers) normalized = n->apply(normalized);
       g = normalized;
     }
-    split_added(norm_matcher, g, on_added, [&](std::string_view sub, size_t sub_offset) {
-      pretokenize(sub, gap_offset == 0 && sub_offset == 0);
-    });
+    split_added(norm_matcher, g, on_added,
+                [&](std::string_view sub, size_t sub_offset) { pretokenize(sub, gap_offset == 0 && sub_offset == 0); });
   });
 }
 
@@ -211,7 +212,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special) 
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
   if (add_special && m.add_bos) ids.push_back(m.bos);
-  m.segments(text, [&](int32_t id) { ids.push_back(id); }, [&](std::string_view piece) { m.bpe(piece, ids); });
+  m.segments(
+      text, [&](int32_t id) { ids.push_back(id); }, [&](std::string_view piece) { m.bpe(piece, ids); });
   if (add_special && m.add_eos) ids.push_back(m.eos);
   return ids;
 }
@@ -219,7 +221,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special) 
 void Tokenizer::pre_tokenize(std::string_view text, const std::function<void(std::string_view)>& fn) const {
   const Impl& m = *impl_;
   m.check_utf8(text, "pre_tokenize");
-  m.segments(text, [](int32_t) {}, [&](std::string_view piece) { fn(piece); });
+  m.segments(
+      text, [](int32_t) {}, [&](std::string_view piece) { fn(piece); });
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
@@ -227,12 +230,15 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   std::string out;
   for (size_t k = 0; k < ids.size(); ++k) {
     const int32_t id = ids[k];
-    check(id >= 0 && id < m.vocab_size && m.has_piece[id], "{}: decode: token id {} is not in the vocabulary", m.source, id);
+    check(id >= 0 && id < m.vocab_size && m.has_piece[id], "{}: decode: token id {} is not in the vocabulary", m.source,
+          id);
     const bool first_rule = k == 0 && std::any_of(m.decoder.begin(), m.decoder.end(), [](const DecodeStep& s) {
-      return s.kind == DecodeStep::Metaspace && s.strip_first;
-    });
-    if (first_rule) out += m.decode_token(id, true);
-    else out += m.bytes[id];
+                              return s.kind == DecodeStep::Metaspace && s.strip_first;
+                            });
+    if (first_rule)
+      out += m.decode_token(id, true);
+    else
+      out += m.bytes[id];
   }
   return out;
 }
@@ -279,27 +285,27 @@ const std::string& Tokenizer::source() const { return impl_->source; }
 const nlohmann::json& deepseek_pre_tokenizer_json() {
   // Generated from the DeepSeek LLM tokenizer.json with regex 2's class restored (see tokenizer.h).
   static const nlohmann::json j = nlohmann::json::parse(
-    R"json({"type": "Sequence", "pretokenizers": [)json"
-    R"json({"type": "Split", "pattern": {"Regex": "[\r\n]"}, "behavior": "Isolated", "invert": false},)json"
-    R"json({"type": "Split", "pattern": {"Regex": "\\s?[A-Za-z\u00b5\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u01ba\u01bc-\)json"
-    R"json(u01bf\u01c4-\u0293\u0295-\u02af\u0370-\u0373\u0376\u0377\u037b-\u037d\u037f\u0386\u0388-\u038a\u038c\u03)json"
-    R"json(8e-\u03a1\u03a3-\u03f5\u03f7-\u0481\u048a-\u052f\u0531-\u0556\u10a0-\u10c5\u13a0-\u13f5\u13f8-\u13fd\u1c)json"
-    R"json(90-\u1cba\u1cbd-\u1cbf\u1d00-\u1d2b\u1d6b-\u1d77\u1d79-\u1d9a\u1e00-\u1f15\u1f18-\u1f1d\u1f20-\u1f45\u1f)json"
-    R"json(48-\u1f4d\u1f50-\u1f57\u1f59\u1f5b\u1f5d\u1f5f-\u1f7d\u1f80-\u1fb4\u1fb6-\u1fbc\u1fbe\u1fc2-\u1fc4\u1fc6)json"
-    R"json(-\u1fcc\u1fd0-\u1fd3\u1fd6-\u1fdb\u1fe0-\u1fec\u1ff2-\u1ff4\u1ff6-\u1ffc\u2102\u2107\u210a-\u2113\u2115\)json"
-    R"json(u2119-\u211d\u2124\u2126\u2128\u212a-\u212d\u212f-\u2134\u2139\u213c-\u213f\u2145-\u2149\u214e\u2183\u21)json"
-    R"json(84\u2c00-\u2c7b\u2c7e-\u2ce4\u2ceb-\u2cee\u2cf2\u2cf3\ua640-\ua66d\ua680-\ua69b\ua722-\ua76f\ua771-\ua78)json"
-    R"json(7\ua78b-\ua78e\uab70-\uabbf\ufb00-\ufb06\ufb13-\ufb17\uff21-\uff3a\uff41-\uff5a\ud801\udc00-\ud801\udc4f)json"
-    R"json(\ud801\udcb0-\ud801\udcd3\ud801\udcd8-\ud801\udcfb\ud803\udc80-\ud803\udcb2\ud803\udcc0-\ud803\udcf2\ud8)json"
-    R"json(06\udca0-\ud806\udcdf\ud83a\udd00-\ud83a\udd43]+"}, "behavior": "Isolated", "invert": false},)json"
-    R"json({"type": "Split", "pattern": {"Regex": "\\s?[!-/:-~\uff01-\uff0f\uff1a-\uff5e\u2018-\u201f\u3000-\u3002])json"
-    R"json(+"}, "behavior": "Isolated", "invert": false},)json"
-    R"json({"type": "Split", "pattern": {"Regex": "\\s+$"}, "behavior": "Isolated", "invert": false},)json"
-    R"json({"type": "Split", "pattern": {"Regex": "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+"}, "behavior": "Isola)json"
-    R"json(ted", "invert": false},)json"
-    R"json({"type": "Digits", "individual_digits": true},)json"
-    R"json({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false})json"
-    R"json(]})json");
+      R"json({"type": "Sequence", "pretokenizers": [)json"
+      R"json({"type": "Split", "pattern": {"Regex": "[\r\n]"}, "behavior": "Isolated", "invert": false},)json"
+      R"json({"type": "Split", "pattern": {"Regex": "\\s?[A-Za-z\u00b5\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u01ba\u01bc-\)json"
+      R"json(u01bf\u01c4-\u0293\u0295-\u02af\u0370-\u0373\u0376\u0377\u037b-\u037d\u037f\u0386\u0388-\u038a\u038c\u03)json"
+      R"json(8e-\u03a1\u03a3-\u03f5\u03f7-\u0481\u048a-\u052f\u0531-\u0556\u10a0-\u10c5\u13a0-\u13f5\u13f8-\u13fd\u1c)json"
+      R"json(90-\u1cba\u1cbd-\u1cbf\u1d00-\u1d2b\u1d6b-\u1d77\u1d79-\u1d9a\u1e00-\u1f15\u1f18-\u1f1d\u1f20-\u1f45\u1f)json"
+      R"json(48-\u1f4d\u1f50-\u1f57\u1f59\u1f5b\u1f5d\u1f5f-\u1f7d\u1f80-\u1fb4\u1fb6-\u1fbc\u1fbe\u1fc2-\u1fc4\u1fc6)json"
+      R"json(-\u1fcc\u1fd0-\u1fd3\u1fd6-\u1fdb\u1fe0-\u1fec\u1ff2-\u1ff4\u1ff6-\u1ffc\u2102\u2107\u210a-\u2113\u2115\)json"
+      R"json(u2119-\u211d\u2124\u2126\u2128\u212a-\u212d\u212f-\u2134\u2139\u213c-\u213f\u2145-\u2149\u214e\u2183\u21)json"
+      R"json(84\u2c00-\u2c7b\u2c7e-\u2ce4\u2ceb-\u2cee\u2cf2\u2cf3\ua640-\ua66d\ua680-\ua69b\ua722-\ua76f\ua771-\ua78)json"
+      R"json(7\ua78b-\ua78e\uab70-\uabbf\ufb00-\ufb06\ufb13-\ufb17\uff21-\uff3a\uff41-\uff5a\ud801\udc00-\ud801\udc4f)json"
+      R"json(\ud801\udcb0-\ud801\udcd3\ud801\udcd8-\ud801\udcfb\ud803\udc80-\ud803\udcb2\ud803\udcc0-\ud803\udcf2\ud8)json"
+      R"json(06\udca0-\ud806\udcdf\ud83a\udd00-\ud83a\udd43]+"}, "behavior": "Isolated", "invert": false},)json"
+      R"json({"type": "Split", "pattern": {"Regex": "\\s?[!-/:-~\uff01-\uff0f\uff1a-\uff5e\u2018-\u201f\u3000-\u3002])json"
+      R"json(+"}, "behavior": "Isolated", "invert": false},)json"
+      R"json({"type": "Split", "pattern": {"Regex": "\\s+$"}, "behavior": "Isolated", "invert": false},)json"
+      R"json({"type": "Split", "pattern": {"Regex": "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+"}, "behavior": "Isola)json"
+      R"json(ted", "invert": false},)json"
+      R"json({"type": "Digits", "individual_digits": true},)json"
+      R"json({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false})json"
+      R"json(]})json");
   return j;
 }
 

@@ -49,8 +49,8 @@ class Tokenizer {
   int32_t eos_id() const;  // -1 if none
   bool add_bos() const;
   bool add_eos() const;
-  int64_t vocab_size() const;  // max id + 1
-  const nlohmann::json& config() const;  // tokenizer_config.json (null json if absent) — chat_template lives there
+  int64_t vocab_size() const;              // max id + 1
+  const nlohmann::json& config() const;    // tokenizer_config.json (null json if absent) — chat_template lives there
   const std::string& fingerprint() const;  // SHA-256 (hex) of the canonical dump of tokenizer.json
   const std::string& source() const;       // where it was loaded from
 
@@ -61,7 +61,7 @@ class Tokenizer {
 
   // Views for exporters (the GGUF vocabulary, text/gguf_vocab.h). Cheap: nothing is copied.
   enum class TokenKind { Missing, Normal, Added, Special };  // Added/Special: an "added_tokens" entry
-  TokenKind token_kind(int32_t id) const;                     // Missing: no token has this id
+  TokenKind token_kind(int32_t id) const;                    // Missing: no token has this id
   // The model's merges as (left id, right id) in rank order, as listed (a repeated pair each time).
   const std::vector<std::pair<int32_t, int32_t>>& merges() const;
   // tokenizer.json as loaded minus model.vocab and model.merges (the large parts; token_piece() and merges()

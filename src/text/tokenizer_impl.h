@@ -54,7 +54,7 @@ struct Tokenizer::Impl {
   detail::StringMap<int32_t> vocab;
   std::vector<std::string> pieces;  // id -> vocab string ("" where has_piece is false)
   std::vector<uint8_t> has_piece;
-  std::vector<std::string> bytes;   // id -> decoded bytes
+  std::vector<std::string> bytes;  // id -> decoded bytes
   detail::PairMap merges;
   std::vector<std::pair<int32_t, int32_t>> merge_list;  // rank order, for merges()
   nlohmann::json outline;                               // for outline_json()

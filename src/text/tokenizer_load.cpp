@@ -32,14 +32,14 @@ namespace {
 
 std::string sha256_hex(std::string_view data) {
   static constexpr uint32_t k[64] = {
-      0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
-      0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-      0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
-      0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-      0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
-      0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-      0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-      0xc67178f2};
+      0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+      0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+      0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+      0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+      0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+      0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+      0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+      0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
   uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   auto rotr = [](uint32_t x, int n) { return (x >> n) | (x << (32 - n)); };
   auto block = [&](const unsigned char* p) {
@@ -55,9 +55,23 @@ std::string sha256_hex(std::string_view data) {
     for (int i = 0; i < 64; ++i) {
       const uint32_t t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
       const uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-      hh = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+      hh = g;
+      g = f;
+      f = e;
+      e = d + t1;
+      d = c;
+      c = b;
+      b = a;
+      a = t1 + t2;
     }
-    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+    h[5] += f;
+    h[6] += g;
+    h[7] += hh;
   };
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   const size_t n = data.size();
@@ -191,7 +205,8 @@ void Tokenizer::Impl::load_model(const nlohmann::json& m) {
     check(ia != vocab.end(), "merge #{} ({:?} {:?}) refers to a token missing from the vocab: {:?}", rank, a, b, a);
     auto ib = vocab.find(b);
     check(ib != vocab.end(), "merge #{} ({:?} {:?}) refers to a token missing from the vocab: {:?}", rank, a, b, b);
-    check(b.size() >= prefix.size(), "merge #{} ({:?} {:?}): right token is shorter than the subword prefix", rank, a, b);
+    check(b.size() >= prefix.size(), "merge #{} ({:?} {:?}): right token is shorter than the subword prefix", rank, a,
+          b);
     const std::string merged = a + b.substr(prefix.size());
     auto im = vocab.find(merged);
     check(im != vocab.end(), "merge #{} ({:?} {:?}): the merged token {:?} is not in the vocab", rank, a, b, merged);
@@ -255,12 +270,15 @@ void Tokenizer::Impl::load_decoder(const nlohmann::json& d) {
     decoder.push_back(s);
   } else if (t == "Metaspace") {
     DecodeStep s(DecodeStep::Metaspace, json_opt_string(d, "replacement").value_or("\xE2\x96\x81"));
-    const std::string scheme = json_opt_string(d, "prepend_scheme").value_or(json_bool(d, "add_prefix_space", true) ? "always" : "never");
+    const std::string scheme =
+        json_opt_string(d, "prepend_scheme").value_or(json_bool(d, "add_prefix_space", true) ? "always" : "never");
     s.strip_first = scheme != "never";
     decoder.push_back(s);
   } else {
-    fail("decoder type {:?} is not supported (supported: ByteLevel, ByteFallback, Fuse, Replace, Strip, Metaspace, "
-         "Sequence)", t);
+    fail(
+        "decoder type {:?} is not supported (supported: ByteLevel, ByteFallback, Fuse, Replace, Strip, Metaspace, "
+        "Sequence)",
+        t);
   }
 }
 
@@ -285,8 +303,10 @@ std::string Tokenizer::Impl::decode_token(int32_t id, bool first) const {
         bool ok = true;
         while (i < s.size() && ok) {
           auto it = inverse.find(unicode::next_cp(s, i));
-          if (it == inverse.end()) ok = false;
-          else out.push_back(static_cast<char>(it->second));
+          if (it == inverse.end())
+            ok = false;
+          else
+            out.push_back(static_cast<char>(it->second));
         }
         if (ok) s = std::move(out);
         break;
@@ -297,7 +317,10 @@ std::string Tokenizer::Impl::decode_token(int32_t id, bool first) const {
           bool hex = true;
           for (int k = 3; k < 5; ++k) {
             const char c = s[k];
-            const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            const int d = c >= '0' && c <= '9'   ? c - '0'
+                          : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                          : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                 : -1;
             if (d < 0) hex = false;
             v = v * 16 + static_cast<unsigned>(std::max(d, 0));
           }
@@ -320,7 +343,8 @@ std::string Tokenizer::Impl::decode_token(int32_t id, bool first) const {
       case DecodeStep::Strip: {
         size_t b = 0, e = s.size();
         for (size_t k = 0; k < st.start && b < e && s.compare(b, st.a.size(), st.a) == 0; ++k) b += st.a.size();
-        for (size_t k = 0; k < st.stop && e >= b + st.a.size() && s.compare(e - st.a.size(), st.a.size(), st.a) == 0; ++k)
+        for (size_t k = 0; k < st.stop && e >= b + st.a.size() && s.compare(e - st.a.size(), st.a.size(), st.a) == 0;
+             ++k)
           e -= st.a.size();
         s = s.substr(b, e - b);
         break;
@@ -351,9 +375,12 @@ void Tokenizer::Impl::load_config() {
     auto it = config.find(key);
     if (it == config.end() || it->is_null()) return -1;
     std::string content;
-    if (it->is_string()) content = it->get<std::string>();
-    else if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) content = (*it)["content"].get<std::string>();
-    else fail("tokenizer_config {} must be a string or an object with \"content\"", key);
+    if (it->is_string())
+      content = it->get<std::string>();
+    else if (it->is_object() && it->contains("content") && (*it)["content"].is_string())
+      content = (*it)["content"].get<std::string>();
+    else
+      fail("tokenizer_config {} must be a string or an object with \"content\"", key);
     if (auto a = added_by_content.find(content); a != added_by_content.end()) return added[a->second].id;
     if (auto v = vocab.find(content); v != vocab.end()) return v->second;
     fail("tokenizer_config {} {:?} is not a token of the vocabulary", key, content);

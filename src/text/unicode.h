@@ -16,7 +16,10 @@ namespace unicode {
 // Decodes the code point starting at s[i] (s must be valid UTF-8) and advances i past it.
 inline char32_t next_cp(std::string_view s, size_t& i) {
   const auto b0 = static_cast<unsigned char>(s[i]);
-  if (b0 < 0x80) { ++i; return b0; }
+  if (b0 < 0x80) {
+    ++i;
+    return b0;
+  }
   if (b0 < 0xE0) {
     char32_t c = ((b0 & 0x1Fu) << 6) | (static_cast<unsigned char>(s[i + 1]) & 0x3Fu);
     i += 2;
@@ -56,7 +59,7 @@ bool is_nonspacing_mark(char32_t c);  // general category Mn
 
 enum class NormForm { NFC, NFD, NFKC, NFKD };
 std::string normalize(std::string_view s, NormForm form);  // s must be valid UTF-8
-std::string lowercase(std::string_view s);                  // full lowercase mapping (Rust str::to_lowercase)
+std::string lowercase(std::string_view s);                 // full lowercase mapping (Rust str::to_lowercase)
 
 // The code point c with NFC(c) == target and lo <= c < hi, if exactly one exists (canonical singletons such as
 // U+212A KELVIN SIGN -> 'K'); 0 otherwise.

@@ -19,8 +19,8 @@ struct AdamWOptions {
 
 struct AdamW {
   AdamWOptions options;
-  FloatBuffer m, v;  // first / second moments, parameter layout
-  int64_t step = 0;  // updates done
+  FloatBuffer m, v;          // first / second moments, parameter layout
+  int64_t step = 0;          // updates done
   std::vector<bool> frozen;  // per registry tensor: true = never updated (e.g. a frozen router)
 
   AdamW(const ParamSet& params, AdamWOptions options);

@@ -28,13 +28,9 @@ constexpr const char* kOptimizer = "optimizer.safetensors";
 constexpr const char* kState = "state.json";
 constexpr const char* kTmpPrefix = ".tmp-";
 
-std::string errno_str() {
-  return std::strerror(errno);
-}
+std::string errno_str() { return std::strerror(errno); }
 
-std::string step_dir_name(int64_t step) {
-  return fmt::format("step-{:08d}", step);
-}
+std::string step_dir_name(int64_t step) { return fmt::format("step-{:08d}", step); }
 
 // The step of a "step-N" directory name; nullopt for anything else (temporaries, stray files).
 std::optional<int64_t> parse_step(const std::string& name) {
@@ -48,9 +44,7 @@ std::optional<int64_t> parse_step(const std::string& name) {
 }
 
 // The last component of a directory path, also when it is spelled with a trailing slash.
-std::string dir_name(const fs::path& p) {
-  return (p.has_filename() ? p : p.parent_path()).filename().string();
-}
+std::string dir_name(const fs::path& p) { return (p.has_filename() ? p : p.parent_path()).filename().string(); }
 
 bool is_complete(const fs::path& dir) {
   std::error_code ec;

@@ -58,8 +58,7 @@ std::string ep_plan_table(const ModelConfig& c, const EpPlanInput& in, const EpP
                      p.expert_allreduce_messages, p.expert_allreduce_seconds);
   out += fmt::format("| total | {} | {} | {:.4g} |\n",
                      gb(p.alltoall_bytes + p.dense_allreduce_bytes + p.expert_allreduce_bytes),
-                     p.alltoall_messages + p.dense_allreduce_messages + p.expert_allreduce_messages,
-                     p.total_seconds());
+                     p.alltoall_messages + p.dense_allreduce_messages + p.expert_allreduce_messages, p.total_seconds());
   return out;
 }
 

@@ -218,13 +218,16 @@ void Run::check_memory(const ModelConfig& mc) const {
   struct sysinfo si {};
   sysinfo(&si);
   const double need = training_bytes(mc, c_), have = static_cast<double>(si.totalram) * si.mem_unit;
-  check(need < 0.9 * have, "training this model ({:.2f}B parameters) needs about {:.1f} GB (parameters, gradients, "
-        "AdamW state and activations) but the machine has {:.1f} GB", mc.n_params() / 1e9, need / 1e9, have / 1e9);
+  check(need < 0.9 * have,
+        "training this model ({:.2f}B parameters) needs about {:.1f} GB (parameters, gradients, "
+        "AdamW state and activations) but the machine has {:.1f} GB",
+        mc.n_params() / 1e9, need / 1e9, have / 1e9);
 }
 
 void Run::setup_data() {
-  const std::string work = req_.run_dir.empty() ? (fs::temp_directory_path() / fmt::format("dsmoe-run-{}", getpid())).string()
-                                                : (fs::path(req_.run_dir) / "data").string();
+  const std::string work = req_.run_dir.empty()
+                               ? (fs::temp_directory_path() / fmt::format("dsmoe-run-{}", getpid())).string()
+                               : (fs::path(req_.run_dir) / "data").string();
   if (c_.sft) {
     check(!c_.tokenizer.empty() || fs::exists(fs::path(c_.model) / "tokenizer.json"),
           "SFT needs a tokenizer: --tokenizer DIR (or a model directory holding tokenizer.json)");
@@ -251,8 +254,8 @@ void Run::setup_data() {
       data_.val.emplace(TokenFile::open(c_.val_data));
     if (!c_.tokenizer.empty()) data_.tokenizer.emplace(text::Tokenizer::load(c_.tokenizer));
     order_.n = data_.train->n_windows(c_.seq_len);
-    check(order_.n >= 1, "{} has {} tokens: too short for one window of seq_len {} + 1", c_.data,
-          data_.train->size(), c_.seq_len);
+    check(order_.n >= 1, "{} has {} tokens: too short for one window of seq_len {} + 1", c_.data, data_.train->size(),
+          c_.seq_len);
   }
   data_.tokenizer_dir = c_.tokenizer;
   order_.shuffle = c_.shuffle;
@@ -264,7 +267,8 @@ void Run::setup_model() {
     const std::string ckpt = checkpoint_latest(req_.run_dir);
     check(!ckpt.empty(), "{}: no complete checkpoint to resume from", req_.run_dir);
     model_ = model_load(ckpt);
-    trainer_ = std::make_unique<Trainer>(*model_, AdamWOptions{c_.beta1, c_.beta2, c_.eps, c_.weight_decay}, c_.grad_clip);
+    trainer_ =
+        std::make_unique<Trainer>(*model_, AdamWOptions{c_.beta1, c_.beta2, c_.eps, c_.weight_decay}, c_.grad_clip);
     resume_state_ = checkpoint_load(ckpt, *model_, trainer_->optimizer);
     start_step_ = resume_state_.at("step").get<int64_t>();
     fmt::print("resuming {} from {} (step {})\n", req_.run_dir, ckpt, start_step_);
@@ -283,12 +287,15 @@ void Run::setup_model() {
     } else if (fs::is_directory(c_.model)) {
       model_ = model_load(c_.model);
     } else {
-      check(fs::exists(c_.model), "model '{}' is neither a preset (tiny, demo, bench-train-s, deepseek-moe-16b), a "
-            "config.json nor a model directory", c_.model);
+      check(fs::exists(c_.model),
+            "model '{}' is neither a preset (tiny, demo, bench-train-s, deepseek-moe-16b), a "
+            "config.json nor a model directory",
+            c_.model);
       model_ = std::make_unique<Model>(config_from_file(c_.model));
       init_params(model_->params, model_->config, c_.init_seed);
     }
-    trainer_ = std::make_unique<Trainer>(*model_, AdamWOptions{c_.beta1, c_.beta2, c_.eps, c_.weight_decay}, c_.grad_clip);
+    trainer_ =
+        std::make_unique<Trainer>(*model_, AdamWOptions{c_.beta1, c_.beta2, c_.eps, c_.weight_decay}, c_.grad_clip);
   }
   ModelConfig& mc = model_->config;
   if (c_.aux_loss_alpha >= 0) mc.aux_loss_alpha = c_.aux_loss_alpha;
@@ -413,9 +420,11 @@ void Run::slice_experts(const ExpertExchange& experts) {
     std::copy_n(from.v.data() + w, n, to.v.data() + l);
   });
   trainer->parallel = trainer_->parallel;
-  fmt::print("expert parallelism: {} ranks in EP groups of {}; each holds {} of the {} routed experts: {:.3f}M of "
-             "{:.3f}M parameters\n", ranks(), mc.n_routed_experts / experts.expert_count(), experts.expert_count(),
-             mc.n_routed_experts, local->params.arena.size() / 1e6, model_->params.arena.size() / 1e6);
+  fmt::print(
+      "expert parallelism: {} ranks in EP groups of {}; each holds {} of the {} routed experts: {:.3f}M of "
+      "{:.3f}M parameters\n",
+      ranks(), mc.n_routed_experts / experts.expert_count(), experts.expert_count(), mc.n_routed_experts,
+      local->params.arena.size() / 1e6, model_->params.arena.size() / 1e6);
   trainer_ = std::move(trainer);
   model_ = std::move(local);
 }
@@ -433,9 +442,8 @@ std::pair<const Model*, const AdamW*> Run::whole_state() {
   float* wv = leader() ? whole_optimizer_->v.data() : nullptr;
   const std::vector<TensorSpec> whole_registry = build_registry(mc);
   for_each_slice(whole_registry, model_->params.registry, [&](size_t w, size_t l, int64_t n, bool stacked) {
-    const std::pair<const float*, float*> parts[] = {{model_->params.arena.data() + l, wp},
-                                                      {opt.m.data() + l, wm},
-                                                      {opt.v.data() + l, wv}};
+    const std::pair<const float*, float*> parts[] = {
+        {model_->params.arena.data() + l, wp}, {opt.m.data() + l, wm}, {opt.v.data() + l, wv}};
     for (const auto& [src, dst] : parts) {
       if (stacked) {  // slices arrive in expert order; on the leader (EP rank 0, expert 0) w is the tensor's start
         req_.parallel->gather_expert_slices(src, n, dst == nullptr ? nullptr : dst + w);
@@ -471,8 +479,10 @@ void Run::print_step(int64_t step, const StepResult& r, double dt) {
       step + 1, c_.steps, r.loss.ce, r.loss.balance, r.lr, r.grad_norm, tokens / dt, gflops,
       sgemm_gflops_ > 0 ? 100 * gflops / sgemm_gflops_ : 0.0, eta);
   const bool permanent = (step + 1) % c_.log_every == 0 || step == start_step_ || step + 1 == c_.steps;
-  if (tty_) fmt::print("\r\033[K{}{}", line, permanent ? "\n" : "");
-  else if (permanent) fmt::print("{}\n", line);
+  if (tty_)
+    fmt::print("\r\033[K{}{}", line, permanent ? "\n" : "");
+  else if (permanent)
+    fmt::print("{}\n", line);
   std::fflush(stdout);
 }
 
@@ -529,8 +539,12 @@ RunSummary Run::go() {
       ++timed_steps_;
     }
     print_step(step, last, dt);
-    log_metrics({{"type", "train"}, {"step", step + 1}, {"loss", last.loss.ce}, {"balance", last.loss.balance},
-                 {"lr", last.lr}, {"grad_norm", last.grad_norm},
+    log_metrics({{"type", "train"},
+                 {"step", step + 1},
+                 {"loss", last.loss.ce},
+                 {"balance", last.loss.balance},
+                 {"lr", last.lr},
+                 {"grad_norm", last.grad_norm},
                  {"tokens_per_s", c_.batch * c_.seq_len * c_.grad_accum / dt}});
     if (step > start_step_) {
       step_seconds += dt;
@@ -559,8 +573,10 @@ RunSummary Run::go() {
     }
   }
   if (step_seconds > 0)
-    fmt::print("run loop overhead (data, logging, metrics; eval and checkpoints excluded): {:.2f}% of the training "
-               "step time\n", 100 * (loop_seconds - step_seconds) / step_seconds);
+    fmt::print(
+        "run loop overhead (data, logging, metrics; eval and checkpoints excluded): {:.2f}% of the training "
+        "step time\n",
+        100 * (loop_seconds - step_seconds) / step_seconds);
   RunSummary summary;
   summary.steps_done = c_.steps;
   summary.val_loss = final_val_loss;

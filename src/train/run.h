@@ -20,9 +20,9 @@
 namespace dsmoe {
 
 struct RunRequest {
-  RunConfig config;        // resolved (defaults <- preset <- file <- overrides)
-  std::string run_dir;     // "" = no run directory (no checkpoints or metrics; --out still saves)
-  bool resume = false;     // continue RUN from its newest checkpoint
+  RunConfig config;     // resolved (defaults <- preset <- file <- overrides)
+  std::string run_dir;  // "" = no run directory (no checkpoints or metrics; --out still saves)
+  bool resume = false;  // continue RUN from its newest checkpoint
   // Data parallelism (mpirun): every rank runs train_run with its own DataParallel; each trains on its share of
   // every batch (sequences [r B/W, (r+1) B/W)), rank 0 alone writes the run directory, metrics and checkpoints.
   const DataParallel* parallel = nullptr;
@@ -33,7 +33,7 @@ struct RunRequest {
 struct RunSummary {
   int64_t steps_done = 0;
   double final_loss = 0, val_loss = -1;
-  std::string model_dir;   // where the final model is (checkpoint or --out)
+  std::string model_dir;  // where the final model is (checkpoint or --out)
   std::string tokenizer_dir;
   std::string val_data;
 };

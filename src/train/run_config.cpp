@@ -78,15 +78,19 @@ template <typename T>
 void assign_from_text(T& member, const std::string& text, const std::string& key) {
   auto bad = [&]() { fail("--{}={}: expected a {}", key, text, type_name(T{})); };
   if constexpr (std::is_same_v<T, bool>) {
-    if (text == "true" || text == "1" || text.empty()) member = true;
-    else if (text == "false" || text == "0") member = false;
-    else bad();
+    if (text == "true" || text == "1" || text.empty())
+      member = true;
+    else if (text == "false" || text == "0")
+      member = false;
+    else
+      bad();
   } else if constexpr (std::is_same_v<T, std::string>) {
     member = text;
   } else {
     size_t pos = 0;
     try {
-      if constexpr (std::is_same_v<T, double>) member = std::stod(text, &pos);
+      if constexpr (std::is_same_v<T, double>)
+        member = std::stod(text, &pos);
       else if constexpr (std::is_same_v<T, uint64_t>) {
         if (!text.empty() && text[0] == '-') bad();
         member = std::stoull(text, &pos);

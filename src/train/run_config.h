@@ -15,42 +15,43 @@ namespace dsmoe {
 
 struct RunConfig {
   // --- what to train ---
-  std::string model = "tiny";         // preset model name, a config.json, or an HF model directory to start from
-  uint64_t init_seed = 0;             // initialisation seed for a fresh model
-  std::string data = "synth";         // "synth" (built-in corpus), a token file (.bin), text/JSONL files or dirs (comma-separated)
-  std::string val_data;               // token file for evaluation ("" = the prepared/val split)
-  std::string tokenizer;              // tokenizer dir for text data ("" = train one on the data, cached in the run)
-  int64_t tokenizer_vocab = 2048;     // vocabulary of a tokenizer trained on the fly
-  int64_t synth_bytes = 4000000;      // size of the built-in corpus
-  double val_fraction = 0.01;         // share of documents held out when text is prepared on the fly
-  bool sft = false;                   // data is JSONL conversations; loss only on assistant tokens
+  std::string model = "tiny";  // preset model name, a config.json, or an HF model directory to start from
+  uint64_t init_seed = 0;      // initialisation seed for a fresh model
+  std::string data =
+      "synth";            // "synth" (built-in corpus), a token file (.bin), text/JSONL files or dirs (comma-separated)
+  std::string val_data;   // token file for evaluation ("" = the prepared/val split)
+  std::string tokenizer;  // tokenizer dir for text data ("" = train one on the data, cached in the run)
+  int64_t tokenizer_vocab = 2048;  // vocabulary of a tokenizer trained on the fly
+  int64_t synth_bytes = 4000000;   // size of the built-in corpus
+  double val_fraction = 0.01;      // share of documents held out when text is prepared on the fly
+  bool sft = false;                // data is JSONL conversations; loss only on assistant tokens
   // --- optimisation ---
   int64_t seq_len = 128;
-  int64_t batch = 8;                  // sequences per micro-batch
-  int64_t grad_accum = 1;             // micro-batches per step
+  int64_t batch = 8;       // sequences per micro-batch
+  int64_t grad_accum = 1;  // micro-batches per step
   int64_t steps = 100;
-  int64_t stop_after = 0;             // stop (as if interrupted) after this step; 0 = run to the end
+  int64_t stop_after = 0;  // stop (as if interrupted) after this step; 0 = run to the end
   double lr = 1e-3;
   int64_t warmup = 0;
-  std::string schedule = "multistep"; // constant | multistep | cosine
+  std::string schedule = "multistep";  // constant | multistep | cosine
   double weight_decay = 0.1;
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;
   double grad_clip = 1.0;
-  bool shuffle = true;                // false: step s uses windows s*B.. in order (--no-shuffle)
-  uint64_t seed = 0;                  // data order
+  bool shuffle = true;  // false: step s uses windows s*B.. in order (--no-shuffle)
+  uint64_t seed = 0;    // data order
   bool freeze_router = false;
   double aux_loss_alpha = -1;         // override of the model's alpha1 (-1 = keep)
   double device_aux_loss_alpha = -1;  // override of alpha2 (-1 = keep)
   // --- cadence and output ---
-  int64_t threads = 0;                // 0 = all cores
+  int64_t threads = 0;  // 0 = all cores
   int64_t log_every = 1;
-  int64_t eval_every = 0;             // 0 = only at the end
+  int64_t eval_every = 0;  // 0 = only at the end
   int64_t eval_batches = 8;
-  int64_t checkpoint_every = 0;       // 0 = only at the end (with a run directory)
-  int64_t keep = 2;                   // checkpoints kept
-  std::string out;                    // also save the final model as an HF directory here
+  int64_t checkpoint_every = 0;  // 0 = only at the end (with a run directory)
+  int64_t keep = 2;              // checkpoints kept
+  std::string out;               // also save the final model as an HF directory here
   std::string save_dtype = "f32";
 
   template <typename Visitor>
@@ -107,6 +108,6 @@ std::string run_config_help();
 // names (model/presets.h, re-exported here with model_preset_exists / model_preset_config) give their models
 // (vocab_size is taken from the tokenizer when one is trained on the fly).
 const std::vector<std::string>& run_preset_names();
-nlohmann::json run_preset(const std::string& name);          // run fields (throws for unknown names)
+nlohmann::json run_preset(const std::string& name);  // run fields (throws for unknown names)
 
 }  // namespace dsmoe

@@ -37,11 +37,11 @@ struct SftExample {
 
 struct SftLoadStats {
   int64_t conversations = 0;
-  int64_t tokens = 0;             // all tokens of all examples
-  int64_t trained_tokens = 0;     // tokens with mask 1
-  int64_t boundary_tokens = 0;    // tokens straddling an assistant span boundary (left untrained, see the rule)
-  int64_t with_system = 0;        // conversations with a system message (DeepSeekMoE chat was trained without)
-  int64_t blank_lines = 0;        // skipped
+  int64_t tokens = 0;           // all tokens of all examples
+  int64_t trained_tokens = 0;   // tokens with mask 1
+  int64_t boundary_tokens = 0;  // tokens straddling an assistant span boundary (left untrained, see the rule)
+  int64_t with_system = 0;      // conversations with a system message (DeepSeekMoE chat was trained without)
+  int64_t blank_lines = 0;      // skipped
 };
 
 // One conversation -> ids + mask, by the rule above. `where` prefixes error messages (e.g. "data.jsonl:7").
@@ -63,9 +63,9 @@ std::vector<SftExample> sft_load(const std::string& jsonl_path, const text::Toke
 struct SftBatch {
   std::vector<int32_t> inputs, targets;  // [B*S] each
   int64_t B = 0, S = 0;
-  int64_t trained_tokens = 0;            // targets != -1
-  int64_t truncated = 0;                 // examples longer than S+1 tokens
-  int64_t truncated_trained = 0;         // trained tokens cut off by truncation
+  int64_t trained_tokens = 0;     // targets != -1
+  int64_t truncated = 0;          // examples longer than S+1 tokens
+  int64_t truncated_trained = 0;  // trained tokens cut off by truncation
 };
 
 SftBatch sft_batch(const std::vector<SftExample>& examples, const std::vector<int64_t>& indices, int64_t S,

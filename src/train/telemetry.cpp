@@ -40,10 +40,14 @@ double MoeLayerStats::dropped_pct() const {
 }
 
 nlohmann::json MoeLayerStats::to_json(int64_t step) const {
-  return {{"type", "moe"},          {"step", step},
-          {"layer", layer},         {"tokens_per_expert", tokens_per_expert},
-          {"max_vio", max_vio()},   {"dead_experts", dead_experts()},
-          {"router_entropy", router_entropy()}, {"dropped_pct", dropped_pct()}};
+  return {{"type", "moe"},
+          {"step", step},
+          {"layer", layer},
+          {"tokens_per_expert", tokens_per_expert},
+          {"max_vio", max_vio()},
+          {"dead_experts", dead_experts()},
+          {"router_entropy", router_entropy()},
+          {"dropped_pct", dropped_pct()}};
 }
 
 std::vector<MoeLayerStats> moe_stats_init(const ModelConfig& c) {

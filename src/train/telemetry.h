@@ -16,11 +16,11 @@ struct MoeLayerStats {
   int64_t dropped = 0;                     // assignments dropped by capacity
   double entropy_sum = 0.0;                // sum over tokens of the router distribution's entropy (nats)
 
-  void add(const MoeActs& acts);           // accumulate one forward pass of this layer
-  double max_vio() const;                  // (max - mean) / mean of tokens_per_expert
-  int64_t dead_experts() const;            // experts that received no token
-  double router_entropy() const;           // mean entropy per token
-  double dropped_pct() const;              // dropped / (tokens * k) * 100
+  void add(const MoeActs& acts);               // accumulate one forward pass of this layer
+  double max_vio() const;                      // (max - mean) / mean of tokens_per_expert
+  int64_t dead_experts() const;                // experts that received no token
+  double router_entropy() const;               // mean entropy per token
+  double dropped_pct() const;                  // dropped / (tokens * k) * 100
   nlohmann::json to_json(int64_t step) const;  // a {"type": "moe", ...} metrics record
 };
 
