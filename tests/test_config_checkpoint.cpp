@@ -8,6 +8,7 @@
 #include "check.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
+#include "model/presets.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -29,6 +30,14 @@ json config_16b() {
     "eos_token_id": 100001, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
     "transformers_version": "4.36.0", "use_cache": true,
     "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekConfig"}})");
+}
+
+// The file above is the released config as HF ships it (extra keys included); the presets hold it once, and the
+// two must agree.
+TEST(Config, The16BPresetsAreTheReleasedConfig) {
+  const ModelConfig released = config_from_json(config_16b(), "16b");
+  EXPECT_EQ(model_preset("deepseek-moe-16b-base"), released);
+  EXPECT_EQ(model_preset("deepseek-moe-16b-chat"), released);
 }
 
 std::string error_of(const json& j) {

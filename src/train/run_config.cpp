@@ -191,12 +191,20 @@ std::string run_config_help() {
 }
 
 const std::vector<std::string>& run_preset_names() {
-  static const std::vector<std::string> names = {"tiny", "demo", "bench-train-s", "deepseek-moe-16b"};
+  // The table's keys, smallest run first (a json object iterates its keys sorted).
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const auto& [key, run] : presets().items()) n.push_back(key);
+    std::sort(n.begin(), n.end(), [](const std::string& a, const std::string& b) {
+      return model_preset(a).n_params() < model_preset(b).n_params();
+    });
+    return n;
+  }();
   return names;
 }
 
 json run_preset(const std::string& name) {
-  check(presets().contains(name), "unknown preset '{}' (presets: tiny, demo, bench-train-s, deepseek-moe-16b)", name);
+  check(presets().contains(name), "unknown preset '{}' (presets: {})", name, fmt::join(run_preset_names(), ", "));
   return presets().at(name);
 }
 
