@@ -39,6 +39,10 @@ fi
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then
+    if ! command -v sudo > /dev/null; then
+      echo "start.sh: missing Debian packages (${missing[*]}); run this as root or install sudo" >&2
+      exit 1
+    fi
     sudo="sudo"
     echo "start.sh: installing with sudo apt-get (you may be asked for your password): ${missing[*]}"
   else
