@@ -562,10 +562,17 @@ def filters():
         "{{ 'ab' | int(1, 2) }}", "{{ [1] | select('odd', 3) | list }}", "{{ [1] | select(test='odd') | list }}",
         "{{ 'x' | replace(1, 'a') }}", "{{ 'x' | trim(chars=1) }}", "{{ [1] | map() | list }}",
     ], v)
-    group("unsupported_filter_args")
-    case("{{ 'ü' | tojson(ensure_ascii=true) }}", unsupported="tojson(ensure_ascii=true) is not implemented")
-    case("{{ [1, 2] | tojson(separators=(',', ':')) }}", unsupported="tojson(separators=...) is not implemented")
-    case("{{ 'aaa' | replace('', '-') }}", unsupported="replace() with an empty search string is not implemented")
+    group("tojson_options_and_empty_replace")
+    cases([
+        "{{ 'ü€😀\x7f\x01' | tojson(ensure_ascii=true) }}", "{{ {'ké': ['ü']} | tojson(ensure_ascii=true) }}",
+        "{{ [1, 2] | tojson(separators=(',', ':')) }}", "{{ {'a': 1, 'b': [1, 2]} | tojson(separators=(';', '=')) }}",
+        "{{ {'a': 1, 'b': [1, 2]} | tojson(indent=2, separators=(',', ' -> ')) }}",
+        "{{ {'b': 1, 'a': 2} | tojson(sort_keys=true, separators=[',', ':']) }}",
+        "{{ [1] | tojson(separators=(',',)) }}", "{{ [1] | tojson(separators=(1, 2)) }}",
+        "{{ 'aaa' | replace('', '-') }}", "{{ 'aaa' | replace('', '-', 2) }}", "{{ 'aaa' | replace('', '-', 0) }}",
+        "{{ '' | replace('', '-') }}", "{{ 'äö😀' | replace('', '|') }}", "{{ 'ab'.replace('', '.') }}",
+        "{{ 'ab'.replace('', '.', 1) }}",
+    ], {})
 
 
 def tests():

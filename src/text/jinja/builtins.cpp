@@ -260,11 +260,19 @@ const std::unordered_map<std::string, FilterFn>& filters() {
       {"tojson",
        [](V v, A a) {
          const auto p = bind(a, "tojson", {"ensure_ascii", "indent", "separators", "sort_keys"});
-         if (truthy(p[0])) eval_fail("tojson(ensure_ascii=true) is not supported");
-         if (given(p[2]) && p[2].kind != Kind::None) eval_fail("tojson(separators=...) is not supported");
-         const int indent = given(p[1]) && p[1].kind != Kind::None ? static_cast<int>(as_int(p[1])) : -1;
+         JsonStyle style;
+         style.ensure_ascii = truthy(p[0]);
+         style.indent = given(p[1]) && p[1].kind != Kind::None ? static_cast<int>(as_int(p[1])) : -1;
+         if (given(p[2]) && p[2].kind != Kind::None) {  // (item_separator, key_separator), as json.dumps unpacks it
+           const List seps = p[2].kind == Kind::List ? *p[2].list : List{};
+           if (seps.size() != 2 || seps[0].kind != Kind::String || seps[1].kind != Kind::String)
+             eval_fail("tojson: separators must be a pair of strings (item, key), got {}", repr(p[2]));
+           style.item_separator = seps[0].s;
+           style.key_separator = seps[1].s;
+         }
+         style.sort_keys = truthy(p[3]);
          std::string out;
-         to_json(out, v, indent, truthy(p[3]), 0);
+         to_json(out, v, style);
          return string(std::move(out));
        }},
       {"map",

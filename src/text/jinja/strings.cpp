@@ -209,8 +209,20 @@ List split(const std::string& s, const Value& sep, const Value& maxsplit) {
 }
 
 std::string replace(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
-  if (from.empty()) eval_fail("replace: empty search string is not supported");
   std::string out;
+  if (from.empty()) {  // Python inserts `to` at every code-point boundary, the first `count` of them
+    for (size_t i = 0;;) {
+      if (count != 0) {
+        out += to;
+        if (count > 0) --count;
+      }
+      if (i == s.size()) return out;
+      size_t next = i + 1;
+      while (next < s.size() && (static_cast<unsigned char>(s[next]) & 0xC0) == 0x80) ++next;
+      out.append(s, i, next - i);
+      i = next;
+    }
+  }
   size_t start = 0;
   for (size_t p; count != 0 && (p = s.find(from, start)) != std::string::npos; start = p + from.size(), --count)
     out += s.substr(start, p - start) + to;

@@ -15,7 +15,7 @@ namespace dsmoe::text::jinja {
 std::string strip(const std::string& s, const Value& chars, bool left, bool right);
 // str.split(sep, maxsplit): sep undefined or none splits on runs of whitespace.
 List split(const std::string& s, const Value& sep, const Value& maxsplit);
-// str.replace(from, to, count); count < 0: all. An empty `from` is an error (not supported).
+// str.replace(from, to, count); count < 0: all. An empty `from` inserts `to` at each code-point boundary, as Python.
 std::string replace(const std::string& s, const std::string& from, const std::string& to, int64_t count);
 // The items printed (str()) and joined by `sep`.
 std::string join(const List& items, const std::string& sep);

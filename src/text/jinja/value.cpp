@@ -250,10 +250,11 @@ std::string repr(const Value& v) {
   return to_str(v);
 }
 
-// json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=sort_keys): what HF's `tojson` filter does.
-void json_string(std::string& out, const std::string& s) {
+// json.dumps(value, ensure_ascii=..., indent=..., separators=..., sort_keys=...): what HF's `tojson` filter does.
+void json_string(std::string& out, const std::string& s, bool ensure_ascii) {
   out += '"';
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -263,20 +264,36 @@ void json_string(std::string& out, const std::string& s) {
       case '\b': out += "\\b"; break;
       case '\f': out += "\\f"; break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20)
+        if (static_cast<unsigned char>(c) < 0x20 || (ensure_ascii && c == 0x7F)) {  // ensure_ascii: DEL too, as Python
           out += fmt::format("\\u{:04x}", c);
-        else
+        } else if (ensure_ascii && static_cast<unsigned char>(c) >= 0x80) {
+          // One UTF-8 sequence -> its code point, written as Python writes it: \uXXXX, a surrogate pair above U+FFFF.
+          const unsigned char lead = static_cast<unsigned char>(c);
+          const int extra = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : 1;
+          uint32_t cp = lead & (0x3F >> extra);
+          for (int k = 0; k < extra && i + 1 < s.size(); ++k)
+            cp = (cp << 6) | (static_cast<unsigned char>(s[++i]) & 0x3F);
+          if (cp >= 0x10000) {
+            cp -= 0x10000;
+            out += fmt::format("\\u{:04x}\\u{:04x}", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
+          } else {
+            out += fmt::format("\\u{:04x}", cp);
+          }
+        } else {
           out += c;
+        }
     }
   }
   out += '"';
 }
 
-void to_json(std::string& out, const Value& v, int indent, bool sort_keys, int depth) {
+void to_json(std::string& out, const Value& v, const JsonStyle& style, int depth) {
+  const int indent = style.indent;
   const auto newline = [&](int d) {
     if (indent >= 0) out += '\n' + std::string(static_cast<size_t>(indent * d), ' ');
   };
-  const char* comma = indent >= 0 ? "," : ", ";
+  const std::string comma = style.item_separator.value_or(indent >= 0 ? "," : ", ");
+  const std::string colon = style.key_separator.value_or(": ");
   switch (v.kind) {
     case Kind::Undefined: undefined_fail(v);
     case Kind::None: out += "null"; return;
@@ -285,7 +302,7 @@ void to_json(std::string& out, const Value& v, int indent, bool sort_keys, int d
     case Kind::Float:
       out += std::isfinite(v.f) ? float_repr(v.f) : std::isnan(v.f) ? "NaN" : v.f > 0 ? "Infinity" : "-Infinity";
       return;
-    case Kind::String: json_string(out, v.s); return;
+    case Kind::String: json_string(out, v.s, style.ensure_ascii); return;
     case Kind::Function: eval_fail("cannot convert a function to JSON");
     case Kind::List:
       if (v.list->empty()) return void(out += "[]");
@@ -293,7 +310,7 @@ void to_json(std::string& out, const Value& v, int indent, bool sort_keys, int d
       for (size_t k = 0; k < v.list->size(); ++k) {
         if (k) out += comma;
         newline(depth + 1);
-        to_json(out, (*v.list)[k], indent, sort_keys, depth + 1);
+        to_json(out, (*v.list)[k], style, depth + 1);
       }
       newline(depth);
       out += ']';
@@ -303,14 +320,15 @@ void to_json(std::string& out, const Value& v, int indent, bool sort_keys, int d
       if (v.dict->empty()) return void(out += "{}");
       std::vector<const std::pair<std::string, Value>*> items;
       for (const auto& kv : *v.dict) items.push_back(&kv);
-      if (sort_keys) std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return a->first < b->first; });
+      if (style.sort_keys)
+        std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return a->first < b->first; });
       out += '{';
       for (size_t k = 0; k < items.size(); ++k) {
         if (k) out += comma;
         newline(depth + 1);
-        json_string(out, items[k]->first);
-        out += ": ";
-        to_json(out, items[k]->second, indent, sort_keys, depth + 1);
+        json_string(out, items[k]->first, style.ensure_ascii);
+        out += colon;
+        to_json(out, items[k]->second, style, depth + 1);
       }
       newline(depth);
       out += '}';

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -113,9 +114,16 @@ std::string to_str(const Value& v);
 std::string string_repr(const std::string& s);
 // Python's repr(), used when a list or dict is printed.
 std::string repr(const Value& v);
-// json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=sort_keys): what HF's `tojson` filter does.
-void json_string(std::string& out, const std::string& s);
-void to_json(std::string& out, const Value& v, int indent, bool sort_keys, int depth);
+// json.dumps options, as HF's `tojson` filter passes them: indent < 0 is None; the separators default to Python's
+// (", ", ": ") without indent and (",", ": ") with it.
+struct JsonStyle {
+  int indent = -1;
+  bool sort_keys = false;
+  bool ensure_ascii = false;  // non-ASCII code points as \uXXXX (surrogate pairs above U+FFFF)
+  std::optional<std::string> item_separator, key_separator;
+};
+void json_string(std::string& out, const std::string& s, bool ensure_ascii = false);
+void to_json(std::string& out, const Value& v, const JsonStyle& style, int depth = 0);
 // Works for nlohmann::json (keys sorted) and nlohmann::ordered_json (keys in document order, as Python keeps them;
 // this matters to templates that print tools with tojson). Instantiated for those two in value.cpp.
 template <typename Json>
