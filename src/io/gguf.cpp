@@ -43,30 +43,22 @@ const char* gguf_type_name(GgufType t) {
   return "?";
 }
 
-GgufValue GgufValue::u16(uint16_t v) {
+namespace {
+// A scalar integer value of type t (every GGUF integer type is held in the int64 field).
+GgufValue int_value(GgufType t, int64_t v) {
   GgufValue x;
-  x.type = GgufType::UINT16;
+  x.type = t;
   x.i = v;
   return x;
 }
-GgufValue GgufValue::u32(uint32_t v) {
-  GgufValue x;
-  x.type = GgufType::UINT32;
-  x.i = v;
-  return x;
-}
-GgufValue GgufValue::i32(int32_t v) {
-  GgufValue x;
-  x.type = GgufType::INT32;
-  x.i = v;
-  return x;
-}
+}  // namespace
+
+GgufValue GgufValue::u16(uint16_t v) { return int_value(GgufType::UINT16, v); }
+GgufValue GgufValue::u32(uint32_t v) { return int_value(GgufType::UINT32, v); }
+GgufValue GgufValue::i32(int32_t v) { return int_value(GgufType::INT32, v); }
 GgufValue GgufValue::u64(uint64_t v) {
   check(v <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), "GGUF u64 value {} too large", v);
-  GgufValue x;
-  x.type = GgufType::UINT64;
-  x.i = static_cast<int64_t>(v);
-  return x;
+  return int_value(GgufType::UINT64, static_cast<int64_t>(v));
 }
 GgufValue GgufValue::f32(float v) {
   GgufValue x;
@@ -75,10 +67,8 @@ GgufValue GgufValue::f32(float v) {
   return x;
 }
 GgufValue GgufValue::boolean(bool v) {
-  GgufValue x;
-  x.type = GgufType::BOOL;
+  GgufValue x = int_value(GgufType::BOOL, v);
   x.b = v;
-  x.i = v;
   return x;
 }
 GgufValue GgufValue::str(std::string v) {
